@@ -1,0 +1,40 @@
+# One command per habit; the README and CI call these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODELS ?= models
+DEFAULT_MODEL ?= iris
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install serve train test lint typecheck pytest bench clean
+
+$(BIN)/tabserve: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/tabserve  ## create the virtualenv with the package and dev tools
+
+train: install  ## train the default model (a new version each time)
+	$(BIN)/tabserve train --dataset iris --model random_forest --name $(DEFAULT_MODEL) --models-dir $(MODELS)
+
+serve: install  ## train the default model if none exists, then serve everything under models/
+	@if [ -z "$$(ls -A $(MODELS) 2>/dev/null | grep -v '^\.')" ]; then $(MAKE) --no-print-directory train; fi
+	@echo "models are in $(MODELS)/; the HTTP server lands with the serving-core issue"
+
+lint: install  ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install  ## mypy strict on the packages
+	$(BIN)/mypy service training
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest  ## everything CI runs
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""tabserve: the serving layer. `create_app(settings)` is the composition root."""

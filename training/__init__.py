@@ -1,0 +1,17 @@
+"""Training and the model artifact format; never imports the service."""
+
+from training.artifact import LoadedArtifact, load_artifact, read_manifest, save_artifact
+from training.errors import ArtifactError, TrainingError, VersionExistsError
+from training.manifest import Feature, Manifest
+
+__all__ = [
+    "ArtifactError",
+    "Feature",
+    "LoadedArtifact",
+    "Manifest",
+    "TrainingError",
+    "VersionExistsError",
+    "load_artifact",
+    "read_manifest",
+    "save_artifact",
+]

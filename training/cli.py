@@ -1,0 +1,110 @@
+"""`python -m training` and `tabserve train`: one command from data to a served artifact."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
+from training.errors import ArtifactError, TrainingError
+from training.estimators import ESTIMATORS, parse_params
+from training.evaluate import format_table
+from training.pipeline import TrainRequest, train
+from training.progress import Progress
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The train command's options (shared by both entry points)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help=f"a bundled dataset: {', '.join(BUNDLED_DATASETS)}")
+    source.add_argument("--csv", type=Path, help="a CSV file with a header row")
+    parser.add_argument("--target", help="with --csv: the column to predict")
+    parser.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        help="with --csv: override the task inferred from the target column",
+    )
+    parser.add_argument(
+        "--categorical",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="with --csv: treat COLUMN as categories (repeatable)",
+    )
+    parser.add_argument(
+        "--numeric",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="with --csv: treat COLUMN as numbers; non-numeric values are an error (repeatable)",
+    )
+    parser.add_argument("--model", required=True, help=f"the estimator: {', '.join(ESTIMATORS)}")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an estimator hyperparameter, e.g. --param max_depth=8 (repeatable)",
+    )
+    parser.add_argument("--name", help="model name (default: the dataset or CSV file name)")
+    parser.add_argument("--version", type=int, help="version number (default: the next free one)")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-size", type=float, default=0.2)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and export; print the metrics table. Returns the exit status."""
+    progress = Progress(total=5, quiet=args.quiet)
+    try:
+        with progress.step("loading data"):
+            dataset = _dataset(args)
+        result = train(
+            TrainRequest(
+                dataset=dataset,
+                model=args.model,
+                models_dir=args.models_dir,
+                name=args.name or dataset.name,
+                params=parse_params(args.param),
+                seed=args.seed,
+                test_size=args.test_size,
+                version=args.version,
+            ),
+            progress,
+        )
+    except (TrainingError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    manifest = result.manifest
+    folder = args.models_dir / manifest.name / str(manifest.version)
+    print(f"model {manifest.name} version {manifest.version} ({manifest.estimator.class_name})")
+    print(format_table(manifest.metrics))
+    print(f"saved to {folder} (sha256 {manifest.artifact.sha256[:12]}...)")
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> Dataset:
+    if args.dataset:
+        if args.target or args.categorical or args.numeric:
+            raise TrainingError("--target, --categorical and --numeric go with --csv only")
+        return load_bundled(args.dataset)
+    if not args.target:
+        raise TrainingError("--csv needs --target COLUMN: the column to predict")
+    return load_csv(
+        args.csv,
+        args.target,
+        task=args.task,
+        categorical=frozenset(args.categorical),
+        numeric=frozenset(args.numeric),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m training`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description="Train a model and export a versioned artifact."
+    )
+    add_train_arguments(parser)
+    return run_train(parser.parse_args(argv))

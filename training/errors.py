@@ -1,0 +1,13 @@
+"""Errors the training package raises; each message names what was wrong and where."""
+
+
+class TrainingError(Exception):
+    """Bad input to training: unknown dataset, unreadable or unusable data."""
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be written or trusted (missing, corrupt, tampered, incompatible)."""
+
+
+class VersionExistsError(ArtifactError):
+    """An export would overwrite a version that already exists."""

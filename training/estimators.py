@@ -1,0 +1,184 @@
+"""Estimators the training CLI offers, wrapped in the pipeline that gets exported.
+
+The exported object is always a scikit-learn `Pipeline` whose input is the raw
+feature matrix (see `training.datasets`): categorical encoding and, where the data
+has gaps, imputation live inside it, so the service passes raw values through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from training.datasets import Dataset
+from training.errors import TrainingError
+from training.manifest import Task
+
+ParamValue = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One choice of `--model`: its classes per task and defaults."""
+
+    classifier: type[BaseEstimator] | None
+    regressor: type[BaseEstimator] | None
+    defaults: dict[str, ParamValue]
+    handles_missing: bool = False
+    wants_scaling: bool = False
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    "logistic_regression": EstimatorSpec(
+        LogisticRegression, None, {"max_iter": 1000}, wants_scaling=True
+    ),
+    "ridge": EstimatorSpec(None, Ridge, {}, wants_scaling=True),
+    "random_forest": EstimatorSpec(
+        RandomForestClassifier, RandomForestRegressor, {"n_estimators": 100, "n_jobs": 1}
+    ),
+    "hist_gradient_boosting": EstimatorSpec(
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        {"max_iter": 100},
+        handles_missing=True,
+    ),
+}
+MISSING_CATEGORY = "__missing__"
+
+
+def estimator_class(kind: str, task: Task) -> type[BaseEstimator]:
+    """The estimator class for `--model kind` on `task`, or a TrainingError saying why not."""
+    if kind not in ESTIMATORS:
+        raise TrainingError(f"unknown model {kind!r}; expected one of: {', '.join(ESTIMATORS)}")
+    cls = _class_for(ESTIMATORS[kind], task)
+    if cls is None:
+        fitting = [k for k, spec in ESTIMATORS.items() if _class_for(spec, task)]
+        raise TrainingError(
+            f"model {kind!r} does not do {task}; for {task} choose one of: {', '.join(fitting)}"
+        )
+    return cls
+
+
+def _class_for(spec: EstimatorSpec, task: Task) -> type[BaseEstimator] | None:
+    return spec.classifier if task == "classification" else spec.regressor
+
+
+def parse_params(pairs: list[str]) -> dict[str, ParamValue]:
+    """`["max_depth=8", "criterion=entropy"]` -> typed values (int, float, bool, None, str)."""
+    params: dict[str, ParamValue] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"hyperparameter {pair!r} is not KEY=VALUE")
+        params[key.strip()] = _typed(raw.strip())
+    return params
+
+
+def _typed(raw: str) -> ParamValue:
+    lowered = raw.lower()
+    if lowered in {"none", "null"}:
+        return None
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+@dataclass(frozen=True)
+class BuiltPipeline:
+    """The unfitted pipeline with what the manifest records about it."""
+
+    pipeline: Pipeline
+    params: dict[str, ParamValue]
+    supports_missing: bool
+
+
+def build_pipeline(
+    kind: str, dataset: Dataset, params: dict[str, ParamValue], seed: int
+) -> BuiltPipeline:
+    """The pipeline for `kind` on `dataset`, hyperparameters checked against the estimator."""
+    cls = estimator_class(kind, dataset.task)
+    spec = ESTIMATORS[kind]
+    merged: dict[str, Any] = {**spec.defaults, **params}
+    accepted = cls().get_params()
+    unknown = sorted(set(merged) - set(accepted))
+    if unknown:
+        raise TrainingError(
+            f"{cls.__name__} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(sorted(accepted))}"
+        )
+    if "random_state" in accepted and "random_state" not in params:
+        merged["random_state"] = seed
+    try:
+        estimator = cls(**merged)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"{cls.__name__}: {exc}") from exc
+    impute = not spec.handles_missing and dataset.has_missing()
+    steps: list[tuple[str, Any]] = []
+    prep = _preprocessor(dataset, impute=impute, scale=spec.wants_scaling)
+    if prep is not None:
+        steps.append(("prepare", prep))
+    steps.append(("model", estimator))
+    return BuiltPipeline(
+        pipeline=Pipeline(steps),
+        params={k: _plain(v) for k, v in sorted(estimator.get_params().items())},
+        supports_missing=spec.handles_missing or impute,
+    )
+
+
+def _preprocessor(dataset: Dataset, *, impute: bool, scale: bool) -> Any:
+    numeric = [i for i, c in enumerate(dataset.columns) if c.type == "number"]
+    categorical = [i for i, c in enumerate(dataset.columns) if c.type == "category"]
+    numeric_steps: list[tuple[str, Any]] = []
+    if impute:
+        numeric_steps.append(("impute", SimpleImputer(strategy="median")))
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    if not categorical:
+        return Pipeline(numeric_steps) if numeric_steps else None
+    category_pipeline = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(
+                    missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY
+                ),
+            ),
+            (
+                "encode",
+                OneHotEncoder(
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                    dtype=float,
+                ),
+            ),
+        ]
+    )
+    numeric_part: Any = Pipeline(numeric_steps) if numeric_steps else "passthrough"
+    return ColumnTransformer(
+        [("number", numeric_part, numeric), ("category", category_pipeline, categorical)],
+        sparse_threshold=0.0,
+    )
+
+
+def _plain(value: Any) -> ParamValue:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)

@@ -1,0 +1,185 @@
+"""The artifact manifest: what a served model promises about itself.
+
+`model.json` sits beside `model.joblib` in every version folder. It is the single
+source of truth the service reads to build request schemas, validate inputs,
+warm models up and compute drift, so it is validated on write and on read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "model.json"
+
+Task = Literal["classification", "regression"]
+ClassLabel = str | int
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Histogram(_Strict):
+    """Counts of training values per bin; the drift reference for a numeric feature.
+
+    `edges` are the interior cut points (the training deciles, de-duplicated), so
+    there are `len(edges) + 1` bins: `(-inf, e0)`, `[e0, e1)`, ..., `[e_last, inf)`.
+    A value's bin is `numpy.searchsorted(edges, value, side="right")`.
+    """
+
+    edges: list[float]
+    counts: list[int]
+
+    @model_validator(mode="after")
+    def _bins_match_edges(self) -> Histogram:
+        if len(self.counts) != len(self.edges) + 1:
+            raise ValueError(
+                f"histogram has {len(self.edges)} edges, so it needs {len(self.edges) + 1} "
+                f"counts, got {len(self.counts)}"
+            )
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError("histogram edges must be strictly increasing")
+        return self
+
+
+class NumericStats(_Strict):
+    """Training statistics of a numeric feature (missing values excluded)."""
+
+    kind: Literal["number"] = "number"
+    count: int = Field(ge=0, description="Rows with a value.")
+    missing: int = Field(ge=0, description="Rows without a value (NaN).")
+    min: float
+    max: float
+    mean: float
+    std: float
+    quantiles: dict[str, float] = Field(description="Keys p01, p05, p25, p50, p75, p95, p99.")
+    histogram: Histogram
+
+
+class CategoryStats(_Strict):
+    """Training statistics of a categorical feature."""
+
+    kind: Literal["category"] = "category"
+    count: int = Field(ge=0)
+    missing: int = Field(ge=0)
+    categories: list[str] = Field(description="Every category seen in training, sorted.")
+    frequencies: list[int] = Field(description="Rows per category, in `categories` order.")
+
+    @model_validator(mode="after")
+    def _one_frequency_per_category(self) -> CategoryStats:
+        if len(self.categories) != len(self.frequencies):
+            raise ValueError("categories and frequencies must have the same length")
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories must be unique")
+        return self
+
+
+FeatureStats = Annotated[NumericStats | CategoryStats, Field(discriminator="kind")]
+
+
+class Feature(_Strict):
+    """One input column, in the order the estimator expects."""
+
+    name: str = Field(min_length=1)
+    type: Literal["number", "category"]
+    stats: FeatureStats
+
+    @model_validator(mode="after")
+    def _stats_match_type(self) -> Feature:
+        if self.stats.kind != self.type:
+            raise ValueError(
+                f"feature {self.name!r} is a {self.type} but has {self.stats.kind} stats"
+            )
+        return self
+
+
+class TargetInfo(_Strict):
+    """What the model predicts."""
+
+    name: str
+    classes: list[ClassLabel] | None = Field(
+        default=None, description="Class labels in the order of `predict_proba` columns."
+    )
+    distribution: list[int] | None = Field(
+        default=None, description="Training rows per class, in `classes` order."
+    )
+    histogram: Histogram | None = Field(
+        default=None, description="Regression only: the training target's histogram."
+    )
+
+
+class EstimatorInfo(_Strict):
+    """How the model was built."""
+
+    kind: str = Field(description="The training CLI's name, e.g. random_forest.")
+    class_name: str = Field(description="The final estimator's class, e.g. RandomForestClassifier.")
+    params: dict[str, str | int | float | bool | None]
+    pipeline: list[str] = Field(description="Step names of the exported scikit-learn Pipeline.")
+    supports_missing: bool = Field(description="Whether inputs may hold missing values.")
+
+
+class Environment(_Strict):
+    """Library versions at training time; the loader refuses incompatible ones."""
+
+    python: str
+    numpy: str
+    scikit_learn: str
+    joblib: str
+
+
+class ArtifactFile(_Strict):
+    """The serialized estimator this manifest describes."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="A file name in the same folder.")
+    format: Literal["joblib"] = "joblib"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+
+
+class TrainingData(_Strict):
+    """Where the training data came from and how it was split."""
+
+    source: str = Field(description="sklearn:<dataset> or csv:<path>.")
+    rows: int = Field(ge=1)
+    train_rows: int = Field(ge=1)
+    test_rows: int = Field(ge=1)
+    test_size: float
+    seed: int
+    fingerprint: str = Field(description="sha256 of the canonical feature and target bytes.")
+
+
+class Manifest(_Strict):
+    """Everything the service needs to know about a model version."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    version: int = Field(ge=1)
+    created_at: datetime
+    task: Task
+    estimator: EstimatorInfo
+    features: list[Feature] = Field(min_length=1)
+    target: TargetInfo
+    metrics: dict[str, float]
+    environment: Environment
+    artifact: ArtifactFile
+    training: TrainingData
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if self.task == "classification" and not self.target.classes:
+            raise ValueError("a classification manifest needs target.classes")
+        if self.task == "regression" and self.target.classes:
+            raise ValueError("a regression manifest has no target.classes")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature names in estimator order."""
+        return [f.name for f in self.features]
