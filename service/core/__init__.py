@@ -1,0 +1,1 @@
+"""The serving core: registry, runtimes, validation, inference, metrics. No web code here."""

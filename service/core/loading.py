@@ -1,0 +1,82 @@
+"""Load model versions from the models directory: verify, build schemas, warm up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from service.core.metrics import ServiceMetrics
+from service.core.registry import ModelRegistry, ModelState, ModelVersion
+from service.core.runtime import SklearnRuntime
+from service.core.validation import FeatureSchema
+from service.settings import Settings
+from training.repository import list_models, version_path
+
+log = logging.getLogger("tabserve.models")
+
+
+def load_all(settings: Settings, metrics: ServiceMetrics, registry: ModelRegistry) -> None:
+    """Load every complete version under `settings.models_dir` into `registry`.
+
+    A version that fails is kept as FAILED with its reason; the others still serve.
+    """
+    found = list_models(settings.models_dir)
+    if not found:
+        log.warning("no models found under %s", settings.models_dir)
+    for name, versions in found.items():
+        for version in versions:
+            path = version_path(settings.models_dir, name, version)
+            registry.add(load_version(path, name, version, settings, metrics))
+
+
+def load_version(
+    path: Path, name: str, version: int, settings: Settings, metrics: ServiceMetrics
+) -> ModelVersion:
+    """Load, verify and warm up one version; never raises, a failure is its state."""
+    runtime = SklearnRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
+    model = ModelVersion(name=name, version=version, path=path, runtime=runtime)
+    started = time.perf_counter()
+    try:
+        manifest = runtime.load()
+        if (manifest.name, manifest.version) != (name, version):
+            raise ValueError(
+                f"manifest says {manifest.name!r} version {manifest.version}, "
+                f"but it lies in {name}/{version}"
+            )
+        schema = FeatureSchema(
+            manifest,
+            max_rows=settings.max_rows,
+            reject_out_of_range=settings.reject_out_of_range,
+        )
+        runtime.predict(schema.example_batch().features)
+    except Exception as exc:
+        model.state = ModelState.FAILED
+        model.error = str(exc)
+        metrics.model_load_failures.labels(name).inc()
+        log.error("model %s version %s failed to load: %s", name, version, exc)
+        runtime.unload()
+        return model
+    model.load_seconds = time.perf_counter() - started
+    model.manifest = manifest
+    model.schema = schema
+    classes = [str(c) for c in manifest.target.classes or []]
+    model.metrics = metrics.for_model(name, version, classes, manifest.feature_names)
+    model.state = ModelState.READY
+    metrics.model_load_seconds.labels(name, str(version)).set(model.load_seconds)
+    metrics.model_info.labels(
+        name,
+        str(version),
+        manifest.artifact.sha256,
+        manifest.environment.scikit_learn,
+        runtime.engine,
+    ).set(1)
+    log.info(
+        "model %s version %s ready (%s, %s, %.2fs)",
+        name,
+        version,
+        manifest.estimator.class_name,
+        runtime.engine,
+        model.load_seconds,
+    )
+    return model

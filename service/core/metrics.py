@@ -1,0 +1,183 @@
+"""Prometheus metrics owned by one app instance.
+
+Nothing is registered at import time: `ServiceMetrics()` builds its own registry.
+When `PROMETHEUS_MULTIPROC_DIR` is set (several worker processes), values go to
+per-process files and `render()` sums them, so every scrape sees the totals.
+Hot paths bind label children once per model version (`ModelMetrics`) instead of
+calling `labels()` per request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess metrics folder when several workers share metrics, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@dataclass
+class ModelMetrics:
+    """Series of one model version, bound once so the hot path only increments."""
+
+    inference_seconds: Histogram
+    rows: Counter
+    rows_per_call: Histogram
+    predictions: dict[str, Counter] = field(default_factory=dict)
+    out_of_range: list[Counter] = field(default_factory=list)
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """One inference call of `rows` rows that took `seconds`."""
+        self.inference_seconds.observe(seconds)
+        self.rows.inc(rows)
+        self.rows_per_call.observe(rows)
+
+    def count_classes(self, counts: npt.NDArray[np.intp]) -> None:
+        """Predictions per class, `counts[i]` for the i-th class label."""
+        for counter, count in zip(self.predictions.values(), counts.tolist(), strict=True):
+            if count:
+                counter.inc(count)
+
+    def count_out_of_range(self, counts: npt.NDArray[np.intp]) -> None:
+        """Values outside the training range, `counts[i]` for the i-th feature."""
+        for index in np.flatnonzero(counts).tolist():
+            self.out_of_range[index].inc(int(counts[index]))
+
+
+class ServiceMetrics:
+    """Every metric the service exports, registered on an app-owned registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.http_requests = Counter(
+            "tabserve_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=reg,
+        )
+        self.http_latency = Histogram(
+            "tabserve_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.http_in_flight = Gauge(
+            "tabserve_http_requests_in_flight",
+            "HTTP requests being handled now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.inference_seconds = Histogram(
+            "tabserve_inference_duration_seconds",
+            "Time of one model call (the predict work itself), by model and version.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.rows = Counter(
+            "tabserve_inference_rows",
+            "Rows predicted, by model and version.",
+            ["model", "version"],
+            registry=reg,
+        )
+        self.rows_per_call = Histogram(
+            "tabserve_inference_batch_rows",
+            "Rows per model call, by model and version.",
+            ["model", "version"],
+            buckets=ROWS_BUCKETS,
+            registry=reg,
+        )
+        self.predictions = Counter(
+            "tabserve_predictions",
+            "Predicted labels of classifiers, by model, version and class.",
+            ["model", "version", "class"],
+            registry=reg,
+        )
+        self.model_info = Gauge(
+            "tabserve_model_info",
+            "One series per loaded model version; the value is 1 when it is ready to serve.",
+            ["model", "version", "sha256", "sklearn_version", "engine"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.model_load_seconds = Gauge(
+            "tabserve_model_load_duration_seconds",
+            "Time to load, verify and warm up a model version.",
+            ["model", "version"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.model_load_failures = Counter(
+            "tabserve_model_load_failures",
+            "Model versions that failed to load, by model.",
+            ["model"],
+            registry=reg,
+        )
+        self.validation_errors = Counter(
+            "tabserve_validation_errors",
+            "Requests refused for bad input, by model and reason.",
+            ["model", "reason"],
+            registry=reg,
+        )
+        self.out_of_range = Counter(
+            "tabserve_out_of_range_values",
+            "Input values outside the training range, by model, version and feature.",
+            ["model", "version", "feature"],
+            registry=reg,
+        )
+
+    def for_model(
+        self, name: str, version: int, classes: list[str], features: list[str]
+    ) -> ModelMetrics:
+        """Bind the per-model series for one model version."""
+        labels = (name, str(version))
+        return ModelMetrics(
+            inference_seconds=self.inference_seconds.labels(*labels),
+            rows=self.rows.labels(*labels),
+            rows_per_call=self.rows_per_call.labels(*labels),
+            predictions={c: self.predictions.labels(*labels, c) for c in classes},
+            out_of_range=[self.out_of_range.labels(*labels, f) for f in features],
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if multiprocess_dir():
+            collected = CollectorRegistry()
+            multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+            return generate_latest(collected), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,297 @@
+"""Turn client data into the exact array a model takes, or say precisely what is wrong.
+
+A `FeatureSchema` is built once per model version from its manifest. Checks are
+vectorised over the whole batch; the per-value slow path runs only for object
+(mixed-type) input or to describe a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.core.errors import InvalidInputError, Problem, TooLargeError
+from training.manifest import CategoryStats, Manifest, NumericStats
+
+MAX_PROBLEMS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedBatch:
+    """Rows ready for the model, with per-feature counts of out-of-range values."""
+
+    features: npt.NDArray[Any]
+    rows: int
+    out_of_range: npt.NDArray[np.intp]
+
+
+class FeatureSchema:
+    """A model version's inputs: names, order, types, categories and training ranges."""
+
+    def __init__(self, manifest: Manifest, *, max_rows: int, reject_out_of_range: bool) -> None:
+        self.names = manifest.feature_names
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.width = len(self.names)
+        self.max_rows = max_rows
+        self.reject_out_of_range = reject_out_of_range
+        self.supports_missing = manifest.estimator.supports_missing
+        self.numeric = [i for i, f in enumerate(manifest.features) if f.type == "number"]
+        self.categorical = [i for i, f in enumerate(manifest.features) if f.type == "category"]
+        self.all_numeric = not self.categorical
+        self.categories: dict[int, frozenset[str]] = {}
+        self.low = np.full(self.width, -np.inf)
+        self.high = np.full(self.width, np.inf)
+        self.example: list[float | str] = []
+        for i, feature in enumerate(manifest.features):
+            stats = feature.stats
+            if isinstance(stats, NumericStats):
+                self.low[i], self.high[i] = stats.min, stats.max
+                self.example.append(stats.quantiles["p50"])
+            else:
+                assert isinstance(stats, CategoryStats)
+                self.categories[i] = frozenset(stats.categories)
+                top = int(np.argmax(stats.frequencies)) if stats.frequencies else 0
+                self.example.append(stats.categories[top] if stats.categories else "")
+        self._numeric_idx = np.asarray(self.numeric, dtype=np.intp)
+
+    def example_batch(self) -> ValidatedBatch:
+        """One typical row (medians, most frequent categories): used to warm models up."""
+        return self.from_rows([self.example])
+
+    # --- entry points, one per input layout -------------------------------------------
+
+    def from_matrix(self, data: npt.NDArray[Any]) -> ValidatedBatch:
+        """A [rows, features] array in manifest order (numeric, or object for mixed types)."""
+        if data.ndim != 2 or data.shape[1] != self.width:
+            raise InvalidInputError.of(
+                "shape",
+                [
+                    Problem(
+                        "input shape",
+                        f"[rows, {self.width}] with features in the order "
+                        f"{', '.join(self.names[:8])}{', ...' if self.width > 8 else ''}",
+                        list(data.shape),
+                    )
+                ],
+            )
+        self._check_rows(data.shape[0])
+        if data.dtype == object or data.dtype.kind in "US":
+            return self._from_objects(np.asarray(data, dtype=object))
+        if data.dtype.kind not in "fiub":
+            raise InvalidInputError.of(
+                "type", [Problem("input datatype", "numbers", str(data.dtype))]
+            )
+        if not self.all_numeric:
+            column = self.categorical[0]
+            raise InvalidInputError.of(
+                "type",
+                [
+                    Problem(
+                        self.names[column],
+                        "a category as a string; send one tensor per feature (BYTES for "
+                        "categorical ones) or records by name",
+                        "a numeric tensor",
+                        index=column,
+                    )
+                ],
+            )
+        return self._finish_numeric(np.asarray(data, dtype=np.float64))
+
+    def from_columns(self, columns: Mapping[str, npt.NDArray[Any]]) -> ValidatedBatch:
+        """One 1-D array per feature, keyed by feature name."""
+        self._check_names(columns.keys())
+        lengths = {name: len(values) for name, values in columns.items()}
+        rows = next(iter(lengths.values()))
+        uneven = [n for n, length in lengths.items() if length != rows]
+        if uneven:
+            raise InvalidInputError.of(
+                "shape",
+                [
+                    Problem(n, f"{rows} values like {self.names[0]!r}", f"{lengths[n]} values")
+                    for n in uneven
+                ],
+            )
+        self._check_rows(rows)
+        if self.all_numeric and all(columns[n].dtype.kind in "fiub" for n in self.names):
+            matrix = np.empty((rows, self.width), dtype=np.float64)
+            for i, name in enumerate(self.names):
+                matrix[:, i] = columns[name]
+            return self._finish_numeric(matrix)
+        mixed = np.empty((rows, self.width), dtype=object)
+        for i, name in enumerate(self.names):
+            mixed[:, i] = columns[name]
+        return self._from_objects(mixed)
+
+    def from_records(self, records: Sequence[Mapping[str, Any]]) -> ValidatedBatch:
+        """Rows as objects keyed by feature name."""
+        self._check_rows(len(records))
+        for record in records:
+            self._check_names(record.keys())
+        return self._from_objects(
+            np.asarray([[r[n] for n in self.names] for r in records], dtype=object).reshape(
+                len(records), self.width
+            )
+        )
+
+    def from_rows(self, rows: Sequence[Sequence[Any]]) -> ValidatedBatch:
+        """Rows as lists in manifest order (JSON values)."""
+        self._check_rows(len(rows))
+        bad = [i for i, row in enumerate(rows) if not isinstance(row, list | tuple)]
+        bad += [i for i, row in enumerate(rows) if i not in bad and len(row) != self.width]
+        if bad:
+            got = rows[bad[0]]
+            raise InvalidInputError.of(
+                "shape",
+                [Problem(f"row {bad[0]}", f"a list of {self.width} values", got)],
+            )
+        matrix = np.empty((len(rows), self.width), dtype=object)
+        for i, row in enumerate(rows):
+            matrix[i, :] = list(row)
+        return self._from_objects(matrix)
+
+    # --- checks -------------------------------------------------------------------------
+
+    def _check_rows(self, rows: int) -> None:
+        if rows == 0:
+            raise InvalidInputError.of("shape", [Problem("rows", "at least one row", 0)])
+        if rows > self.max_rows:
+            raise TooLargeError(
+                f"request has {rows} rows; at most {self.max_rows} are allowed per request"
+            )
+
+    def _check_names(self, given: Any) -> None:
+        names = set(given)
+        missing = [n for n in self.names if n not in names]
+        unknown = sorted(names - set(self.index))
+        problems = [
+            Problem(n, "a value (the feature is required)", None, index=self.index[n])
+            for n in missing
+        ]
+        problems += [Problem("feature name", f"one of {self.names}", n) for n in unknown]
+        if problems:
+            raise InvalidInputError.of(
+                "missing_feature" if missing else "unknown_feature", problems
+            )
+
+    def _from_objects(self, data: npt.NDArray[np.object_]) -> ValidatedBatch:
+        """Check each value of a mixed-type matrix; numbers become floats."""
+        problems: list[Problem] = []
+        numbers = np.empty((data.shape[0], len(self.numeric)), dtype=np.float64)
+        for j, i in enumerate(self.numeric):
+            for row, value in enumerate(data[:, i]):
+                number = _as_number(value)
+                if number is None:
+                    problems.append(Problem(self.names[i], "a number", value, index=i, row=row))
+                else:
+                    numbers[row, j] = number
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+        for i in self.categorical:
+            allowed = self.categories[i]
+            for row, value in enumerate(data[:, i]):
+                if value is None and self.supports_missing:
+                    continue
+                if not isinstance(value, str) or value not in allowed:
+                    what = "a string" if not isinstance(value, str) else "a known category"
+                    problems.append(
+                        Problem(
+                            self.names[i],
+                            f"{what}: one of {sorted(allowed)}",
+                            value,
+                            index=i,
+                            row=row,
+                        )
+                    )
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+        if problems:
+            unknown = any(isinstance(p.value, str) for p in problems if p.index in self.categories)
+            raise InvalidInputError.of("unknown_category" if unknown else "type", problems)
+        if self.all_numeric:
+            return self._finish_numeric(numbers)
+        checked = self._check_numbers(numbers, self._numeric_idx)
+        out = data.copy()
+        for j, i in enumerate(self.numeric):
+            out[:, i] = numbers[:, j]
+        return ValidatedBatch(out, data.shape[0], checked)
+
+    def _finish_numeric(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch:
+        counts = self._check_numbers(matrix, np.arange(self.width))
+        return ValidatedBatch(matrix, matrix.shape[0], counts)
+
+    def _check_numbers(
+        self, numbers: npt.NDArray[np.float64], columns: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.intp]:
+        """Finite-ness, missing values and training ranges; returns out-of-range counts."""
+        counts = np.zeros(self.width, dtype=np.intp)
+        if numbers.size == 0:
+            return counts
+        finite = np.isfinite(numbers)
+        if not finite.all():
+            missing = np.isnan(numbers)
+            infinite = ~finite & ~missing
+            if infinite.any():
+                raise InvalidInputError.of(
+                    "non_finite", self._where(numbers, infinite, columns, "a finite number")
+                )
+            if not self.supports_missing:
+                raise InvalidInputError.of(
+                    "missing_value",
+                    self._where(
+                        numbers,
+                        missing,
+                        columns,
+                        "a number (this model does not accept missing values)",
+                    ),
+                )
+        outside = (numbers < self.low[columns]) | (numbers > self.high[columns])
+        if outside.any():
+            if self.reject_out_of_range:
+                problems = self._where(numbers, outside, columns, "")
+                for k, p in enumerate(problems):
+                    i = p.index if p.index is not None else 0
+                    problems[k] = Problem(
+                        p.field,
+                        f"a value within the training range [{self.low[i]:g}, {self.high[i]:g}]",
+                        p.value,
+                        index=p.index,
+                        row=p.row,
+                    )
+                raise InvalidInputError.of("out_of_range", problems)
+            counts[columns] = outside.sum(axis=0)
+        return counts
+
+    def _where(
+        self,
+        numbers: npt.NDArray[np.float64],
+        mask: npt.NDArray[np.bool_],
+        columns: npt.NDArray[np.intp],
+        expected: str,
+    ) -> list[Problem]:
+        rows, cols = np.nonzero(mask)
+        problems = []
+        for row, col in zip(
+            rows[:MAX_PROBLEMS].tolist(), cols[:MAX_PROBLEMS].tolist(), strict=True
+        ):
+            i = int(columns[col])
+            value = float(numbers[row, col])
+            problems.append(Problem(self.names[i], expected, _json_number(value), index=i, row=row))
+        return problems
+
+
+def _as_number(value: Any) -> float | None:
+    """A JSON number (or None/NaN for missing) as float; None for anything else."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return None
+    return float(value)
+
+
+def _json_number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)

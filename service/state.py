@@ -1,0 +1,30 @@
+"""What one app instance owns, built by `create_app` and filled by its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.core.dataplane import DataPlane
+from service.core.inference import InferencePool
+from service.core.metrics import ServiceMetrics
+from service.core.registry import ModelRegistry
+from service.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Settings, metrics, models and the inference pool of one app."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    registry: ModelRegistry
+    pool: InferencePool
+    dataplane: DataPlane
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppState:
+        """Everything empty: the lifespan loads the models."""
+        metrics = ServiceMetrics()
+        registry = ModelRegistry()
+        pool = InferencePool(settings.inference_threads)
+        return cls(settings, metrics, registry, pool, DataPlane(registry, pool, metrics))
