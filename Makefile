@@ -21,8 +21,9 @@ train: install  ## train the default model (a new version each time)
 	$(BIN)/tabserve train --dataset iris --model random_forest --name $(DEFAULT_MODEL) --models-dir $(MODELS)
 
 serve: install  ## train the default model if none exists, then serve everything under models/
-	@if [ -z "$$(ls -A $(MODELS) 2>/dev/null | grep -v '^\.')" ]; then $(MAKE) --no-print-directory train; fi
-	@echo "models are in $(MODELS)/; the HTTP server lands with the serving-core issue"
+	@if [ -z "$$(find $(MODELS) -name model.json 2>/dev/null | head -n 1)" ]; then \
+		$(MAKE) --no-print-directory train; fi
+	$(BIN)/tabserve serve --models-dir $(MODELS) --host $(HOST) --port $(PORT)
 
 lint: install  ## ruff lint + format check
 	$(BIN)/ruff check .

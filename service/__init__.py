@@ -1,1 +1,3 @@
-"""tabserve: the serving layer. `create_app(settings)` is the composition root."""
+"""tabserve: the serving layer. `service.app.create_app(settings)` is the composition root."""
+
+__version__ = "0.1.0"

@@ -1,9 +1,14 @@
-"""The `tabserve` console script: train, serve, predict, bench."""
+"""The `tabserve` console script: train, serve, predict."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from training.cli import add_train_arguments, run_train
 
@@ -12,10 +17,92 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per task."""
     parser = argparse.ArgumentParser(prog="tabserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
     train = commands.add_parser("train", help="train a model and export a versioned artifact")
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
+
+    serve = commands.add_parser("serve", help="serve every model under the models directory")
+    serve.add_argument("--models-dir", type=Path, help="default: models (TABSERVE_MODELS_DIR)")
+    serve.add_argument("--host", help="default: 127.0.0.1 (TABSERVE_HOST)")
+    serve.add_argument("--port", type=int, help="default: 8000 (TABSERVE_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["plain", "json"])
+    serve.set_defaults(handler=run_serve)
+
+    predict = commands.add_parser("predict", help="send rows from a CSV or JSON file")
+    predict.add_argument("file", type=Path, help="CSV with a header of feature names, or JSON")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--version", type=int)
+    predict.add_argument("--url", default="http://127.0.0.1:8000")
+    predict.set_defaults(handler=run_predict)
     return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Start uvicorn on the app factory; settings travel to workers as environment."""
+    import uvicorn
+
+    from service.settings import Settings
+
+    overrides = {
+        "TABSERVE_MODELS_DIR": args.models_dir,
+        "TABSERVE_HOST": args.host,
+        "TABSERVE_PORT": args.port,
+        "TABSERVE_WORKERS": args.workers,
+        "TABSERVE_LOG_LEVEL": args.log_level,
+        "TABSERVE_LOG_FORMAT": args.log_format,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[key] = str(value)
+    settings = Settings()
+    if settings.workers > 1:
+        _prepare_multiprocess_metrics()
+    # uvicorn re-raises the SIGTERM/SIGINT it caught once it has drained; with this
+    # no-op handler in place the re-raise is a no-op too, so a clean drain exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        "service.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give the workers one fresh folder for their metric files (stale files would add up)."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabserve-metrics-")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Print the service's answer for the file's rows, one JSON line per row."""
+    from service.client import ClientError, predict, read_records
+
+    try:
+        answer = predict(args.url, args.model, read_records(args.file), args.version)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"model {answer['model']} version {answer['version']} (request {answer['request_id']})",
+        file=sys.stderr,
+    )
+    for row in answer["predictions"]:
+        print(json.dumps(row))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,1 +1,1 @@
-"""HTTP API of the serving layer: routes and the wire codecs they use."""
+"""The web layer: thin routes that translate HTTP to calls on the core and back."""

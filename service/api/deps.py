@@ -1,0 +1,25 @@
+"""Route dependencies as `Annotated` aliases: a route reads `state: StateDep`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.core.dataplane import DataPlane
+from service.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    """The app's state, built by `create_app`."""
+    state: AppState = request.app.state.tabserve
+    return state
+
+
+def get_dataplane(request: Request) -> DataPlane:
+    """The core request path."""
+    return get_state(request).dataplane
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]

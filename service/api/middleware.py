@@ -1,0 +1,151 @@
+"""Per-request bookkeeping as plain ASGI (cheaper than BaseHTTPMiddleware).
+
+Gives each request an id (`X-Request-ID`, echoed back), enforces the body size
+limit while the body streams in, and records HTTP metrics and one access-log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import error_response
+from service.core.errors import TooLargeError
+from service.core.metrics import ServiceMetrics
+from service.settings import Settings
+
+access_log = logging.getLogger("tabserve.access")
+PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Request id, body limit, HTTP metrics and the access log around the app."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, settings: Settings) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = settings.max_body_bytes
+        self.log_probes = settings.log_probes
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._latency: dict[tuple[str, str], Histogram] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        in_flight = self.metrics.http_in_flight
+        in_flight.inc()
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body:
+                refusal = error_response(
+                    413,
+                    f"request body is {declared} bytes; the limit is {self.max_body}",
+                    TooLargeError.code,
+                )
+                await refusal(scope, receive, send_with_id)
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            in_flight.dec()
+            self._record(scope, status, time.perf_counter() - started, request_id)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """`receive` that raises TooLargeError once a streamed body passes the limit."""
+        limit = self.max_body
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise TooLargeError(f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        return counting
+
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+        route_obj = scope.get("route")
+        route = getattr(route_obj, "path", None) or "<unmatched>"
+        method = scope["method"]
+        key = (route, method, str(status))
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.http_requests.labels(*key)
+        counter.inc()
+        latency = self._latency.get(key[:2])
+        if latency is None:
+            latency = self._latency[key[:2]] = self.metrics.http_latency.labels(route, method)
+        latency.observe(seconds)
+        if route in PROBE_ROUTES and not self.log_probes:
+            return
+        model = scope.get("path_params", {}).get("model") or scope["state"].get("model", "-")
+        access_log.info(
+            "%s %s %s %d %.2fms model=%s id=%s",
+            method,
+            scope["path"],
+            route,
+            status,
+            seconds * 1000,
+            model,
+            request_id,
+            extra={
+                "method": method,
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "model": model,
+                "request_id": request_id,
+            },
+        )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    if given is not None and _REQUEST_ID.match(given):
+        return given.decode()
+    return uuid.uuid4().hex
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = _header(scope, b"content-length")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def request_id_of(scope: MutableMapping[str, Any]) -> str:
+    """The id the middleware gave this request."""
+    return str(scope.get("state", {}).get("request_id", ""))

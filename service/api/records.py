@@ -1,0 +1,133 @@
+"""The named-feature API: records keyed by feature name, one route per served model.
+
+Routes are added by the lifespan once models are loaded (the schemas come from
+their manifests), so `/docs` shows each model's features, types and an example.
+"""
+
+import inspect
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Request
+from pydantic import BaseModel, Discriminator, Tag
+
+from service.api.deps import DataPlaneDep
+from service.api.middleware import request_id_of
+from service.api.record_models import PredictResponse, RecordPrediction, record_model
+from service.api.schemas import error_responses
+from service.core.dataplane import DataPlane
+from service.core.registry import ModelRegistry, ModelVersion
+from service.core.runtime import Prediction
+
+TAG = "records"
+
+
+def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
+    """Add `/models/{name}/predict` and `/models/{name}/versions/{v}/predict` routes."""
+    for name in registry.names():
+        versions = registry.versions(name)
+        default = versions[-1]
+        if default.manifest is not None:
+            _add_route(app, f"/models/{name}/predict", name, None, default)
+        for model in versions:
+            if model.manifest is not None:
+                path = f"/models/{name}/versions/{model.version}/predict"
+                _add_route(app, path, name, model.version, model)
+    app.add_api_route(
+        "/models/{model}/predict",
+        predict_unserved,
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    app.openapi_schema = None
+
+
+def _add_route(
+    app: FastAPI, path: str, name: str, version: int | None, model: ModelVersion
+) -> None:
+    assert model.manifest is not None
+    assert model.schema is not None
+    record = record_model(model.manifest, model.schema.example)
+    body_type: Any = Annotated[
+        Annotated[record, Tag("record")] | Annotated[list[record], Tag("records")],  # type: ignore[valid-type]
+        Discriminator(_one_or_many),
+        Body(description="One record, or a list of records, keyed by feature name."),
+    ]
+
+    async def endpoint(request: Request, body: Any, dataplane: DataPlane) -> PredictResponse:
+        records = body if isinstance(body, list) else [body]
+        return await _predict(dataplane, request, name, version, records)
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=body_type),
+            inspect.Parameter(
+                "dataplane",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=DataPlaneDep,
+            ),
+        ],
+        return_annotation=PredictResponse,
+    )
+    which = f"version {version}" if version is not None else "the default version"
+    manifest = model.manifest
+    app.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        response_model=PredictResponse,
+        summary=f"Predict with {name} ({which})",
+        description=(
+            f"{manifest.task.capitalize()} with {manifest.estimator.class_name}, "
+            f"trained on {manifest.training.source}. Features: "
+            f"{', '.join(manifest.feature_names)}."
+        ),
+        tags=[TAG],
+        responses=error_responses(400, 404, 413, 422, 503),
+        operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
+    )
+
+
+def _one_or_many(body: Any) -> str:
+    # Validate against one branch only, so errors name the fields, not both union arms.
+    return "records" if isinstance(body, list) else "record"
+
+
+async def predict_unserved(model: str, request: Request, dataplane: DataPlaneDep) -> None:
+    """Models with no route of their own: unknown (404) or not ready (503)."""
+    dataplane.model(model)
+    raise RuntimeError(f"model {model!r} is ready but has no record route")
+
+
+async def _predict(
+    dataplane: DataPlane,
+    request: Request,
+    name: str,
+    version: int | None,
+    records: list[BaseModel],
+) -> PredictResponse:
+    request.state.model = name
+    model = dataplane.model(name, version)
+    assert model.schema is not None
+    assert model.manifest is not None
+    width = model.schema.width
+    rows = [[getattr(r, f"f{i}") for i in range(width)] for r in records]
+    batch = model.schema.from_rows(rows)
+    prediction = await dataplane.predict(model, batch)
+    classes = [str(c) for c in model.manifest.target.classes or []]
+    return PredictResponse(
+        model=name,
+        version=model.version,
+        request_id=request_id_of(request.scope),
+        predictions=_answers(prediction, classes),
+    )
+
+
+def _answers(prediction: Prediction, classes: list[str]) -> list[RecordPrediction]:
+    labels = prediction.predict.tolist()
+    if prediction.proba is None:
+        return [RecordPrediction(prediction=label) for label in labels]
+    return [
+        RecordPrediction(prediction=label, probabilities=dict(zip(classes, row, strict=True)))
+        for label, row in zip(labels, prediction.proba.tolist(), strict=True)
+    ]

@@ -1,0 +1,364 @@
+"""Open Inference Protocol (KServe V2) REST: metadata, readiness and inference.
+
+The infer routes are the hot path: the body goes straight from bytes to numpy
+through `v2_codec` (JSON or Triton's binary tensor extension), never through
+Pydantic. The Pydantic models here only document the wire format in `/docs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from service import __version__
+from service.api.deps import DataPlaneDep
+from service.api.schemas import error_responses
+from service.api.v2_codec import (
+    InferenceRequest,
+    InputTensor,
+    OutputTensor,
+    V2CodecError,
+    datatype_of,
+    decode_request,
+    encode_response,
+    parse_header_length,
+)
+from service.core.dataplane import DataPlane
+from service.core.errors import InvalidInputError, ModelNotFoundError, Problem
+from service.core.registry import ModelVersion
+from service.core.runtime import Prediction
+from service.core.validation import FeatureSchema, ValidatedBatch
+
+router = APIRouter(tags=["open-inference-v2"])
+
+HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class TensorMetadata(BaseModel):
+    """A tensor's name, datatype and shape (-1 is any number of rows)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    """`GET /v2`."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    """`GET /v2/models/{model}`: inputs are one tensor per feature, in manifest order."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferInputDoc(BaseModel):
+    """An input tensor: either one `[rows, features]` tensor, or one `[rows]` per feature."""
+
+    name: str = Field(examples=["input-0"])
+    shape: list[int] = Field(examples=[[1, 4]])
+    datatype: str = Field(examples=["FP64"], description="FP64, FP32, INT64, ... or BYTES.")
+    parameters: dict[str, Any] | None = None
+    data: list[Any] = Field(examples=[[5.8, 3.0, 4.35, 1.3]], description="Row-major values.")
+
+
+class RequestedOutputDoc(BaseModel):
+    """An output to return: `predict`, or `predict_proba` for classifiers."""
+
+    name: str = Field(examples=["predict"])
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequestDoc(BaseModel):
+    """The inference request (JSON; Triton's binary extension is accepted too)."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInputDoc]
+    outputs: list[RequestedOutputDoc] | None = None
+
+
+class InferOutputDoc(BaseModel):
+    """An output tensor."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponseDoc(BaseModel):
+    """The inference response."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[InferOutputDoc]
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with `$defs` references resolved in place."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                return resolve(defs[ref.rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": inline_schema(InferenceRequestDoc)},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "Triton binary tensor extension: JSON header of "
+                "`Inference-Header-Content-Length` bytes, then the raw tensors.",
+            },
+        },
+    }
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": InferenceResponseDoc, "description": "Outputs, in JSON or binary form."},
+    **error_responses(400, 404, 413, 503),
+}
+_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Ready (empty body)."},
+    400: {"description": "Not ready (empty body)."},
+    404: error_responses(404)[404],
+}
+
+
+@router.get("/v2", summary="Server metadata", response_model=ServerMetadata)
+async def server_metadata() -> ServerMetadata:
+    """Name, version and protocol extensions of this server."""
+    return ServerMetadata(name="tabserve", version=__version__, extensions=EXTENSIONS)
+
+
+@router.get(
+    "/v2/models/{model}",
+    summary="Model metadata (default version)",
+    response_model=ModelMetadata,
+    responses=error_responses(404, 503),
+)
+async def model_metadata(model: str, dataplane: DataPlaneDep) -> ModelMetadata:
+    """Inputs, outputs and versions of a model's default version."""
+    return _metadata(dataplane, dataplane.model(model))
+
+
+@router.get(
+    "/v2/models/{model}/versions/{version}",
+    summary="Model metadata (one version)",
+    response_model=ModelMetadata,
+    responses=error_responses(404, 503),
+)
+async def version_metadata(model: str, version: str, dataplane: DataPlaneDep) -> ModelMetadata:
+    """Inputs, outputs and versions, for one version."""
+    return _metadata(dataplane, dataplane.model(model, _version(model, version)))
+
+
+@router.get(
+    "/v2/models/{model}/ready",
+    summary="Model readiness (default version)",
+    response_class=Response,
+    responses=_READY_RESPONSES,
+)
+async def model_ready(model: str, dataplane: DataPlaneDep) -> Response:
+    """200 when the default version can serve, 400 when it cannot, 404 when unknown."""
+    return _ready(dataplane.registry.get(model).ready)
+
+
+@router.get(
+    "/v2/models/{model}/versions/{version}/ready",
+    summary="Model readiness (one version)",
+    response_class=Response,
+    responses=_READY_RESPONSES,
+)
+async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> Response:
+    """200 when this version can serve, 400 when it cannot, 404 when unknown."""
+    return _ready(dataplane.registry.get(model, _version(model, version)).ready)
+
+
+@router.post(
+    "/v2/models/{model}/infer",
+    summary="Inference (default version)",
+    response_class=Response,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_DOC,
+)
+async def infer(model: str, request: Request, dataplane: DataPlaneDep) -> Response:
+    """Predict on one `[rows, features]` tensor or one tensor per feature."""
+    return await _infer(dataplane, request, dataplane.model(model))
+
+
+@router.post(
+    "/v2/models/{model}/versions/{version}/infer",
+    summary="Inference (one version)",
+    response_class=Response,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_DOC,
+)
+async def infer_version(
+    model: str, version: str, request: Request, dataplane: DataPlaneDep
+) -> Response:
+    """Predict with one version."""
+    return await _infer(dataplane, request, dataplane.model(model, _version(model, version)))
+
+
+def _version(model: str, version: str) -> int:
+    if not version.isdigit():
+        raise ModelNotFoundError(
+            f"model {model!r} has no version {version!r}; versions are positive integers"
+        )
+    return int(version)
+
+
+def _ready(ready: bool) -> Response:
+    return Response(status_code=200 if ready else 400)
+
+
+def _metadata(dataplane: DataPlane, model: ModelVersion) -> ModelMetadata:
+    manifest = model.manifest
+    assert manifest is not None
+    inputs = [
+        TensorMetadata(name=f.name, datatype="FP64" if f.type == "number" else "BYTES", shape=[-1])
+        for f in manifest.features
+    ]
+    outputs = [TensorMetadata(name="predict", datatype=_label_datatype(model), shape=[-1])]
+    classes = manifest.target.classes
+    if classes:
+        outputs.append(
+            TensorMetadata(name="predict_proba", datatype="FP64", shape=[-1, len(classes)])
+        )
+    versions = [str(m.version) for m in dataplane.registry.versions(model.name)]
+    return ModelMetadata(
+        name=model.name,
+        versions=versions,
+        platform=f"scikit-learn_{manifest.environment.scikit_learn}",
+        inputs=inputs,
+        outputs=outputs,
+        parameters={
+            "version": str(model.version),
+            "task": manifest.task,
+            "engine": model.runtime.engine,
+            "classes": classes,
+            "single_tensor_shape": [-1, len(manifest.features)],
+        },
+    )
+
+
+def _label_datatype(model: ModelVersion) -> str:
+    assert model.manifest is not None
+    classes = model.manifest.target.classes
+    if classes is None:
+        return "FP64"
+    return "INT64" if all(isinstance(c, int) for c in classes) else "BYTES"
+
+
+async def _infer(dataplane: DataPlane, request: Request, model: ModelVersion) -> Response:
+    assert model.schema is not None
+    body = await request.body()
+    try:
+        parsed = decode_request(body, parse_header_length(request.headers.get(HEADER_LENGTH)))
+    except V2CodecError as exc:
+        raise InvalidInputError(str(exc), "malformed") from exc
+    batch = _batch(model.schema, parsed.inputs)
+    wanted = _outputs(parsed, model)
+    prediction = await dataplane.predict(model, batch)
+    tensors = [_tensor(name, prediction) for name, _ in wanted]
+    payload, json_length = encode_response(
+        model_name=model.name,
+        model_version=str(model.version),
+        request_id=parsed.id,
+        outputs=tensors,
+        binary=[binary for _, binary in wanted],
+    )
+    if json_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(
+        payload,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(json_length)},
+    )
+
+
+def _batch(schema: FeatureSchema, inputs: list[InputTensor]) -> ValidatedBatch:
+    """One `[rows, features]` tensor, or one tensor per feature (named as the features)."""
+    named = {t.name for t in inputs}
+    if len(inputs) == 1 and inputs[0].name not in schema.index:
+        return schema.from_matrix(inputs[0].data)
+    unknown = sorted(named - set(schema.index))
+    if unknown:
+        raise InvalidInputError.of(
+            "unknown_feature",
+            [
+                Problem(
+                    f"input {name!r}",
+                    f"one [rows, {schema.width}] tensor, or one tensor per feature named "
+                    f"as the features: {', '.join(schema.names)}",
+                    name,
+                )
+                for name in unknown
+            ],
+        )
+    columns = {}
+    for tensor in inputs:
+        data = tensor.data
+        if data.ndim == 2 and data.shape[1] == 1:
+            data = data[:, 0]
+        if data.ndim != 1:
+            raise InvalidInputError.of(
+                "shape",
+                [Problem(f"input {tensor.name!r}", "shape [rows] or [rows, 1]", list(data.shape))],
+            )
+        columns[tensor.name] = data
+    return schema.from_columns(columns)
+
+
+def _outputs(parsed: InferenceRequest, model: ModelVersion) -> list[tuple[str, bool]]:
+    assert model.manifest is not None
+    available = ["predict"] + (["predict_proba"] if model.manifest.task == "classification" else [])
+    if parsed.outputs is None:
+        return [(name, parsed.binary_output_default) for name in available]
+    chosen = []
+    for output in parsed.outputs:
+        if output.name not in available:
+            raise InvalidInputError.of(
+                "unknown_output",
+                [Problem("output name", f"one of {available}", output.name)],
+            )
+        chosen.append((output.name, parsed.binary_for(output.name)))
+    return chosen
+
+
+def _tensor(name: str, prediction: Prediction) -> OutputTensor:
+    data = prediction.proba if name == "predict_proba" else prediction.predict
+    assert data is not None
+    if data.dtype.kind in "US":
+        data = data.astype(object)
+    return OutputTensor(name=name, datatype=datatype_of(data), shape=data.shape, data=data)

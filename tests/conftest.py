@@ -1,0 +1,48 @@
+"""Fixtures shared by every test package: real artifacts made by the training package."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.datasets import load_bundled, load_csv
+from training.pipeline import TrainRequest, train
+
+
+def write_mixed_csv(path: Path, rows: int = 240, seed: int = 3) -> Path:
+    """A CSV with numeric and categorical columns, some values missing, a binary target."""
+    rng = np.random.default_rng(seed)
+    cities = ["berlin", "lisbon", "paris"]
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["age", "city", "income", "churned"])
+        for i in range(rows):
+            age = int(rng.integers(18, 80))
+            city = cities[i % 3]
+            income = round(float(rng.normal(3000, 800)), 2)
+            churned = "yes" if (age > 50) ^ (city == "paris") else "no"
+            out.writerow(
+                [
+                    age,
+                    "" if i % 17 == 0 else city,
+                    "NA" if i % 13 == 0 else income,
+                    churned,
+                ]
+            )
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """iris v1 (forest) and v2 (logistic), diabetes v1 (ridge), churn v1 (mixed types, HGB)."""
+    root = tmp_path_factory.mktemp("models")
+    iris = load_bundled("iris")
+    train(TrainRequest(iris, "random_forest", root, "iris", params={"n_estimators": 10}))
+    train(TrainRequest(iris, "logistic_regression", root, "iris"))
+    train(TrainRequest(load_bundled("diabetes"), "ridge", root, "diabetes"))
+    mixed = load_csv(write_mixed_csv(root.parent / "churn.csv"), "churned")
+    train(TrainRequest(mixed, "hist_gradient_boosting", root, "churn", params={"max_iter": 20}))
+    return root

@@ -1,0 +1,122 @@
+"""Service fixtures in a chain: models -> settings -> app -> client (lifespan always runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+
+@pytest.fixture
+def settings(models_dir: Path) -> Settings:
+    """Settings pointing at the session's trained models."""
+    return Settings(models_dir=models_dir, inference_threads=2, max_rows=100)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """A fresh app (own registry and metrics) per test."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """A client whose `with` block runs the real lifespan: models load before requests."""
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A `tabserve serve` process on loopback."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `python -m service serve` and wait until it reports ready."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--models-dir",
+            str(models_dir),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return ServerProcess(process, url)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not become ready within 60 s")
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path) -> Iterator[ServerProcess]:
+    """One real server process for a test module."""
+    running = start_server(models_dir)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with custom arguments; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def _launch(models_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+        running = start_server(models_dir, *extra, env=env)
+        started.append(running)
+        return running
+
+    yield _launch
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
