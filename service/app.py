@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.api import catalog, health, v1, v2
+from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
+from service.api.fastpath import InferEndpoint, infer_target
 from service.api.middleware import RequestContextMiddleware
 from service.api.records import install_record_routes
 from service.core.loading import load_all
@@ -38,6 +40,20 @@ where each detail names the field, the value given and what was expected.
 """
 
 
+class ServingApp(FastAPI):
+    """FastAPI, except that V2 infer requests go straight to `fast_infer` when set."""
+
+    fast_infer: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch V2 infer to the fast path; everything else through FastAPI."""
+        if self.fast_infer is not None and infer_target(scope) is not None:
+            scope["app"] = self
+            await self.fast_infer(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app with its own metrics, registry and inference pool."""
     settings = settings or Settings()
@@ -56,13 +72,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for model in state.registry.all():
                 model.runtime.unload()
 
-    app = FastAPIOffline(
+    app = ServingApp(
         title="tabserve",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.tabserve = state
+    if settings.fast_path:
+        endpoint = InferEndpoint(state.dataplane)
+        app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings)
+    install_docs(app)
     install_error_handlers(app)
     for router in (health.router, v2.router, v1.router, catalog.router):
         app.include_router(router)

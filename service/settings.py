@@ -45,6 +45,35 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads that run predictions, so the event loop never does.",
     )
+    batch_max_rows: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Most rows one model call takes when concurrent requests are coalesced "
+            "(adaptive batching); 1 turns batching off."
+        ),
+    )
+    batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description=(
+            "How long an idle model holds a request to gather others into its call. "
+            "0: an idle model answers at once; batches form only while it is busy."
+        ),
+    )
+    batch_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Model calls in flight at once per model version (each on its own thread).",
+    )
+    fast_path: bool = Field(
+        default=True,
+        description=(
+            "Answer V2 infer requests before FastAPI's router (same behaviour, less "
+            "overhead per request); off: they go through the documented FastAPI routes."
+        ),
+    )
     reject_out_of_range: bool = Field(
         default=False,
         description=(

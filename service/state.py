@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.core.batching import BatchPolicy
 from service.core.dataplane import DataPlane
 from service.core.inference import InferencePool
 from service.core.metrics import ServiceMetrics
@@ -27,4 +28,9 @@ class AppState:
         metrics = ServiceMetrics()
         registry = ModelRegistry()
         pool = InferencePool(settings.inference_threads)
-        return cls(settings, metrics, registry, pool, DataPlane(registry, pool, metrics))
+        policy = BatchPolicy(
+            max_rows=settings.batch_max_rows,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            concurrency=settings.batch_concurrency,
+        )
+        return cls(settings, metrics, registry, pool, DataPlane(registry, pool, metrics, policy))

@@ -10,15 +10,16 @@ from service.core.dataplane import DataPlane
 from service.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The app's state, built by `create_app`."""
     state: AppState = request.app.state.tabserve
     return state
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:
     """The core request path."""
-    return get_state(request).dataplane
+    state: AppState = request.app.state.tabserve
+    return state.dataplane
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

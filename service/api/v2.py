@@ -179,7 +179,7 @@ async def model_metadata(model: str, dataplane: DataPlaneDep) -> ModelMetadata:
 )
 async def version_metadata(model: str, version: str, dataplane: DataPlaneDep) -> ModelMetadata:
     """Inputs, outputs and versions, for one version."""
-    return _metadata(dataplane, dataplane.model(model, _version(model, version)))
+    return _metadata(dataplane, dataplane.model(model, parse_version(model, version)))
 
 
 @router.get(
@@ -201,7 +201,7 @@ async def model_ready(model: str, dataplane: DataPlaneDep) -> Response:
 )
 async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> Response:
     """200 when this version can serve, 400 when it cannot, 404 when unknown."""
-    return _ready(dataplane.registry.get(model, _version(model, version)).ready)
+    return _ready(dataplane.registry.get(model, parse_version(model, version)).ready)
 
 
 @router.post(
@@ -213,7 +213,10 @@ async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> Re
 )
 async def infer(model: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict on one `[rows, features]` tensor or one tensor per feature."""
-    return await _infer(dataplane, request, dataplane.model(model))
+    served = dataplane.model(model)
+    return await run_inference(
+        dataplane, served, await request.body(), request.headers.get(HEADER_LENGTH)
+    )
 
 
 @router.post(
@@ -227,10 +230,14 @@ async def infer_version(
     model: str, version: str, request: Request, dataplane: DataPlaneDep
 ) -> Response:
     """Predict with one version."""
-    return await _infer(dataplane, request, dataplane.model(model, _version(model, version)))
+    served = dataplane.model(model, parse_version(model, version))
+    return await run_inference(
+        dataplane, served, await request.body(), request.headers.get(HEADER_LENGTH)
+    )
 
 
-def _version(model: str, version: str) -> int:
+def parse_version(model: str, version: str) -> int:
+    """A version path segment as an int, or ModelNotFoundError."""
     if not version.isdigit():
         raise ModelNotFoundError(
             f"model {model!r} has no version {version!r}; versions are positive integers"
@@ -280,11 +287,16 @@ def _label_datatype(model: ModelVersion) -> str:
     return "INT64" if all(isinstance(c, int) for c in classes) else "BYTES"
 
 
-async def _infer(dataplane: DataPlane, request: Request, model: ModelVersion) -> Response:
+async def run_inference(
+    dataplane: DataPlane, model: ModelVersion, body: bytes, header_length: str | None
+) -> Response:
+    """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
+
+    `header_length` is the raw `Inference-Header-Content-Length` request header.
+    """
     assert model.schema is not None
-    body = await request.body()
     try:
-        parsed = decode_request(body, parse_header_length(request.headers.get(HEADER_LENGTH)))
+        parsed = decode_request(body, parse_header_length(header_length))
     except V2CodecError as exc:
         raise InvalidInputError(str(exc), "malformed") from exc
     batch = _batch(model.schema, parsed.inputs)

@@ -65,8 +65,9 @@ class ModelMetrics:
         self.rows.inc(rows)
         self.rows_per_call.observe(rows)
 
-    def count_classes(self, counts: npt.NDArray[np.intp]) -> None:
-        """Predictions per class, `counts[i]` for the i-th class label."""
+    def count_classes(self, proba: npt.NDArray[np.float64]) -> None:
+        """Predictions per class, from the batch's class probabilities (argmax is the label)."""
+        counts = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
         for counter, count in zip(self.predictions.values(), counts.tolist(), strict=True):
             if count:
                 counter.inc(count)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from service.core.batching import Batcher
 from service.core.errors import ModelNotFoundError, ModelNotReadyError
 from service.core.metrics import ModelMetrics
 from service.core.runtime import Runtime
@@ -35,6 +36,7 @@ class ModelVersion:
     metrics: ModelMetrics | None = None
     error: str | None = None
     load_seconds: float | None = None
+    batcher: Batcher | None = None
 
     @property
     def ready(self) -> bool:

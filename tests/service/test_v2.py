@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.settings import Settings
 from training.artifact import load_artifact
 from training.datasets import load_bundled
+
+
+@pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-route"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every V2 test runs on both the fast path and the documented FastAPI route."""
+    return settings.model_copy(update={"fast_path": request.param})
+
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

@@ -1,0 +1,105 @@
+"""V2 inference without FastAPI's router and dependency machinery.
+
+`POST /v2/models/{m}[/versions/{v}]/infer` is the hot path. Profiling showed
+FastAPI's per-request work (routing through included routers, dependency
+solving, telemetry middleware) costing more than the prediction itself, so the
+app answers these paths here first: same handler (`v2.run_inference`), same
+errors, metrics and access log; the FastAPI routes remain for `/docs` and answer
+whenever the fast path is turned off (`TABSERVE_FAST_PATH=false`).
+`docs/benchmarks.md` has the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from service.api.errors import on_service_error, on_unexpected
+from service.api.v2 import HEADER_LENGTH, parse_version, run_inference
+from service.core.dataplane import DataPlane
+from service.core.errors import ServiceError
+
+PREFIX = "/v2/models/"
+SUFFIX = "/infer"
+_HEADER = HEADER_LENGTH.encode()
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """What metrics and logs read from `scope["route"]`."""
+
+    path: str
+
+
+DEFAULT_ROUTE = RouteTemplate("/v2/models/{model}/infer")
+VERSION_ROUTE = RouteTemplate("/v2/models/{model}/versions/{version}/infer")
+
+
+def infer_target(scope: Scope) -> tuple[str, str | None] | None:
+    """(model, version) when `scope` is a V2 infer request, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        return None
+    parts = path[len(PREFIX) : -len(SUFFIX)].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+        return parts[0], parts[2]
+    return None
+
+
+class InferEndpoint:
+    """ASGI endpoint for V2 infer paths (wrap it in RequestContextMiddleware)."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = infer_target(scope)
+        assert target is not None
+        name, version = target
+        scope["route"] = DEFAULT_ROUTE if version is None else VERSION_ROUTE
+        scope["path_params"] = (
+            {"model": name}
+            if version is None
+            else {
+                "model": name,
+                "version": version,
+            }
+        )
+        response: Response
+        try:
+            number = None if version is None else parse_version(name, version)
+            model = self.dataplane.model(name, number)
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client left before sending its body: nobody to answer
+            response = await run_inference(self.dataplane, model, body, _header(scope))
+        except ServiceError as exc:
+            response = await on_service_error(Request(scope), exc)
+        except Exception as exc:
+            response = await on_unexpected(Request(scope), exc)
+        await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == _HEADER:
+            return bytes(value).decode("latin-1")
+    return None

@@ -1,0 +1,174 @@
+"""Adaptive batching: concurrent requests' rows become one model call.
+
+The batcher wraps a model's `predict`; it never changes it. While a call is
+running, arriving requests wait in a queue; when it finishes, everything queued
+(up to `max_rows`) goes in the next call. An idle model therefore answers a lone
+request at once (a batch of one), and a busy one amortises the per-call cost and
+the thread hop over many requests. `max_wait` optionally holds an idle model's
+first request a little longer to gather company.
+
+Validation happens before a request joins a batch, so one bad request never
+fails its neighbours; a request whose caller went away is dropped before its
+batch is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.core.inference import InferencePool
+from service.core.runtime import Prediction
+
+PredictFn = Callable[[npt.NDArray[Any]], Prediction]
+CallObserver = Callable[[int, float, Prediction], None]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How a model's requests are coalesced."""
+
+    max_rows: int = 256
+    max_wait: float = 0.0
+    concurrency: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        """Batching with one row or one call in flight per batch is no batching."""
+        return self.max_rows > 1
+
+
+@dataclass(slots=True)
+class _Pending:
+    features: npt.NDArray[Any]
+    rows: int
+    future: asyncio.Future[Prediction]
+    arrived: float
+
+
+class Batcher:
+    """Queues validated batches for one model and runs them in coalesced calls."""
+
+    def __init__(
+        self,
+        predict: PredictFn,
+        pool: InferencePool,
+        policy: BatchPolicy,
+        observe: CallObserver | None = None,
+    ) -> None:
+        self._predict = predict
+        self._pool = pool
+        self._policy = policy
+        self._observe = observe
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for a call."""
+        return self._queued_rows
+
+    async def submit(self, features: npt.NDArray[Any]) -> Prediction:
+        """Predict `features` (one request's rows) as part of the next call."""
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        rows = features.shape[0]
+        self._queue.append(_Pending(features, rows, future, time.monotonic()))
+        self._queued_rows += rows
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        policy = self._policy
+        while self._queue and self._in_flight < policy.concurrency:
+            if self._in_flight == 0 and self._should_wait():
+                return
+            batch = self._take()
+            if batch:
+                self._in_flight += 1
+                task = asyncio.ensure_future(self._run(batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _should_wait(self) -> bool:
+        """Hold an idle model's queue until it is full or its oldest request waited max_wait."""
+        policy = self._policy
+        if policy.max_wait <= 0 or self._queued_rows >= policy.max_rows:
+            return False
+        remaining = self._queue[0].arrived + policy.max_wait - time.monotonic()
+        if remaining <= 0:
+            return False
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._on_timer)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self) -> list[_Pending]:
+        """Pop queued requests up to max_rows (at least one); drop abandoned ones."""
+        taken: list[_Pending] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if taken and rows + head.rows > self._policy.max_rows:
+                break
+            self._queue.popleft()
+            self._queued_rows -= head.rows
+            if head.future.done():  # the caller was cancelled (disconnected)
+                continue
+            taken.append(head)
+            rows += head.rows
+        if self._timer is not None and not self._queue:
+            self._timer.cancel()
+            self._timer = None
+        return taken
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            if len(batch) == 1:
+                features = batch[0].features
+            else:
+                features = np.concatenate([p.features for p in batch])
+            prediction, seconds = await self._pool.run(_timed, self._predict, features)
+        except Exception as exc:
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        else:
+            if self._observe is not None:
+                self._observe(features.shape[0], seconds, prediction)
+            _deliver(batch, prediction)
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+
+def _timed(predict: PredictFn, features: npt.NDArray[Any]) -> tuple[Prediction, float]:
+    started = time.perf_counter()
+    prediction = predict(features)
+    return prediction, time.perf_counter() - started
+
+
+def _deliver(batch: list[_Pending], prediction: Prediction) -> None:
+    if len(batch) == 1:
+        if not batch[0].future.done():
+            batch[0].future.set_result(prediction)
+        return
+    start = 0
+    for pending in batch:
+        end = start + pending.rows
+        if not pending.future.done():
+            proba = prediction.proba[start:end] if prediction.proba is not None else None
+            pending.future.set_result(Prediction(prediction.predict[start:end], proba))
+        start = end
