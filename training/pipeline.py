@@ -106,7 +106,7 @@ def _check_trainable(data: Dataset, test_size: float) -> None:
         if len(classes) < 2:
             raise TrainingError(
                 f"{data.source}: target {data.target_name!r} has a single class "
-                f"{classes[0]!r}; classification needs at least two"
+                f"{str(classes[0])!r}; classification needs at least two"
             )
         rare = [str(c) for c, n in zip(classes, counts, strict=True) if n < 2]
         if rare:

@@ -241,6 +241,20 @@ BAD_INPUTS: list[tuple[str, Callable[[WriteCsv], list[str]], list[str], str]] = 
         "{dir}/header.csv: no data rows after the header",
     ),
     (
+        "single-class",
+        _csv("one.csv", "a,label\n1,x\n2,x\n3,x\n4,x\n5,x\n"),
+        ["--target", "label", "--model", "random_forest"],
+        "csv:{dir}/one.csv: target 'label' has a single class 'x'; "
+        "classification needs at least two",
+    ),
+    (
+        "single-class-number",
+        _csv("ones.csv", "a,label\n1,1\n2,1\n3,1\n4,1\n5,1\n"),
+        ["--target", "label", "--model", "random_forest"],
+        "csv:{dir}/ones.csv: target 'label' has a single class '1'; "
+        "classification needs at least two",
+    ),
+    (
         "class-with-one-row",
         _csv("rare.csv", "a,label\n1,x\n2,x\n3,y\n4,y\n5,z\n"),
         ["--target", "label", "--model", "random_forest"],
