@@ -329,3 +329,49 @@ def test_not_utf8_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError) as info:
         load_csv(path, "y")
     assert str(info.value) == f"{path}: not UTF-8 text (invalid continuation byte at byte 9)"
+
+
+# Line 1 header; line 3 blank; lines 5-6 hold one quoted cell spanning two lines;
+# line 8 blank; so data row 6 ("abc") sits on line 10 of the file.
+SPREAD_CSV = 'a,note,y\n1,x,0\n\n2,y,1\n3,"two\nlines",0\n4,w,1\n\n5,z,0\nabc,q,1\n6,r,\n'
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {},
+            "column 'a' is 85% numbers but line 10 has non-numeric value 'abc'; "
+            "fix the value, or pass --categorical a to treat the column as categories",
+        ),
+        (
+            {"numeric": frozenset({"a"})},
+            "numeric column 'a' has non-numeric value 'abc' on line 10",
+        ),
+        (
+            {"categorical": frozenset({"a"})},
+            "target column 'y' is empty on line 11 (1 rows in all); "
+            "drop those rows or fill them in",
+        ),
+    ],
+)
+def test_messages_name_the_file_line_past_blank_lines_and_multiline_cells(
+    override: dict[str, frozenset[str]], message: str, write_csv: WriteCsv
+) -> None:
+    path = write_csv("spread.csv", SPREAD_CSV)
+    with pytest.raises(TrainingError) as info:
+        load_csv(path, "y", **override)  # type: ignore[arg-type]
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_ragged_row_is_named_by_its_file_line(write_csv: WriteCsv) -> None:
+    path = write_csv("ragged.csv", 'a,b,y\n\n1,"x\ny",0\n\n2,3\n')
+    with pytest.raises(TrainingError) as info:
+        load_csv(path, "y")
+    assert str(info.value) == f"{path}: line 6 has 2 fields, the header has 3"
+
+
+def test_multiline_header_and_cells_keep_their_values(write_csv: WriteCsv) -> None:
+    path = write_csv("spread.csv", SPREAD_CSV.replace("6,r,\n", "6,r,1\n"))
+    data = load_csv(path, "y", categorical=frozenset({"a"}))
+    assert data.features[:, 1].tolist() == ["x", "y", "two\nlines", "w", "z", "q", "r"]
