@@ -135,8 +135,10 @@ RAW_ROWS: list[list[Any]] = [
     [None, "rome", 1500.0],  # a missing number as None
     [math.nan, "berlin", 1800.0],  # a missing number as NaN
     [40.0, None, 1700.0],  # a missing category as None
+    [40.0, math.nan, 1700.0],  # a missing category as NaN
     [40.0, "madrid", 1700.0],  # a category never seen in training
     [None, None, math.nan],
+    [math.nan, math.nan, None],
 ]
 
 
@@ -158,6 +160,11 @@ def test_loaded_pipeline_predicts_raw_rows(model: str, people_csv: Path, models_
     np.testing.assert_array_equal(
         loaded.estimator.predict_proba(np.array([[None, "rome", 1500.0]], dtype=object)),
         loaded.estimator.predict_proba(np.array([[math.nan, "rome", 1500.0]], dtype=object)),
+    )
+    # so does a missing category
+    np.testing.assert_array_equal(
+        loaded.estimator.predict_proba(np.array([[40.0, None, 1700.0]], dtype=object)),
+        loaded.estimator.predict_proba(np.array([[40.0, math.nan, 1700.0]], dtype=object)),
     )
     # and the training rows themselves predict as in memory
     np.testing.assert_array_equal(
