@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import uuid
 import warnings
@@ -25,7 +26,14 @@ from pydantic import ValidationError
 from sklearn.exceptions import InconsistentVersionWarning
 
 from training.errors import ArtifactError, VersionExistsError
-from training.manifest import MANIFEST_FILE, MODEL_FILE, ArtifactFile, Environment, Manifest
+from training.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    MODEL_NAME_PATTERN,
+    ArtifactFile,
+    Environment,
+    Manifest,
+)
 from training.repository import next_version, version_path
 
 
@@ -57,6 +65,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_export(models_dir: Path, name: str, version: int | None) -> None:
+    """Refuse, before any work or any write, a name or version `save_artifact` would refuse.
+
+    The name becomes a folder, so it must be a plain file name (no separators, no
+    leading dot); an explicit version must be positive and not exist yet.
+    """
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ArtifactError(
+            f"model name {name!r} is not valid: expected 1 to 64 letters, digits, '_', '.' "
+            "or '-', starting with a letter or digit; choose one with --name"
+        )
+    if version is None:
+        return
+    if version < 1:
+        raise ArtifactError(f"version {version} is not valid: expected a positive integer")
+    target = version_path(models_dir, name, version)
+    if target.exists():
+        raise VersionExistsError(
+            f"{target} already exists: versions are never overwritten; "
+            "omit --version to get the next free one"
+        )
+
+
 def save_artifact(
     estimator: Any,
     manifest_fields: dict[str, Any],
@@ -69,13 +100,11 @@ def save_artifact(
     `manifest_fields` holds every manifest field except name, version, environment
     and artifact, which are filled in here. An existing version is never replaced.
     """
-    version = next_version(models_dir, name) if version is None else version
+    if version is None:
+        check_export(models_dir, name, None)
+        version = next_version(models_dir, name)
+    check_export(models_dir, name, version)
     target = version_path(models_dir, name, version)
-    if target.exists():
-        raise VersionExistsError(
-            f"{target} already exists: versions are never overwritten; "
-            "omit --version to get the next free one"
-        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".tmp-{version}-{uuid.uuid4().hex}"
     staging.mkdir()

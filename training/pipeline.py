@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.artifact import save_artifact
+from training.artifact import check_export, save_artifact
 from training.datasets import Dataset
 from training.errors import TrainingError
 from training.estimators import ParamValue, build_pipeline
@@ -46,6 +46,7 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
     """Fit, evaluate and export one model version."""
     progress = progress or Progress(total=4, quiet=True)
     data = request.dataset
+    check_export(request.models_dir, request.name, request.version)
     _check_trainable(data, request.test_size)
     with progress.step(f"splitting {len(data.target)} rows (test size {request.test_size})"):
         stratify = data.target if data.task == "classification" else None

@@ -246,6 +246,7 @@ def test_the_cli_refuses_an_existing_version(models_dir: Path, call_cli: Any, tr
         f"error: {models_dir / 'iris' / '1'} already exists: versions are never overwritten; "
         "omit --version to get the next free one\n"
     ) in result.stderr
+    assert "fitting" not in result.stderr  # refused before any training work
     assert tree(models_dir) == before
 
 
@@ -443,3 +444,69 @@ def test_save_artifact_fills_in_name_version_environment_and_file(
         load_artifact(folder).estimator.predict_proba(load_bundled("iris").features),
         estimator.predict_proba(load_bundled("iris").features),
     )
+
+
+# names and versions that cannot be a folder --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape", "a/b", ".hidden", "-dash", "my model", "x" * 65, "", "abc\n"]
+)
+def test_a_name_that_is_not_a_plain_folder_name_is_refused_before_writing(
+    name: str, tmp_path: Path, trained: Path, tree: Tree
+) -> None:
+    models_dir = tmp_path / "deep" / "models"
+    manifest = read_manifest(trained)
+    fields = manifest.model_dump(exclude={"name", "version", "environment", "artifact"})
+    estimator = load_artifact(trained).estimator
+    before = tree(tmp_path)
+    message = (
+        f"model name {name!r} is not valid: expected 1 to 64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit; choose one with --name"
+    )
+    for version in (None, 1):
+        with pytest.raises(ArtifactError) as info:
+            save_artifact(estimator, fields, models_dir, name, version)
+        assert str(info.value) == message
+        with pytest.raises(ArtifactError) as info:
+            _train_iris(models_dir, name, version)
+        assert str(info.value) == message
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["a", "iris", "Model_2.v1-beta", "9" * 64])
+def test_plain_names_are_accepted(name: str, models_dir: Path) -> None:
+    assert _train_iris(models_dir, name).manifest.name == name
+    assert list_models(models_dir) == {name: [1]}
+
+
+@pytest.mark.parametrize("version", [0, -1])
+def test_a_version_below_one_is_refused_before_writing(
+    version: int, models_dir: Path, trained: Path
+) -> None:
+    manifest = read_manifest(trained)
+    fields = manifest.model_dump(exclude={"name", "version", "environment", "artifact"})
+    with pytest.raises(ArtifactError) as info:
+        save_artifact(load_artifact(trained).estimator, fields, models_dir, "iris", version)
+    assert str(info.value) == f"version {version} is not valid: expected a positive integer"
+    with pytest.raises(ArtifactError) as info:
+        _train_iris(models_dir, version=version)
+    assert str(info.value) == f"version {version} is not valid: expected a positive integer"
+    assert not models_dir.exists()
+
+
+def test_save_artifact_itself_refuses_an_existing_version(
+    models_dir: Path, trained: Path, tree: Tree
+) -> None:
+    manifest = read_manifest(trained)
+    fields = manifest.model_dump(exclude={"name", "version", "environment", "artifact"})
+    estimator = load_artifact(trained).estimator
+    save_artifact(estimator, fields, models_dir, "iris", 2)
+    before = tree(models_dir)
+    with pytest.raises(VersionExistsError) as info:
+        save_artifact(estimator, fields, models_dir, "iris", 2)
+    assert str(info.value) == (
+        f"{models_dir / 'iris' / '2'} already exists: versions are never overwritten; "
+        "omit --version to get the next free one"
+    )
+    assert tree(models_dir) == before

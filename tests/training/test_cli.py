@@ -122,6 +122,16 @@ def test_name_seed_and_test_size_options(call_cli: Any, models_dir: Path) -> Non
     assert manifest.estimator.params["random_state"] == 7
 
 
+def test_name_overrides_a_csv_file_name_that_is_not_a_model_name(
+    call_cli: Any, write_csv: WriteCsv, models_dir: Path
+) -> None:
+    path = write_csv("my data.csv", "a,label\n1,x\n2,y\n3,x\n4,y\n5,x\n6,y\n7,x\n8,y\n")
+    args = ["--csv", str(path), "--target", "label", "--model", "logistic_regression"]
+    result = call_cli(*args, "--name", "my-data", "--models-dir", str(models_dir))
+    assert result.code == 0, result.stderr
+    assert list_models(models_dir) == {"my-data": [1]}
+
+
 # bad inputs -----------------------------------------------------------------------------
 
 PEOPLE_MIXED = """age,city,income,label
@@ -284,6 +294,26 @@ BAD_INPUTS: list[tuple[str, Callable[[WriteCsv], list[str]], list[str], str]] = 
         _args("--dataset", "iris"),
         ["--model", "random_forest", "--target", "species"],
         "--target, --categorical and --numeric go with --csv only",
+    ),
+    (
+        "csv-name-is-not-a-model-name",
+        _csv("my data.csv", GOOD_CSV),
+        ["--target", "label", "--model", "random_forest"],
+        "model name 'my data' is not valid: expected 1 to 64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit; choose one with --name",
+    ),
+    (
+        "bad-name",
+        _args("--dataset", "iris"),
+        ["--model", "random_forest", "--name", "../iris"],
+        "model name '../iris' is not valid: expected 1 to 64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit; choose one with --name",
+    ),
+    (
+        "version-zero",
+        _args("--dataset", "iris"),
+        ["--model", "random_forest", "--version", "0"],
+        "version 0 is not valid: expected a positive integer",
     ),
     (
         "bad-test-size",
