@@ -63,7 +63,14 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
     built = build_pipeline(request.model, data, request.params, request.seed)
     final = built.pipeline.steps[-1][1]
     with progress.step(f"fitting {type(final).__name__} on {len(y_train)} rows"):
-        built.pipeline.fit(x_train, y_train)
+        try:
+            built.pipeline.fit(x_train, y_train)
+        except (TypeError, ValueError) as exc:
+            # scikit-learn checks hyperparameter values only here (InvalidParameterError
+            # is a ValueError), e.g. --param n_estimators=0.
+            raise TrainingError(
+                f"cannot fit {type(final).__name__} on {data.source}: {exc}"
+            ) from exc
     with progress.step(f"evaluating on {len(y_test)} held-out rows"):
         scores = evaluate(built.pipeline, data.task, x_test, y_test)
     with progress.step(f"exporting to {request.models_dir / request.name}"):

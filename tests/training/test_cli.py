@@ -201,6 +201,19 @@ BAD_INPUTS: list[tuple[str, Callable[[WriteCsv], list[str]], list[str], str]] = 
         "RandomForestClassifier has no hyperparameter 'n_trees'; it takes: bootstrap, ",
     ),
     (
+        "bad-hyperparameter-type",
+        _args("--dataset", "iris"),
+        ["--model", "random_forest", "--param", "n_estimators=many"],
+        "cannot fit RandomForestClassifier on sklearn:iris: The 'n_estimators' parameter of "
+        "RandomForestClassifier must be an int in the range [1, inf). Got 'many' instead.",
+    ),
+    (
+        "bad-hyperparameter-value",
+        _args("--dataset", "diabetes"),
+        ["--model", "ridge", "--param", "alpha=-1"],
+        "cannot fit Ridge on sklearn:diabetes: The 'alpha' parameter of Ridge must be ",
+    ),
+    (
         "param-without-value",
         _args("--dataset", "iris"),
         ["--model", "random_forest", "--param", "n_estimators"],
