@@ -126,7 +126,8 @@ def save_artifact(
             }
         )
         manifest_path = staging / MANIFEST_FILE
-        manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n")
+        # JSON is UTF-8 whatever the locale: feature names and categories come from data.
+        manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
         _fsync(manifest_path)
         _publish(staging, target)
     except BaseException:
@@ -162,13 +163,15 @@ def read_manifest(folder: Path) -> Manifest:
     """Read and validate `model.json` in `folder`."""
     path = folder / MANIFEST_FILE
     try:
-        text = path.read_text()
+        # Bytes, not text: pydantic decodes them as UTF-8 and reports bad bytes as invalid
+        # JSON, where read_text() would raise UnicodeDecodeError or use the locale's codec.
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: manifest not found") from exc
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror}") from exc
     try:
-        return Manifest.model_validate_json(text)
+        return Manifest.model_validate_json(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"

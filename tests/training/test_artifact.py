@@ -20,6 +20,7 @@ import sklearn
 from training.artifact import load_artifact, read_manifest, save_artifact
 from training.datasets import load_bundled
 from training.errors import ArtifactError, VersionExistsError
+from training.manifest import CategoryStats
 from training.pipeline import TrainRequest, train
 from training.repository import list_models, list_versions, next_version, version_path
 
@@ -120,6 +121,11 @@ def _truncate(folder: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
+def _not_utf8(folder: Path) -> None:
+    path = folder / "model.json"
+    path.write_bytes(path.read_bytes().replace(b'"iris"', b'"ir\xffis"'))
+
+
 def _drop_artifact(folder: Path) -> None:
     _edit_manifest(folder, lambda m: m.pop("artifact"))
 
@@ -144,6 +150,7 @@ def _path_in_file(folder: Path) -> None:
     ("tamper", "problem"),
     [
         (_truncate, "(root): Invalid JSON: "),
+        (_not_utf8, "(root): Invalid JSON: invalid unicode code point"),
         (_drop_artifact, "artifact: Field required"),
         (_version_as_text, "version: Input should be a valid integer"),
         (_unknown_field, "owner: Extra inputs are not permitted"),
@@ -510,3 +517,30 @@ def test_save_artifact_itself_refuses_an_existing_version(
         "omit --version to get the next free one"
     )
     assert tree(models_dir) == before
+
+
+def test_manifests_are_utf8_whatever_the_locale(write_csv: Callable[[str, str], Path]) -> None:
+    words = ["caf\u00e9", "b\u00e4r"]
+    rows = "".join(f"{i},{words[i % 2]},{'ab'[i % 2]}\n" for i in range(8))
+    path = write_csv("umlaut.csv", "gr\u00f6\u00dfe,ort,y\n" + rows)
+    models_dir = path.parent / "models"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    env.update(LANG="C", LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    args = ["--csv", str(path), "--target", "y", "--model", "logistic_regression"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", *args, "--models-dir", str(models_dir), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    folder = models_dir / "umlaut" / "1"
+    assert "gr\u00f6\u00dfe".encode() in (folder / "model.json").read_bytes()
+    manifest = load_artifact(folder).manifest
+    assert manifest.feature_names == ["gr\u00f6\u00dfe", "ort"]
+    assert manifest.features[1].stats == CategoryStats(
+        count=8, missing=0, categories=sorted(words), frequencies=[4, 4]
+    )
