@@ -105,9 +105,12 @@ def save_artifact(
         version = next_version(models_dir, name)
     check_export(models_dir, name, version)
     target = version_path(models_dir, name, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".tmp-{version}-{uuid.uuid4().hex}"
-    staging.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ArtifactError(f"{target.parent}: cannot create folder: {_reason(exc)}") from exc
     try:
         model_path = staging / MODEL_FILE
         joblib.dump(estimator, model_path)
@@ -130,10 +133,17 @@ def save_artifact(
         manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
         _fsync(manifest_path)
         _publish(staging, target)
+    except OSError as exc:  # disk full, permissions, I/O errors: nothing is published
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactError(f"{target}: cannot write the artifact: {_reason(exc)}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _publish(staging: Path, target: Path) -> None:

@@ -308,12 +308,15 @@ def _interrupt_manifest_write(self: Path, *args: Any, **kwargs: Any) -> int:
 REAL_WRITE_TEXT = Path.write_text
 
 
+DISK_FULL = "cannot write the artifact: No space left on device"
+
+
 @pytest.mark.parametrize(
-    ("target", "replacement", "error"),
+    ("target", "replacement", "error", "message"),
     [
-        ("joblib.dump", _fail_dump, DiskFullError),
-        ("pathlib.Path.write_text", _fail_manifest_write, DiskFullError),
-        ("pathlib.Path.write_text", _interrupt_manifest_write, KeyboardInterrupt),
+        ("joblib.dump", _fail_dump, ArtifactError, DISK_FULL),
+        ("pathlib.Path.write_text", _fail_manifest_write, ArtifactError, DISK_FULL),
+        ("pathlib.Path.write_text", _interrupt_manifest_write, KeyboardInterrupt, ""),
     ],
     ids=["model-dump", "manifest-write", "interrupt"],
 )
@@ -321,6 +324,7 @@ def test_a_failed_export_leaves_nothing_behind(
     target: str,
     replacement: Callable[..., Any],
     error: type[BaseException],
+    message: str,
     models_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     tree: Tree,
@@ -329,14 +333,40 @@ def test_a_failed_export_leaves_nothing_behind(
     before = tree(models_dir)
     assert set(before) == {"iris", "iris/1", "iris/1/model.joblib", "iris/1/model.json"}
     monkeypatch.setattr(target, replacement)
-    with pytest.raises(error):
+    with pytest.raises(error) as info:
         _train_iris(models_dir)
     monkeypatch.undo()
+    if message:
+        assert str(info.value) == f"{models_dir / 'iris' / '2'}: {message}"
+        assert isinstance(info.value.__cause__, DiskFullError)
     assert not (models_dir / "iris" / "2").exists()
     assert tree(models_dir) == before  # no hidden staging folder either
     assert list_versions(models_dir, "iris") == [1]
     assert list_models(models_dir) == {"iris": [1]}
     assert _train_iris(models_dir).manifest.version == 2
+
+
+def test_the_cli_reports_a_failed_write(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch, call_cli: Any
+) -> None:
+    monkeypatch.setattr(joblib, "dump", _fail_dump)
+    result = call_cli(
+        "--dataset", "iris", "--model", "logistic_regression", "--models-dir", str(models_dir)
+    )
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.endswith(f"error: {models_dir / 'iris' / '1'}: {DISK_FULL}\n")
+    assert list_models(models_dir) == {}
+    assert [p.name for p in (models_dir / "iris").iterdir()] == []
+
+
+def test_a_models_dir_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    with pytest.raises(ArtifactError) as info:
+        _train_iris(blocker / "models")
+    assert str(info.value).startswith(f"{blocker / 'models' / 'iris'}: cannot create folder: ")
+    assert blocker.read_text() == "a file"
 
 
 CRASH_SCRIPT = """
