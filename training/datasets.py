@@ -128,9 +128,19 @@ def load_csv(
         raise TrainingError(
             f"{path}: target column {target!r} not found; columns are: {', '.join(header)}"
         )
-    for declared in categorical | numeric:
+    for declared in sorted(categorical | numeric):
         if declared not in header:
             raise TrainingError(f"{path}: column {declared!r} given on the command line not found")
+        if declared == target:
+            raise TrainingError(
+                f"{path}: column {declared!r} is the target; --categorical and --numeric "
+                "set the type of feature columns only (use --task for the target)"
+            )
+        if declared in categorical and declared in numeric:
+            raise TrainingError(
+                f"{path}: column {declared!r} is given as both --categorical and --numeric; "
+                "choose one"
+            )
     target_index = header.index(target)
     columns: list[Column] = []
     values: list[list[Any]] = []

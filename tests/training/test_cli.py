@@ -306,7 +306,28 @@ BAD_INPUTS: list[tuple[str, Callable[[WriteCsv], list[str]], list[str], str]] = 
         "target-with-dataset",
         _args("--dataset", "iris"),
         ["--model", "random_forest", "--target", "species"],
-        "--target, --categorical and --numeric go with --csv only",
+        "--target, --task, --categorical and --numeric go with --csv only; "
+        "dataset 'iris' has a fixed target and task",
+    ),
+    (
+        "task-with-dataset",
+        _args("--dataset", "iris"),
+        ["--model", "ridge", "--task", "regression"],
+        "--target, --task, --categorical and --numeric go with --csv only; "
+        "dataset 'iris' has a fixed target and task",
+    ),
+    (
+        "both-categorical-and-numeric",
+        _csv("good.csv", GOOD_CSV),
+        ["--target", "label", "--model", "ridge", "--categorical", "a", "--numeric", "a"],
+        "{dir}/good.csv: column 'a' is given as both --categorical and --numeric; choose one",
+    ),
+    (
+        "type-override-on-target",
+        _csv("good.csv", GOOD_CSV),
+        ["--target", "label", "--model", "random_forest", "--numeric", "label"],
+        "{dir}/good.csv: column 'label' is the target; --categorical and --numeric set the "
+        "type of feature columns only (use --task for the target)",
     ),
     (
         "csv-name-is-not-a-model-name",
