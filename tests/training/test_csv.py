@@ -269,6 +269,7 @@ def test_integer_target_inference_and_task_override(write_csv: WriteCsv, models_
     assert manifest.task == "classification"
     assert manifest.target.classes == [0, 1, 2]
     assert manifest.target.distribution == [10, 10, 10]
+    assert read_manifest(models_dir / "c" / "1").target.classes == [0, 1, 2]  # ints stay ints
 
 
 def test_regression_override_on_a_text_target_is_refused(people_csv: Path) -> None:
