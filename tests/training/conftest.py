@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# One OpenMP thread for HistGradientBoosting (here and in CLI subprocesses, which inherit
+# the environment): the models are tiny, and on a shared 2-core machine spinning worker
+# threads only make the suite slower. Set before the first OpenMP region runs.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from training import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
