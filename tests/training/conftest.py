@@ -35,7 +35,11 @@ CliRunner = Callable[..., CliResult]
 
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
-    """A models directory that does not exist yet (the export creates it)."""
+    """A models directory that does not exist yet (the export creates it).
+
+    Deliberately per test and empty: it takes precedence over any session-wide,
+    pre-trained `models_dir` fixture a parent conftest may define for other packages.
+    """
     return tmp_path / "models"
 
 
