@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shutil
 import uuid
 import warnings
@@ -25,7 +26,14 @@ from pydantic import ValidationError
 from sklearn.exceptions import InconsistentVersionWarning
 
 from training.errors import ArtifactError, VersionExistsError
-from training.manifest import MANIFEST_FILE, MODEL_FILE, ArtifactFile, Environment, Manifest
+from training.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    MODEL_NAME_PATTERN,
+    ArtifactFile,
+    Environment,
+    Manifest,
+)
 from training.repository import next_version, version_path
 
 
@@ -57,6 +65,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_export(models_dir: Path, name: str, version: int | None) -> None:
+    """Refuse, before any work or any write, a name or version `save_artifact` would refuse.
+
+    The name becomes a folder, so it must be a plain file name (no separators, no
+    leading dot); an explicit version must be positive and not exist yet.
+    """
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ArtifactError(
+            f"model name {name!r} is not valid: expected 1 to 64 letters, digits, '_', '.' "
+            "or '-', starting with a letter or digit; choose one with --name"
+        )
+    if version is None:
+        return
+    if version < 1:
+        raise ArtifactError(f"version {version} is not valid: expected a positive integer")
+    target = version_path(models_dir, name, version)
+    if target.exists():
+        raise VersionExistsError(
+            f"{target} already exists: versions are never overwritten; "
+            "omit --version to get the next free one"
+        )
+
+
 def save_artifact(
     estimator: Any,
     manifest_fields: dict[str, Any],
@@ -69,16 +100,17 @@ def save_artifact(
     `manifest_fields` holds every manifest field except name, version, environment
     and artifact, which are filled in here. An existing version is never replaced.
     """
-    version = next_version(models_dir, name) if version is None else version
+    if version is None:
+        check_export(models_dir, name, None)
+        version = next_version(models_dir, name)
+    check_export(models_dir, name, version)
     target = version_path(models_dir, name, version)
-    if target.exists():
-        raise VersionExistsError(
-            f"{target} already exists: versions are never overwritten; "
-            "omit --version to get the next free one"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".tmp-{version}-{uuid.uuid4().hex}"
-    staging.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ArtifactError(f"{target.parent}: cannot create folder: {_reason(exc)}") from exc
     try:
         model_path = staging / MODEL_FILE
         joblib.dump(estimator, model_path)
@@ -97,13 +129,21 @@ def save_artifact(
             }
         )
         manifest_path = staging / MANIFEST_FILE
-        manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n")
+        # JSON is UTF-8 whatever the locale: feature names and categories come from data.
+        manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
         _fsync(manifest_path)
         _publish(staging, target)
+    except OSError as exc:  # disk full, permissions, I/O errors: nothing is published
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactError(f"{target}: cannot write the artifact: {_reason(exc)}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -133,13 +173,15 @@ def read_manifest(folder: Path) -> Manifest:
     """Read and validate `model.json` in `folder`."""
     path = folder / MANIFEST_FILE
     try:
-        text = path.read_text()
+        # Bytes, not text: pydantic decodes them as UTF-8 and reports bad bytes as invalid
+        # JSON, where read_text() would raise UnicodeDecodeError or use the locale's codec.
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: manifest not found") from exc
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror}") from exc
     try:
-        return Manifest.model_validate_json(text)
+        return Manifest.model_validate_json(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"

@@ -87,8 +87,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace) -> Dataset:
     if args.dataset:
-        if args.target or args.categorical or args.numeric:
-            raise TrainingError("--target, --categorical and --numeric go with --csv only")
+        if args.target or args.task or args.categorical or args.numeric:
+            raise TrainingError(
+                "--target, --task, --categorical and --numeric go with --csv only; "
+                f"dataset {args.dataset!r} has a fixed target and task"
+            )
         return load_bundled(args.dataset)
     if not args.target:
         raise TrainingError("--csv needs --target COLUMN: the column to predict")

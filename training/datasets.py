@@ -123,14 +123,24 @@ def load_csv(
     is numeric, one where none do is categorical. A column that mixes both is an
     error naming the first bad value, unless `categorical` or `numeric` says which.
     """
-    header, rows = _read_rows(path)
+    header, rows, lines = _read_rows(path)
     if target not in header:
         raise TrainingError(
             f"{path}: target column {target!r} not found; columns are: {', '.join(header)}"
         )
-    for declared in categorical | numeric:
+    for declared in sorted(categorical | numeric):
         if declared not in header:
             raise TrainingError(f"{path}: column {declared!r} given on the command line not found")
+        if declared == target:
+            raise TrainingError(
+                f"{path}: column {declared!r} is the target; --categorical and --numeric "
+                "set the type of feature columns only (use --task for the target)"
+            )
+        if declared in categorical and declared in numeric:
+            raise TrainingError(
+                f"{path}: column {declared!r} is given as both --categorical and --numeric; "
+                "choose one"
+            )
     target_index = header.index(target)
     columns: list[Column] = []
     values: list[list[Any]] = []
@@ -138,9 +148,9 @@ def load_csv(
         if index == target_index:
             continue
         cells = [row[index] for row in rows]
-        kind = _column_type(path, name, cells, categorical, numeric)
+        kind = _column_type(path, name, cells, lines, categorical, numeric)
         columns.append(Column(name, kind))
-        values.append(_convert(path, name, cells, kind))
+        values.append(_convert(path, name, cells, lines, kind))
     if not columns:
         raise TrainingError(f"{path}: no feature columns besides the target {target!r}")
     all_numeric = all(c.type == "number" for c in columns)
@@ -148,7 +158,7 @@ def load_csv(
     for index, column_values in enumerate(values):
         features[:, index] = column_values
     target_cells = [row[target_index] for row in rows]
-    missing_target = [n for n, cell in enumerate(target_cells, start=2) if _is_missing(cell)]
+    missing_target = [n for n, cell in zip(lines, target_cells, strict=True) if _is_missing(cell)]
     if missing_target:
         raise TrainingError(
             f"{path}: target column {target!r} is empty on line {missing_target[0]} "
@@ -166,12 +176,22 @@ def load_csv(
     )
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the non-blank rows and the file line each of those rows starts on."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            rows = [row for row in reader if any(cell.strip() for cell in row)]
+            start = reader.line_num + 1
+            for row in reader:
+                # Blank lines are skipped and a quoted cell may span lines, so a row's
+                # position in `rows` is not its line in the file.
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(start)
+                start = reader.line_num + 1
     except FileNotFoundError as exc:
         raise TrainingError(f"{path}: file not found") from exc
     except UnicodeDecodeError as exc:
@@ -186,12 +206,12 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         raise TrainingError(f"{path}: duplicate column names: {', '.join(dupes)}")
     if not rows:
         raise TrainingError(f"{path}: no data rows after the header")
-    for line, row in enumerate(rows, start=2):
+    for line, row in zip(lines, rows, strict=True):
         if len(row) != len(header):
             raise TrainingError(
                 f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
             )
-    return header, rows
+    return header, rows, lines
 
 
 def _is_missing(cell: str) -> bool:
@@ -210,6 +230,7 @@ def _column_type(
     path: Path,
     name: str,
     cells: list[str],
+    lines: list[int],
     categorical: frozenset[str],
     numeric: frozenset[str],
 ) -> FeatureType:
@@ -217,7 +238,7 @@ def _column_type(
         return "category"
     if name in numeric:
         return "number"
-    present = [(line, c) for line, c in enumerate(cells, start=2) if not _is_missing(c)]
+    present = [(line, c) for line, c in zip(lines, cells, strict=True) if not _is_missing(c)]
     if not present:
         raise TrainingError(f"{path}: column {name!r} has no values")
     bad = [(line, c) for line, c in present if _parse_number(c) is None]
@@ -234,11 +255,13 @@ def _column_type(
     )
 
 
-def _convert(path: Path, name: str, cells: list[str], kind: FeatureType) -> list[Any]:
+def _convert(
+    path: Path, name: str, cells: list[str], lines: list[int], kind: FeatureType
+) -> list[Any]:
     if kind == "category":
         return [None if _is_missing(c) else c.strip() for c in cells]
     out: list[float] = []
-    for line, cell in enumerate(cells, start=2):
+    for line, cell in zip(lines, cells, strict=True):
         if _is_missing(cell):
             out.append(math.nan)
             continue

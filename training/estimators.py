@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -153,8 +154,16 @@ def _preprocessor(dataset: Dataset, *, impute: bool, scale: bool) -> Any:
         numeric_steps.append(("scale", StandardScaler()))
     if not categorical:
         return Pipeline(numeric_steps) if numeric_steps else None
+    # A missing category arrives as None (the CSV loader, JSON null) or as NaN (pandas,
+    # numpy object arrays); both become MISSING_CATEGORY, one imputer per marker.
     category_pipeline = Pipeline(
         [
+            (
+                "impute_nan",
+                SimpleImputer(
+                    missing_values=np.nan, strategy="constant", fill_value=MISSING_CATEGORY
+                ),
+            ),
             (
                 "impute",
                 SimpleImputer(

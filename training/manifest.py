@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "model.json"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 Task = Literal["classification", "regression"]
 ClassLabel = str | int
@@ -156,7 +157,7 @@ class Manifest(_Strict):
     """Everything the service needs to know about a model version."""
 
     schema_version: Literal[1] = 1
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: int = Field(ge=1)
     created_at: datetime
     task: Task

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.artifact import save_artifact
+from training.artifact import check_export, save_artifact
 from training.datasets import Dataset
 from training.errors import TrainingError
 from training.estimators import ParamValue, build_pipeline
@@ -46,6 +46,7 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
     """Fit, evaluate and export one model version."""
     progress = progress or Progress(total=4, quiet=True)
     data = request.dataset
+    check_export(request.models_dir, request.name, request.version)
     _check_trainable(data, request.test_size)
     with progress.step(f"splitting {len(data.target)} rows (test size {request.test_size})"):
         stratify = data.target if data.task == "classification" else None
@@ -62,7 +63,14 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
     built = build_pipeline(request.model, data, request.params, request.seed)
     final = built.pipeline.steps[-1][1]
     with progress.step(f"fitting {type(final).__name__} on {len(y_train)} rows"):
-        built.pipeline.fit(x_train, y_train)
+        try:
+            built.pipeline.fit(x_train, y_train)
+        except (TypeError, ValueError) as exc:
+            # scikit-learn checks hyperparameter values only here (InvalidParameterError
+            # is a ValueError), e.g. --param n_estimators=0.
+            raise TrainingError(
+                f"cannot fit {type(final).__name__} on {data.source}: {exc}"
+            ) from exc
     with progress.step(f"evaluating on {len(y_test)} held-out rows"):
         scores = evaluate(built.pipeline, data.task, x_test, y_test)
     with progress.step(f"exporting to {request.models_dir / request.name}"):
@@ -106,7 +114,7 @@ def _check_trainable(data: Dataset, test_size: float) -> None:
         if len(classes) < 2:
             raise TrainingError(
                 f"{data.source}: target {data.target_name!r} has a single class "
-                f"{classes[0]!r}; classification needs at least two"
+                f"{str(classes[0])!r}; classification needs at least two"
             )
         rare = [str(c) for c, n in zip(classes, counts, strict=True) if n < 2]
         if rare:
