@@ -37,5 +37,10 @@ pytest: install
 
 test: lint typecheck pytest  ## everything CI runs
 
+bench: install  ## throughput and latency vs the seed-style baseline (prints one table)
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		echo "wrk not installable: using the slower Python load generator"
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

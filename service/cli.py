@@ -37,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", type=int)
     predict.add_argument("--url", default="http://127.0.0.1:8000")
     predict.set_defaults(handler=run_predict)
+
+    bench = commands.add_parser("bench", help="benchmark against the seed-style baseline")
+    bench.add_argument("--seconds", type=float, default=5.0, help="per load run")
+    bench.set_defaults(handler=run_bench)
     return parser
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """`make bench` from the console script."""
+    from bench.run import main as bench_main
+
+    return bench_main(["--seconds", str(args.seconds)])
 
 
 def run_serve(args: argparse.Namespace) -> int:
