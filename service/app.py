@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.tabserve = state
     if settings.fast_path:
-        endpoint = InferEndpoint(state.dataplane)
+        endpoint = InferEndpoint(state.dataplane, settings)
         app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings)
     install_docs(app)
     install_error_handlers(app)

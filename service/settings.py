@@ -74,6 +74,25 @@ class Settings(BaseSettings):
             "overhead per request); off: they go through the documented FastAPI routes."
         ),
     )
+    queue_max_rows: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Most rows waiting per model version; a request that would exceed it gets 503 "
+            "with Retry-After at once instead of waiting without bound."
+        ),
+    )
+    request_timeout_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Deadline for a model call to take a request; past it the work is dropped and "
+            "the client gets 504. A request may set its own with X-Request-Timeout-Ms."
+        ),
+    )
+    max_request_timeout_ms: int = Field(
+        default=60_000, ge=1, description="Cap on a request's own X-Request-Timeout-Ms."
+    )
     reject_out_of_range: bool = Field(
         default=False,
         description=(

@@ -32,5 +32,6 @@ class AppState:
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
             concurrency=settings.batch_concurrency,
+            max_queue_rows=settings.queue_max_rows,
         )
         return cls(settings, metrics, registry, pool, DataPlane(registry, pool, metrics, policy))

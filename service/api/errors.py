@@ -12,9 +12,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service.core.errors import (
+    DeadlineExceededError,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
     Problem,
     ServiceError,
     TooLargeError,
@@ -28,11 +30,18 @@ STATUS: dict[type[ServiceError], int] = {
     ModelNotReadyError: 503,
     InvalidInputError: 400,
     TooLargeError: 413,
+    OverloadedError: 503,
+    DeadlineExceededError: 504,
 }
+RETRY_AFTER_SECONDS: dict[type[ServiceError], str] = {ModelNotReadyError: "5", OverloadedError: "1"}
 
 
 def error_response(
-    status: int, message: str, code: str, problems: list[Problem] | None = None
+    status: int,
+    message: str,
+    code: str,
+    problems: list[Problem] | None = None,
+    retry_after: str | None = None,
 ) -> Response:
     """A JSON error body: `{"error": ..., "code": ..., "details": [...]}`."""
     body = {
@@ -40,7 +49,7 @@ def error_response(
         "code": code,
         "details": [_problem(p) for p in problems or []],
     }
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": retry_after} if retry_after else None
     return Response(
         orjson.dumps(body, default=str),
         status_code=status,
@@ -77,7 +86,8 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
         _count_rejection(request, exc.reason)
     elif isinstance(exc, TooLargeError):
         _count_rejection(request, "too_large")
-    return error_response(status, exc.message, exc.code, problems)
+    retry = next((s for cls, s in RETRY_AFTER_SECONDS.items() if isinstance(exc, cls)), None)
+    return error_response(status, exc.message, exc.code, problems, retry)
 
 
 async def on_request_validation(request: Request, exc: Exception) -> Response:

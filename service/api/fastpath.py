@@ -17,14 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for
 from service.api.errors import on_service_error, on_unexpected
 from service.api.v2 import HEADER_LENGTH, parse_version, run_inference
 from service.core.dataplane import DataPlane
 from service.core.errors import ServiceError
+from service.settings import Settings
 
 PREFIX = "/v2/models/"
 SUFFIX = "/infer"
-_HEADER = HEADER_LENGTH.encode()
+_LENGTH = HEADER_LENGTH.encode()
+_TIMEOUT = TIMEOUT_HEADER.lower().encode()
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,9 @@ def infer_target(scope: Scope) -> tuple[str, str | None] | None:
 class InferEndpoint:
     """ASGI endpoint for V2 infer paths (wrap it in RequestContextMiddleware)."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
         self.dataplane = dataplane
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = infer_target(scope)
@@ -79,7 +83,14 @@ class InferEndpoint:
             body = await _read_body(receive)
             if body is None:
                 return  # the client left before sending its body: nobody to answer
-            response = await run_inference(self.dataplane, model, body, _header(scope))
+            response = await run_inference(
+                self.dataplane,
+                model,
+                body,
+                _header(scope, _LENGTH),
+                deadline=deadline_for(_header(scope, _TIMEOUT), self.settings),
+                receive=receive,
+            )
         except ServiceError as exc:
             response = await on_service_error(Request(scope), exc)
         except Exception as exc:
@@ -98,8 +109,8 @@ async def _read_body(receive: Receive) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(scope: Scope) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
-        if key == _HEADER:
+        if key == name:
             return bytes(value).decode("latin-1")
     return None

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Request
 from pydantic import BaseModel, Discriminator, Tag
 
+from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
 from service.api.middleware import request_id_of
 from service.api.record_models import PredictResponse, RecordPrediction, record_model
@@ -83,7 +84,7 @@ def _add_route(
             f"{', '.join(manifest.feature_names)}."
         ),
         tags=[TAG],
-        responses=error_responses(400, 404, 413, 422, 503),
+        responses=error_responses(400, 404, 413, 422, 503, 504),
         operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
     )
 
@@ -113,7 +114,7 @@ async def _predict(
     width = model.schema.width
     rows = [[getattr(r, f"f{i}") for i in range(width)] for r in records]
     batch = model.schema.from_rows(rows)
-    prediction = await dataplane.predict(model, batch)
+    prediction = await predict_for(request, dataplane, model, batch)
     classes = [str(c) for c in model.manifest.target.classes or []]
     return PredictResponse(
         model=name,

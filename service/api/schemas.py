@@ -33,6 +33,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such model or version.",
         413: "The request is larger than the configured limits.",
         422: "The request body does not match the documented schema.",
-        503: "The model is not ready (loading, or failed to load).",
+        503: "The model is not ready, or its queue is full (retry after `Retry-After` s).",
+        504: "No model call took the request before its deadline; its work was dropped.",
     }
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
 from service.api.schemas import error_responses
 
@@ -50,9 +51,11 @@ async def status(model: str, dataplane: DataPlaneDep) -> V1ModelStatus:
     "/v1/models/{model}:predict",
     summary="V1 predict",
     response_model=V1Response,
-    responses=error_responses(400, 404, 413, 422, 503),
+    responses=error_responses(400, 404, 413, 422, 503, 504),
 )
-async def predict(model: str, body: V1Request, dataplane: DataPlaneDep) -> V1Response:
+async def predict(
+    model: str, body: V1Request, request: Request, dataplane: DataPlaneDep
+) -> V1Response:
     """Predict the default version on `instances`."""
     served = dataplane.model(model)
     assert served.schema is not None
@@ -61,5 +64,5 @@ async def predict(model: str, body: V1Request, dataplane: DataPlaneDep) -> V1Res
         batch = served.schema.from_records([i for i in instances if isinstance(i, dict)])
     else:
         batch = served.schema.from_rows([i if isinstance(i, list) else [i] for i in instances])
-    prediction = await dataplane.predict(served, batch)
+    prediction = await predict_for(request, dataplane, served, batch)
     return V1Response(predictions=prediction.predict.tolist())

@@ -12,8 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
+from starlette.types import Receive
 
 from service import __version__
+from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
 from service.api.deps import DataPlaneDep
 from service.api.schemas import error_responses
 from service.api.v2_codec import (
@@ -145,7 +147,7 @@ _INFER_DOC: dict[str, Any] = {
 }
 _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": InferenceResponseDoc, "description": "Outputs, in JSON or binary form."},
-    **error_responses(400, 404, 413, 503),
+    **error_responses(400, 404, 413, 503, 504),
 }
 _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Ready (empty body)."},
@@ -214,9 +216,7 @@ async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> Re
 async def infer(model: str, request: Request, dataplane: DataPlaneDep) -> Response:
     """Predict on one `[rows, features]` tensor or one tensor per feature."""
     served = dataplane.model(model)
-    return await run_inference(
-        dataplane, served, await request.body(), request.headers.get(HEADER_LENGTH)
-    )
+    return await _infer_route(dataplane, served, request)
 
 
 @router.post(
@@ -231,8 +231,18 @@ async def infer_version(
 ) -> Response:
     """Predict with one version."""
     served = dataplane.model(model, parse_version(model, version))
+    return await _infer_route(dataplane, served, request)
+
+
+async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Request) -> Response:
+    settings = request.app.state.tabserve.settings
     return await run_inference(
-        dataplane, served, await request.body(), request.headers.get(HEADER_LENGTH)
+        dataplane,
+        model,
+        await request.body(),
+        request.headers.get(HEADER_LENGTH),
+        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        receive=request.receive,
     )
 
 
@@ -288,11 +298,18 @@ def _label_datatype(model: ModelVersion) -> str:
 
 
 async def run_inference(
-    dataplane: DataPlane, model: ModelVersion, body: bytes, header_length: str | None
+    dataplane: DataPlane,
+    model: ModelVersion,
+    body: bytes,
+    header_length: str | None,
+    *,
+    deadline: float,
+    receive: Receive,
 ) -> Response:
     """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
 
-    `header_length` is the raw `Inference-Header-Content-Length` request header.
+    `header_length` is the raw `Inference-Header-Content-Length` request header;
+    `receive` is watched so a client that leaves while queued has its work dropped.
     """
     assert model.schema is not None
     try:
@@ -301,7 +318,9 @@ async def run_inference(
         raise InvalidInputError(str(exc), "malformed") from exc
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
-    prediction = await dataplane.predict(model, batch)
+    prediction = await dataplane.predict(
+        model, batch, deadline=deadline, abandoned=lambda: client_gone(receive)
+    )
     tensors = [_tensor(name, prediction) for name, _ in wanted]
     payload, json_length = encode_response(
         model_name=model.name,

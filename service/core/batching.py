@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from service.core.errors import DeadlineExceededError, OverloadedError
 from service.core.inference import InferencePool
 from service.core.runtime import Prediction
 
@@ -38,6 +39,7 @@ class BatchPolicy:
     max_rows: int = 256
     max_wait: float = 0.0
     concurrency: int = 1
+    max_queue_rows: int = 4096
 
     @property
     def enabled(self) -> bool:
@@ -51,6 +53,19 @@ class _Pending:
     rows: int
     future: asyncio.Future[Prediction]
     arrived: float
+    started: bool = False
+    expiry: asyncio.TimerHandle | None = None
+    watcher: asyncio.Future[Any] | None = None
+
+
+class QueueEvents(Protocol):
+    """What the batcher reports about its queue (metrics implement it)."""
+
+    def queued(self, rows: int) -> None:
+        """The queue now holds `rows` rows."""
+
+    def rejected(self, reason: str) -> None:
+        """A request was refused or dropped: overloaded, deadline or disconnected."""
 
 
 class Batcher:
@@ -62,11 +77,13 @@ class Batcher:
         pool: InferencePool,
         policy: BatchPolicy,
         observe: CallObserver | None = None,
+        events: QueueEvents | None = None,
     ) -> None:
         self._predict = predict
         self._pool = pool
         self._policy = policy
         self._observe = observe
+        self._events = events
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._in_flight = 0
@@ -78,14 +95,68 @@ class Batcher:
         """Rows waiting for a call."""
         return self._queued_rows
 
-    async def submit(self, features: npt.NDArray[Any]) -> Prediction:
-        """Predict `features` (one request's rows) as part of the next call."""
-        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+    async def submit(
+        self,
+        features: npt.NDArray[Any],
+        *,
+        deadline: float | None = None,
+        abandoned: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Prediction:
+        """Predict `features` (one request's rows) as part of the next call.
+
+        `deadline` (event-loop time) drops the request with DeadlineExceededError
+        if no call has taken it by then; when the awaitable from `abandoned` finishes
+        (the client went away) first, the request is dropped silently. A request
+        that a call has taken always runs to the end.
+        """
         rows = features.shape[0]
-        self._queue.append(_Pending(features, rows, future, time.monotonic()))
+        limit = self._policy.max_queue_rows
+        if self._queued_rows and self._queued_rows + rows > limit:
+            self._report_rejected("overloaded")
+            raise OverloadedError(
+                f"the model's queue holds {self._queued_rows} rows and takes at most {limit}; "
+                "retry shortly"
+            )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(features, rows, loop.create_future(), time.monotonic())
+        self._queue.append(pending)
         self._queued_rows += rows
         self._dispatch()
-        return await future
+        if not pending.started:
+            if deadline is not None:
+                pending.expiry = loop.call_at(deadline, self._expire, pending)
+            if abandoned is not None:
+                pending.watcher = asyncio.ensure_future(abandoned())
+                pending.watcher.add_done_callback(lambda _: self._abandon(pending))
+            self._report_queue()
+        try:
+            return await pending.future
+        finally:
+            if pending.watcher is not None:
+                pending.watcher.cancel()
+
+    def _expire(self, pending: _Pending) -> None:
+        if not pending.started and not pending.future.done():
+            self._report_rejected("deadline")
+            pending.future.set_exception(
+                DeadlineExceededError(
+                    "no model call took the request before its deadline "
+                    f"({self._queued_rows} rows were queued); its work was dropped"
+                )
+            )
+
+    def _abandon(self, pending: _Pending) -> None:
+        if not pending.started and not pending.future.done():
+            self._report_rejected("disconnected")
+            pending.future.cancel()
+
+    def _report_rejected(self, reason: str) -> None:
+        if self._events is not None:
+            self._events.rejected(reason)
+
+    def _report_queue(self) -> None:
+        if self._events is not None:
+            self._events.queued(self._queued_rows)
 
     def _dispatch(self) -> None:
         policy = self._policy
@@ -125,13 +196,17 @@ class Batcher:
                 break
             self._queue.popleft()
             self._queued_rows -= head.rows
-            if head.future.done():  # the caller was cancelled (disconnected)
+            if head.future.done():  # expired, abandoned or cancelled while queued
                 continue
+            head.started = True
+            if head.expiry is not None:
+                head.expiry.cancel()
             taken.append(head)
             rows += head.rows
         if self._timer is not None and not self._queue:
             self._timer.cancel()
             self._timer = None
+        self._report_queue()
         return taken
 
     async def _run(self, batch: list[_Pending]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from service.core.batching import Batcher, BatchPolicy, CallObserver
 from service.core.inference import InferencePool
 from service.core.metrics import ModelMetrics, ServiceMetrics
@@ -29,19 +32,29 @@ class DataPlane:
         """A ready model version, or ModelNotFoundError / ModelNotReadyError."""
         return self.registry.ready(name, version)
 
-    async def predict(self, model: ModelVersion, batch: ValidatedBatch) -> Prediction:
-        """Predict a validated batch; it may share a model call with concurrent requests."""
+    async def predict(
+        self,
+        model: ModelVersion,
+        batch: ValidatedBatch,
+        *,
+        deadline: float | None = None,
+        abandoned: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Prediction:
+        """Predict a validated batch; it may share a model call with concurrent requests.
+
+        See `Batcher.submit` for `deadline` and `abandoned`.
+        """
         batcher = model.batcher
         if batcher is None:
             batcher = model.batcher = self._batcher(model)
         if model.metrics is not None and batch.out_of_range.any():
             model.metrics.count_out_of_range(batch.out_of_range)
-        return await batcher.submit(batch.features)
+        return await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
 
     def _batcher(self, model: ModelVersion) -> Batcher:
         bound = model.metrics
         observe = None if bound is None else _observer(bound)
-        return Batcher(model.runtime.predict, self.pool, self.policy, observe)
+        return Batcher(model.runtime.predict, self.pool, self.policy, observe, bound)
 
 
 def _observer(bound: ModelMetrics) -> CallObserver:

@@ -75,3 +75,15 @@ class TooLargeError(ServiceError):
     """The request is larger than the configured limits (body bytes or rows)."""
 
     code = "too_large"
+
+
+class OverloadedError(ServiceError):
+    """The model's queue is full: the client should retry later (503 + Retry-After)."""
+
+    code = "overloaded"
+
+
+class DeadlineExceededError(ServiceError):
+    """No model call started before the request's deadline; its work was dropped (504)."""
+
+    code = "deadline_exceeded"

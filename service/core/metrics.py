@@ -41,6 +41,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+REJECTION_REASONS = ("overloaded", "deadline", "disconnected")
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -56,8 +57,18 @@ class ModelMetrics:
     inference_seconds: Histogram
     rows: Counter
     rows_per_call: Histogram
+    queue_rows: Gauge
+    rejections: dict[str, Counter]
     predictions: dict[str, Counter] = field(default_factory=dict)
     out_of_range: list[Counter] = field(default_factory=list)
+
+    def queued(self, rows: int) -> None:
+        """The model's queue now holds `rows` rows."""
+        self.queue_rows.set(rows)
+
+    def rejected(self, reason: str) -> None:
+        """A request refused (overloaded) or dropped (deadline, disconnected)."""
+        self.rejections[reason].inc()
 
     def observe(self, rows: int, seconds: float) -> None:
         """One inference call of `rows` rows that took `seconds`."""
@@ -129,6 +140,20 @@ class ServiceMetrics:
             ["model", "version", "class"],
             registry=reg,
         )
+        self.queue_rows = Gauge(
+            "tabserve_queue_rows",
+            "Rows waiting for a model call, by model and version.",
+            ["model", "version"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.rejections = Counter(
+            "tabserve_requests_rejected",
+            "Requests refused because the queue was full (overloaded), or dropped before "
+            "their model call because their deadline passed or their client disconnected.",
+            ["model", "version", "reason"],
+            registry=reg,
+        )
         self.model_info = Gauge(
             "tabserve_model_info",
             "One series per loaded model version; the value is 1 when it is ready to serve.",
@@ -171,6 +196,8 @@ class ServiceMetrics:
             inference_seconds=self.inference_seconds.labels(*labels),
             rows=self.rows.labels(*labels),
             rows_per_call=self.rows_per_call.labels(*labels),
+            queue_rows=self.queue_rows.labels(*labels),
+            rejections={r: self.rejections.labels(*labels, r) for r in REJECTION_REASONS},
             predictions={c: self.predictions.labels(*labels, c) for c in classes},
             out_of_range=[self.out_of_range.labels(*labels, f) for f in features],
         )

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ def free_port() -> int:
 class ServerProcess:
     """A `tabserve serve` process on loopback."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     url: str
+    log: Path
 
     def stop(self) -> int:
         """SIGTERM, then the exit status."""
@@ -65,6 +67,8 @@ class ServerProcess:
 def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
     """Start `python -m service serve` and wait until it reports ready."""
     port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix="tabserve-server-", suffix=".log")[1])
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -77,19 +81,21 @@ def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = Non
             str(port),
             *extra,
         ],
-        stdout=subprocess.PIPE,
+        # a file, not a pipe: nobody reads a pipe while the server logs, and a full
+        # pipe would block the server mid-request
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         env={**os.environ, **(env or {})},
     )
+    log.close()  # the child has its own copy
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(f"server exited {process.returncode}: {log_path.read_text()}")
         try:
             if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                return ServerProcess(process, url)
+                return ServerProcess(process, url, log_path)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from service.core.batching import Batcher, BatchPolicy
+from service.core.errors import DeadlineExceededError, OverloadedError
 from service.core.inference import InferencePool
 from service.core.runtime import Prediction
 
@@ -162,3 +163,87 @@ async def test_a_cancelled_request_is_dropped_before_its_batch_is_built(
     await first
     assert (await kept).predict.tolist() == [0.7]
     assert model.calls == [1, 1]
+
+
+class Events:
+    """Records what the batcher reports."""
+
+    def __init__(self) -> None:
+        self.depths: list[int] = []
+        self.rejections: list[str] = []
+
+    def queued(self, rows: int) -> None:
+        self.depths.append(rows)
+
+    def rejected(self, reason: str) -> None:
+        self.rejections.append(reason)
+
+
+async def test_a_full_queue_refuses_at_once_and_the_queue_stays_bounded(
+    pool: InferencePool,
+) -> None:
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64, max_queue_rows=4), None, events)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
+    await until(model.entered.is_set)
+    queued = [asyncio.ensure_future(batcher.submit(rows(0.1, 0.2))) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(OverloadedError, match="holds 4 rows and takes at most 4"):
+        await batcher.submit(rows(0.3))
+    assert events.rejections == ["overloaded"]
+    model.gate.set()
+    await asyncio.gather(first, *queued)
+    assert max(events.depths) == 4
+    assert model.calls == [1, 4]
+
+
+async def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(pool: InferencePool) -> None:
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
+    await until(model.entered.is_set)
+    loop = asyncio.get_running_loop()
+    late = asyncio.ensure_future(batcher.submit(rows(0.5), deadline=loop.time() + 0.01))
+    with pytest.raises(DeadlineExceededError, match="its work was dropped"):
+        await late
+    model.gate.set()
+    await first
+    assert model.calls == [1]  # the expired request never reached the model
+    assert events.rejections == ["deadline"]
+
+
+async def test_a_started_request_finishes_even_past_its_deadline(pool: InferencePool) -> None:
+    model = RecordingModel()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64))
+    model.gate.clear()
+    loop = asyncio.get_running_loop()
+    running = asyncio.ensure_future(batcher.submit(rows(0.6), deadline=loop.time() + 0.01))
+    await until(model.entered.is_set)
+    await asyncio.sleep(0.03)
+    model.gate.set()
+    assert (await running).predict.tolist() == [0.6]
+
+
+async def test_a_client_that_leaves_while_queued_has_its_work_dropped(pool: InferencePool) -> None:
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
+    await until(model.entered.is_set)
+    gone = asyncio.Event()
+    leaving = asyncio.ensure_future(batcher.submit(rows(0.8, 0.8), abandoned=gone.wait))
+    staying = asyncio.ensure_future(batcher.submit(rows(0.9), abandoned=asyncio.Event().wait))
+    await asyncio.sleep(0.01)
+    gone.set()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    model.gate.set()
+    await first
+    assert (await staying).predict.tolist() == [0.9]
+    assert model.calls == [1, 1]
+    assert events.rejections == ["disconnected"]

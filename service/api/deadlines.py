@@ -1,0 +1,56 @@
+"""Per-request deadlines and disconnect detection, for the core's queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.types import Receive
+
+from service.core.dataplane import DataPlane
+from service.core.errors import InvalidInputError, Problem
+from service.core.registry import ModelVersion
+from service.core.runtime import Prediction
+from service.core.validation import ValidatedBatch
+from service.settings import Settings
+
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+
+
+def deadline_for(header: str | None, settings: Settings) -> float:
+    """Event-loop time by which a model call must take the request.
+
+    The default is `request_timeout_ms`; a client may ask for another timeout with
+    the `X-Request-Timeout-Ms` header, capped at `max_request_timeout_ms`.
+    """
+    timeout = settings.request_timeout_ms
+    if header is not None:
+        text = header.strip()
+        if not text.isdigit() or int(text) == 0:
+            raise InvalidInputError.of(
+                "malformed",
+                [Problem(TIMEOUT_HEADER, "a positive whole number of milliseconds", header)],
+            )
+        timeout = min(int(text), settings.max_request_timeout_ms)
+    return asyncio.get_running_loop().time() + timeout / 1000
+
+
+async def client_gone(receive: Receive) -> None:
+    """Returns when the client disconnects (call it after the body has been read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def predict_for(
+    request: Request, dataplane: DataPlane, model: ModelVersion, batch: ValidatedBatch
+) -> Prediction:
+    """`dataplane.predict` with the request's deadline, dropped if its client leaves."""
+    settings: Settings = request.app.state.tabserve.settings
+    return await dataplane.predict(
+        model,
+        batch,
+        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        abandoned=lambda: client_gone(request.receive),
+    )
