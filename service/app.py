@@ -7,8 +7,11 @@ routes, and on shutdown finishes running predictions before the threads stop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import anyio
 from fastapi import FastAPI
@@ -54,20 +57,31 @@ class ServingApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new app with its own metrics, registry and inference pool."""
+def create_app(settings: Settings | None = None, *, preload: bool = False) -> FastAPI:
+    """A new app with its own metrics, registry and inference pool.
+
+    The lifespan loads the models, unless `preload` loaded them here already (the
+    gunicorn master does, so forked workers share them).
+    """
     settings = settings or Settings()
     configure_logging(settings)
     state = AppState.build(settings)
+    if preload:
+        load_all(settings, state.metrics, state.registry)
+        state.loaded = True
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.pool.start()
-        await anyio.to_thread.run_sync(load_all, settings, state.metrics, state.registry)
+        if not state.loaded:
+            await anyio.to_thread.run_sync(load_all, settings, state.metrics, state.registry)
+            state.loaded = True
         install_record_routes(app, state.registry)
+        restore = _drain_on_sigterm(state)
         try:
             yield
         finally:
+            restore()
             state.pool.close()
             for model in state.registry.all():
                 model.runtime.unload()
@@ -90,6 +104,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, settings=settings)
     return app
+
+
+def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
+    """Turn readiness false as soon as SIGTERM arrives, then let the server drain.
+
+    The server's own handler (uvicorn's) is kept and still called. Only the main
+    thread can set handlers; elsewhere (tests) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        state.draining = True
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def app_from_environment() -> FastAPI:

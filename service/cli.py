@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
+from service.multiproc import prepare_metrics_folder, remove_metrics_folder
 from training.cli import add_train_arguments, run_train
 
 
@@ -52,9 +51,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Start uvicorn on the app factory; settings travel to workers as environment."""
-    import uvicorn
-
+    """Serve with the settings from the environment, overridden by the options given."""
     from service.settings import Settings
 
     overrides = {
@@ -69,33 +66,13 @@ def run_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[key] = str(value)
     settings = Settings()
-    if settings.workers > 1:
-        _prepare_multiprocess_metrics()
-    # uvicorn re-raises the SIGTERM/SIGINT it caught once it has drained; with this
-    # no-op handler in place the re-raise is a no-op too, so a clean drain exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        "service.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
-    return 0
+    created = prepare_metrics_folder() if settings.workers > 1 else None
+    try:
+        from service.server import serve  # after the metrics folder is in the environment
 
-
-def _prepare_multiprocess_metrics() -> None:
-    """Give the workers one fresh folder for their metric files (stale files would add up)."""
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if folder:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-    else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabserve-metrics-")
+        return serve(settings)
+    finally:
+        remove_metrics_folder(created)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     max_request_timeout_ms: int = Field(
         default=60_000, ge=1, description="Cap on a request's own X-Request-Timeout-Ms."
     )
+    shutdown_grace_seconds: int = Field(
+        default=25,
+        ge=1,
+        description=(
+            "On SIGTERM, how long accepted requests (queued ones included) may take to "
+            "finish before the process exits; keep it below Kubernetes' "
+            "terminationGracePeriodSeconds."
+        ),
+    )
     reject_out_of_range: bool = Field(
         default=False,
         description=(

@@ -21,6 +21,8 @@ class AppState:
     registry: ModelRegistry
     pool: InferencePool
     dataplane: DataPlane
+    loaded: bool = False
+    draining: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:

@@ -33,8 +33,12 @@ async def live() -> Response:
     response_class=Response,
 )
 async def ready(state: StateDep) -> Response:
-    """The Kubernetes readiness probe: 200 only when every model version is ready."""
-    return Response(status_code=200 if state.registry.all_ready() else 400)
+    """The Kubernetes readiness probe: 200 only when every model version is ready.
+
+    False from the moment SIGTERM arrives, while accepted requests drain.
+    """
+    ready = state.registry.all_ready() and not state.draining
+    return Response(status_code=200 if ready else 400)
 
 
 @router.get(

@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 LATENCY_BUCKETS = (
@@ -93,6 +94,11 @@ class ServiceMetrics:
     """Every metric the service exports, registered on an app-owned registry."""
 
     def __init__(self) -> None:
+        if multiprocess_dir() and getattr(values.ValueClass, "__name__", "") == "MutexValue":
+            raise RuntimeError(
+                "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported, so "
+                "worker metrics would not add up; set it first (service.multiproc)"
+            )
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.http_requests = Counter(

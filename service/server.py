@@ -1,0 +1,96 @@
+"""Run the HTTP server: one uvicorn process, or gunicorn supervising uvicorn workers.
+
+With several workers the app is built and its models are loaded in the gunicorn
+master before the workers fork, so the workers share one copy of the models'
+memory (copy-on-write) and start ready. Each worker drains on SIGTERM: readiness
+turns false, the listener closes, accepted requests (queued ones included) finish
+within `shutdown_grace_seconds`, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import uvicorn
+from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
+from uvicorn_worker import UvicornWorker
+
+from service.app import app_from_environment, create_app
+from service.multiproc import ENV
+from service.settings import Settings
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain."""
+    if settings.workers == 1:
+        return _single_process(settings)
+    if not os.environ.get(ENV):
+        raise RuntimeError(f"{ENV} must be set (prepare_metrics_folder) before serving workers")
+    _Supervisor(settings).run()
+    return 0
+
+
+def _single_process(settings: Settings) -> int:
+    config = uvicorn.Config(
+        app_from_environment,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op
+    # handler in place that re-raise returns, so a clean drain exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+class TabserveWorker(UvicornWorker):  # type: ignore[misc]
+    """A gunicorn worker running uvicorn with uvloop/httptools and our drain period."""
+
+    CONFIG_KWARGS: dict[str, Any] = {  # noqa: RUF012  (the base class's own convention)
+        "loop": "auto",
+        "http": "auto",
+        "access_log": False,
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (in-flight, queue) so totals stay true."""
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class _Supervisor(BaseApplication):  # type: ignore[misc]
+    """gunicorn configured in code from Settings (no config file)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = self.settings
+        for key, value in {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "worker_class": f"{TabserveWorker.__module__}.{TabserveWorker.__name__}",
+            "preload_app": True,
+            "graceful_timeout": settings.shutdown_grace_seconds,
+            "timeout": 120,
+            "keepalive": 5,
+            "loglevel": settings.log_level,
+            "child_exit": _worker_exited,
+        }.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings, preload=True)

@@ -1,0 +1,97 @@
+"""Real processes: several workers sharing exact metrics, and draining on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from training.datasets import load_bundled
+from training.pipeline import TrainRequest, train
+
+BODY = {
+    "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]
+}
+
+
+def sample(url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+async def send(url: str, count: int, connections: int) -> list[int]:
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post(f"{url}/v2/models/iris/infer", json=BODY) for _ in range(count))
+        )
+    return [r.status_code for r in responses]
+
+
+def test_two_workers_count_every_request_exactly_once(
+    launch: Callable[..., Any], models_dir: Path
+) -> None:
+    server = launch(models_dir, "--workers", "2")
+    statuses = asyncio.run(send(server.url, 300, 32))
+    assert statuses == [200] * 300
+    route = {"route": "/v2/models/{model}/infer", "status": "200"}
+    # every scrape lands on one worker or the other; each must see the total of both
+    for _ in range(6):
+        assert sample(server.url, "tabserve_http_requests_total", **route) == 300
+        assert sample(server.url, "tabserve_inference_rows_total", model="iris", version="2") == 300
+    info = sample(server.url, "tabserve_model_info", model="iris", version="2")
+    assert info == 1.0
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def slow_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An iris forest big enough that 64 unbatched requests take a while to serve."""
+    root = tmp_path_factory.mktemp("slow-models")
+    train(
+        TrainRequest(
+            load_bundled("iris"), "random_forest", root, "iris", params={"n_estimators": 300}
+        )
+    )
+    return root
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_during_load_answers_every_accepted_request_then_exits_0(
+    launch: Callable[..., Any], slow_models: Path, workers: str
+) -> None:
+    server = launch(slow_models, "--workers", workers, env={"TABSERVE_BATCH_MAX_ROWS": "1"})
+
+    async def scenario() -> list[int]:
+        load = asyncio.ensure_future(send(server.url, 64, 64))
+        deadline = time.monotonic() + 30
+        while sample(server.url, "tabserve_http_requests_in_flight") < 32:
+            assert time.monotonic() < deadline, "the load never built up"
+            await asyncio.sleep(0.01)
+        server.process.send_signal(signal.SIGTERM)
+        return await load
+
+    statuses = asyncio.run(scenario())
+    assert statuses == [200] * 64
+    assert server.process.wait(timeout=60) == 0
+
+
+def test_readiness_turns_false_while_draining(client: TestClient) -> None:
+    assert client.get("/v2/health/ready").status_code == 200
+    client.app.state.tabserve.draining = True  # type: ignore[attr-defined]
+    assert client.get("/v2/health/ready").status_code == 400
+    assert client.get("/v2/health/live").status_code == 200
