@@ -1,4 +1,4 @@
-"""Every metric the alert rules query is one the service really exports.
+"""Every metric the dashboard and the alert rules query is one the service really exports.
 
 The names are compared with the sample names of a real app's exposition after a few
 requests (`tabserve_http_requests_total`, `..._bucket`, ...), exactly as Prometheus
@@ -12,6 +12,7 @@ import pytest
 from tests.deploy.support import (
     PROMETHEUS_OWN,
     alert_rules,
+    dashboard_queries,
     metric_names,
 )
 
@@ -59,6 +60,31 @@ def test_exposition_has_the_suffixed_sample_names(exported_names: frozenset[str]
         "tabserve_validation_errors_total",
     } <= exported_names
     assert "tabserve_http_requests" not in exported_names
+
+
+def test_dashboard_queries_only_exported_metrics(exported_names: frozenset[str]) -> None:
+    used = set().union(*(metric_names(q) for q in dashboard_queries()))
+    assert used, "the dashboard queries nothing"
+    assert used - exported_names == set()
+
+
+def test_dashboard_shows_every_series_an_operator_needs() -> None:
+    used = set().union(*(metric_names(q) for q in dashboard_queries()))
+    assert used >= {
+        "tabserve_http_requests_total",
+        "tabserve_http_request_duration_seconds_bucket",
+        "tabserve_http_requests_in_flight",
+        "tabserve_inference_duration_seconds_bucket",
+        "tabserve_inference_rows_total",
+        "tabserve_inference_batch_rows_sum",
+        "tabserve_inference_batch_rows_count",
+        "tabserve_inference_batch_rows_bucket",
+        "tabserve_predictions_total",
+        "tabserve_model_info",
+        "tabserve_model_load_failures_total",
+        "tabserve_out_of_range_values_total",
+        "tabserve_validation_errors_total",
+    }
 
 
 def test_alert_rules_query_only_exported_metrics(exported_names: frozenset[str]) -> None:
