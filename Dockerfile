@@ -24,13 +24,14 @@ COPY training ./training
 RUN pip install --no-cache-dir --no-deps . \
     && tabserve --help > /dev/null
 
-# MODELS names a folder of <name>/<version>/ artifacts in the build context to bake in;
-# left empty, the default iris model is trained here, with the image's own scikit-learn
-# (the server refuses models pickled by another scikit-learn major.minor).
+# MODELS names a folder of <name>/<version>/ artifacts under models/ in the build context
+# (.dockerignore sends nothing else), e.g. MODELS=models. Left empty, the default iris
+# model is trained here with the image's own scikit-learn (the server refuses models
+# pickled by another scikit-learn major.minor).
 ARG MODELS=""
 COPY ${MODELS:-models/README.md} /src/models-given/
 RUN if [ -n "$MODELS" ]; then \
-        if [ -z "$(find /src/models-given -name model.json)" ]; then \
+        if [ -z "$(find /src/models-given -mindepth 3 -maxdepth 3 -name model.json)" ]; then \
             echo "MODELS=$MODELS holds no <name>/<version>/model.json" >&2; exit 1; \
         fi; \
         mkdir -p /models && cp -a /src/models-given/. /models/; \

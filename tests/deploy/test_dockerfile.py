@@ -239,3 +239,75 @@ def test_every_path_the_build_copies_from_the_context_exists() -> None:
     assert sources == ["pyproject.toml", "README.md", "service", "training", "models/README.md"]
     for source in sources:
         assert (REPO / source).exists(), source
+
+
+def _bake(tmp_path: Path, models: str, given: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The builder's model step, run by sh with its paths moved under `tmp_path` and a stub
+    `tabserve` that records its arguments and writes what a trained version looks like."""
+    script = next(
+        i.args for i in INSTRUCTIONS if i.keyword == "RUN" and "/src/models-given" in i.args
+    )
+    script = script.replace("/src/models-given", "@GIVEN@").replace("/models", "@MODELS@")
+    script = script.replace("@GIVEN@", str(tmp_path / "given"))
+    script = script.replace("@MODELS@", str(tmp_path / "models"))
+    for relative, content in given.items():
+        (tmp_path / "given" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "given" / relative).write_text(content)
+    stub = tmp_path / "bin" / "tabserve"
+    stub.parent.mkdir()
+    stub.write_text(
+        '#!/bin/sh\necho "$@" > "$STUB_ARGS"\n'
+        'while [ "$1" != "--models-dir" ]; do shift; done\n'
+        'mkdir -p "$2/iris/1" && echo "{}" > "$2/iris/1/model.json"\n'
+    )
+    stub.chmod(0o755)
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "MODELS": models}
+    env["STUB_ARGS"] = str(tmp_path / "args")
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_baking_without_models_trains_the_default(tmp_path: Path) -> None:
+    result = _bake(tmp_path, "", {"README.md": "models live here"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "args").read_text().split() == [
+        *[
+            "train",
+            "--dataset",
+            "iris",
+            "--model",
+            "random_forest",
+            "--name",
+            "iris",
+            "--models-dir",
+        ],
+        str(tmp_path / "models"),
+    ]
+    assert _files(tmp_path / "models") == ["iris/1/model.json"]
+
+
+def test_baking_a_models_folder_copies_its_versions_without_training(tmp_path: Path) -> None:
+    given = {"README.md": "x", "iris/3/model.json": "{}", "iris/3/model.joblib": "b"}
+    result = _bake(tmp_path, "models", given)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "args").exists()
+    assert _files(tmp_path / "models") == ["iris/3/model.joblib", "iris/3/model.json"]
+
+
+@pytest.mark.parametrize(
+    ("models", "given"),
+    [
+        ("models", {"README.md": "no models were trained"}),
+        ("models/iris", {"3/model.json": "{}"}),  # one level too deep: no <name>/ folder
+    ],
+)
+def test_baking_refuses_a_folder_without_name_version_artifacts(
+    tmp_path: Path, models: str, given: dict[str, str]
+) -> None:
+    result = _bake(tmp_path, models, given)
+    assert result.returncode == 1
+    assert f"MODELS={models} holds no <name>/<version>/model.json" in result.stderr
+    assert not (tmp_path / "models").exists()
