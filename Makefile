@@ -25,9 +25,10 @@ serve: install  ## train the default model if none exists, then serve everything
 		$(MAKE) --no-print-directory train; fi
 	$(BIN)/tabserve serve --models-dir $(MODELS) --host $(HOST) --port $(PORT)
 
-lint: install  ## ruff lint + format check
+lint: install  ## ruff lint + format check, hadolint on the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: install  ## mypy strict on the packages
 	$(BIN)/mypy service training

@@ -1,0 +1,95 @@
+"""Deployment fixtures: the session's models plus a broken one, what the service really
+exports, and one real `tabserve serve --workers 2` process shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.settings import Settings
+from tests.deploy.support import (
+    REPO,
+    WORKERS,
+    Served,
+    exercise,
+    free_port,
+    stop,
+    wait_for,
+    wait_until_every_worker_loaded,
+)
+
+
+@pytest.fixture(scope="session")
+def deploy_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's models plus `broken/1`, an iris artifact in the wrong folder.
+
+    Its manifest names another model, so it fails to load: a real load failure for the
+    alert and the dashboard to see, while iris, diabetes and churn serve.
+    """
+    root = tmp_path_factory.mktemp("deploy") / "models"
+    shutil.copytree(models_dir, root)
+    shutil.copytree(models_dir / "iris" / "1", root / "broken" / "1")
+    return root
+
+
+@pytest.fixture(scope="session")
+def exported_names(deploy_models: Path) -> frozenset[str]:
+    """Every sample name a real app exports after a few requests (`..._total`, `..._bucket`)."""
+    with TestClient(create_app(Settings(models_dir=deploy_models))) as client:
+        exercise(client)
+        client.get("/v2/health/ready")
+        text = client.get("/metrics").text
+    return frozenset(
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    )
+
+
+@pytest.fixture(scope="session")
+def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`python -m service serve --workers 2` from the repository root, as the image runs it."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("served")
+    log = workdir / "server.log"
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--workers",
+            str(WORKERS),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--models-dir",
+            str(deploy_models),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/v2/health/live", process, log)
+        wait_until_every_worker_loaded(url)
+        yield Served(process, url, port, log)
+    finally:
+        stop(process)
