@@ -56,7 +56,7 @@ def _wrk(
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{max(1, round(seconds))}s",
         "--latency",
         "-s",
         str(script),

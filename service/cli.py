@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from service.multiproc import prepare_metrics_folder, remove_metrics_folder
+from service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
 from training.cli import add_train_arguments, run_train
 
 
@@ -66,7 +66,10 @@ def run_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[key] = str(value)
     settings = Settings()
-    created = prepare_metrics_folder() if settings.workers > 1 else None
+    # Several workers need the shared folder; an operator-set folder (even with one
+    # worker) must exist and start empty, or stale files from a previous run add up.
+    shared = settings.workers > 1 or os.environ.get(ENV)
+    created = prepare_metrics_folder() if shared else None
     try:
         from service.server import serve  # after the metrics folder is in the environment
 

@@ -44,7 +44,6 @@ async def ready(state: StateDep) -> Response:
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
-    tags=["operations"],
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
 )

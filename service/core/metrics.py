@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
     values,
@@ -101,6 +102,9 @@ class ServiceMetrics:
             )
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
+        if not multiprocess_dir():
+            # process_* series (start time, memory, CPU); per-process, so not in worker mode
+            ProcessCollector(registry=reg)
         self.http_requests = Counter(
             "tabserve_http_requests",
             "HTTP requests answered, by route template, method and status code.",
