@@ -7,6 +7,8 @@ routes, and on shutdown finishes running predictions before the threads stop.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +20,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
-from service.api import catalog, health, v1, v2
+from service.api import admin, catalog, health, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.fastpath import InferEndpoint, infer_target
@@ -28,6 +30,8 @@ from service.core.loading import load_all
 from service.logs import configure_logging
 from service.settings import Settings
 from service.state import AppState
+
+log = logging.getLogger("tabserve.models")
 
 DESCRIPTION = """
 Predictions from versioned scikit-learn models over three APIs:
@@ -78,9 +82,14 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             state.loaded = True
         install_record_routes(app, state.registry)
         restore = _drain_on_sigterm(state)
+        poller = None
+        if settings.poll_seconds > 0:
+            poller = asyncio.create_task(_follow_directory(app, state))
         try:
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
             restore()
             state.pool.close()
             for model in state.registry.all():
@@ -102,8 +111,21 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     install_error_handlers(app)
     for router in (health.router, v2.router, v1.router, catalog.router):
         app.include_router(router)
+    if settings.admin_token is not None:
+        app.include_router(admin.router)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, settings=settings)
     return app
+
+
+async def _follow_directory(app: FastAPI, state: AppState) -> None:
+    """Load new versions as they appear under the models directory."""
+    while True:
+        await asyncio.sleep(state.settings.poll_seconds)
+        try:
+            if await state.repository.follow_directory():
+                install_record_routes(app, state.registry)
+        except Exception:
+            log.exception("polling %s failed; trying again", state.settings.models_dir)
 
 
 def _drain_on_sigterm(state: AppState) -> Callable[[], None]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -100,6 +100,21 @@ class Settings(BaseSettings):
             "On SIGTERM, how long accepted requests (queued ones included) may take to "
             "finish before the process exits; keep it below Kubernetes' "
             "terminationGracePeriodSeconds."
+        ),
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token for the model repository API (/v2/repository/...); unset: those "
+            "routes do not exist (404)."
+        ),
+    )
+    poll_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "How often to look for new versions under models_dir and load them (0: never). "
+            "Every worker polls, so all of them pick up a new version."
         ),
     )
     reject_out_of_range: bool = Field(

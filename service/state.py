@@ -9,6 +9,7 @@ from service.core.dataplane import DataPlane
 from service.core.inference import InferencePool
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry
+from service.core.repository import ModelRepository
 from service.settings import Settings
 
 
@@ -21,6 +22,7 @@ class AppState:
     registry: ModelRegistry
     pool: InferencePool
     dataplane: DataPlane
+    repository: ModelRepository
     loaded: bool = False
     draining: bool = False
 
@@ -36,4 +38,11 @@ class AppState:
             concurrency=settings.batch_concurrency,
             max_queue_rows=settings.queue_max_rows,
         )
-        return cls(settings, metrics, registry, pool, DataPlane(registry, pool, metrics, policy))
+        return cls(
+            settings,
+            metrics,
+            registry,
+            pool,
+            DataPlane(registry, pool, metrics, policy),
+            ModelRepository(settings, metrics, registry),
+        )

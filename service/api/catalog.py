@@ -69,7 +69,7 @@ def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
     versions = registry.versions(name)
     return ModelSummary(
         name=name,
-        default_version=versions[-1].version,
+        default_version=registry.get(name).version,
         versions=[_version(m) for m in versions],
     )
 

@@ -23,10 +23,16 @@ TAG = "records"
 
 
 def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
-    """Add `/models/{name}/predict` and `/models/{name}/versions/{v}/predict` routes."""
+    """(Re)build `/models/{name}/predict` and `/models/{name}/versions/{v}/predict` routes.
+
+    Called at start-up and after every change to the registry, on the event loop and
+    without awaiting, so no request is routed while the list is being rebuilt.
+    """
+    kept = [r for r in app.router.routes if not getattr(r, "tabserve_records", False)]
+    app.router.routes[:] = kept
     for name in registry.names():
         versions = registry.versions(name)
-        default = versions[-1]
+        default = registry.get(name)
         if default.manifest is not None:
             _add_route(app, f"/models/{name}/predict", name, None, default)
         for model in versions:
@@ -39,6 +45,8 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
         methods=["POST"],
         include_in_schema=False,
     )
+    for route in app.router.routes[len(kept) :]:
+        route.tabserve_records = True  # type: ignore[attr-defined]
     app.openapi_schema = None
 
 

@@ -29,7 +29,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the error shape for `statuses`."""
     described = {
         400: "Invalid input: the body names the feature, the value and what was expected.",
-        401: "Missing or wrong credentials.",
+        401: "No credentials: send Authorization: Bearer <token>.",
+        403: "Wrong credentials.",
         404: "No such model or version.",
         413: "The request is larger than the configured limits.",
         422: "The request body does not match the documented schema.",

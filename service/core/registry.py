@@ -45,14 +45,60 @@ class ModelVersion:
 
 
 class ModelRegistry:
-    """Every known model version; the highest version of a name is its default."""
+    """Every known model version and each name's default version.
+
+    The default is the version pinned with `set_default`, else the highest version
+    that is ready (else the highest: its error then says why nothing serves), so a
+    broken new version never takes traffic from a working one.
+    Changes replace whole entries, so a request that already holds a version
+    finishes on it while new requests see the change.
+    """
 
     def __init__(self) -> None:
         self._models: dict[str, dict[int, ModelVersion]] = {}
+        self._pinned: dict[str, int] = {}
+        self._default: dict[str, ModelVersion] = {}
 
     def add(self, model: ModelVersion) -> None:
         """Register (or replace) one version."""
         self._models.setdefault(model.name, {})[model.version] = model
+        self._refresh(model.name)
+
+    def remove(self, name: str, version: int) -> ModelVersion:
+        """Forget one version (requests holding it still finish); returns it."""
+        removed = self.get(name, version)
+        del self._models[name][version]
+        if not self._models[name]:
+            del self._models[name]
+        if self._pinned.get(name) == version:
+            del self._pinned[name]
+        self._refresh(name)
+        return removed
+
+    def set_default(self, name: str, version: int | None) -> None:
+        """Pin the default version of `name` (None: back to the highest version)."""
+        if version is None:
+            self._pinned.pop(name, None)
+        else:
+            self.get(name, version)
+            self._pinned[name] = version
+        self._refresh(name)
+
+    def pinned(self, name: str) -> int | None:
+        """The pinned default version of `name`, if one is pinned."""
+        return self._pinned.get(name)
+
+    def _refresh(self, name: str) -> None:
+        found = self._models.get(name)
+        if not found:
+            self._default.pop(name, None)
+            return
+        pinned = self._pinned.get(name)
+        if pinned in found:
+            self._default[name] = found[pinned]
+            return
+        ready = [v for v, m in found.items() if m.ready]
+        self._default[name] = found[max(ready or found)]
 
     def names(self) -> list[str]:
         """Model names, sorted."""
@@ -72,19 +118,22 @@ class ModelRegistry:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """A version (the default when `version` is None), whatever its state."""
-        versions = self.versions(name)
         if version is None:
-            return versions[-1]
-        for model in versions:
-            if model.version == version:
-                return model
-        listed = ", ".join(str(m.version) for m in versions)
+            default = self._default.get(name)
+            if default is not None:
+                return default
+            self.versions(name)  # raises ModelNotFoundError naming the served models
+        found = self._models.get(name, {})
+        model = found.get(version) if version is not None else None
+        if model is not None:
+            return model
+        listed = ", ".join(str(m.version) for m in self.versions(name))
         raise ModelNotFoundError(f"model {name!r} has no version {version}; versions: {listed}")
 
     def ready(self, name: str, version: int | None = None) -> ModelVersion:
         """A version that can serve, or ModelNotReadyError saying why not."""
         model = self.get(name, version)
-        if not model.ready:
+        if model.state is not ModelState.READY:
             why = f": {model.error}" if model.error else ""
             raise ModelNotReadyError(
                 f"model {name!r} version {model.version} is {model.state.value}{why}"

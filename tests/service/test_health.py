@@ -48,8 +48,12 @@ def test_a_tampered_model_fails_alone_and_the_server_is_not_ready(
         failed = listing["iris"]["versions"][1]
         assert failed["state"] == "failed"
         assert "sha256" in failed["error"]
-        # the default version is the failed one: it answers 503 naming the reason
-        response = client.post("/models/iris/predict", json={"sepal_length_cm": 1.0})
+        # the broken newest version takes no traffic: the default falls back to v1
+        row = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4}
+        answer = client.post("/models/iris/predict", json={**row, "petal_width_cm": 0.2})
+        assert (answer.status_code, answer.json()["version"]) == (200, 1)
+        # asked for by number, it answers 503 naming the reason
+        response = client.post("/v2/models/iris/versions/2/infer", json={"inputs": []})
         assert response.status_code == 503
         assert response.json()["code"] == "model_not_ready"
         assert "modified" in response.json()["error"]

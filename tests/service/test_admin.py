@@ -1,0 +1,208 @@
+"""Model repository API and the directory poller: swaps with zero failed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from training.datasets import load_bundled
+from training.pipeline import TrainRequest, train
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+@pytest.fixture
+def own_models(models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's models, free to add versions to."""
+    return Path(shutil.copytree(models_dir, tmp_path / "models"))
+
+
+def add_iris_version(root: Path) -> int:
+    """Train the next iris version (a small forest) into `root`; return its number."""
+    result = train(
+        TrainRequest(
+            load_bundled("iris"), "random_forest", root, "iris", params={"n_estimators": 5}
+        )
+    )
+    return result.manifest.version
+
+
+@pytest.fixture
+def admin(own_models: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(models_dir=own_models, admin_token=TOKEN))) as client:
+        yield client
+
+
+def test_admin_routes_do_not_exist_without_a_token(client: TestClient) -> None:
+    assert client.post("/v2/repository/index", headers=AUTH).status_code == 404
+    assert "/v2/repository/index" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_missing_and_wrong_tokens(admin: TestClient) -> None:
+    missing = admin.post("/v2/repository/index")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = admin.post("/v2/repository/index", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    assert wrong.json()["error"] == "wrong admin token"
+
+
+def test_index_load_default_and_unload(admin: TestClient, own_models: Path) -> None:
+    version = add_iris_version(own_models)
+    index = {
+        (i["name"], i["version"]): i
+        for i in admin.post("/v2/repository/index", headers=AUTH).json()
+    }
+    assert index[("iris", str(version))]["state"] == "unloaded"
+    assert index[("iris", "2")]["default"] is True
+
+    loaded = admin.post("/v2/repository/models/iris/load", headers=AUTH, json={"version": version})
+    assert loaded.json() == [
+        {"name": "iris", "version": str(version), "state": "ready", "reason": None}
+    ]
+    assert admin.get("/v2/models/iris").json()["parameters"]["version"] == str(version)
+    # the new version has its own named-feature route and is the default one's schema
+    record = dict(
+        zip(
+            ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"],
+            ROW["instances"][0],
+            strict=True,
+        )
+    )
+    assert admin.post("/models/iris/predict", json=record).json()["version"] == version
+    assert admin.post(f"/models/iris/versions/{version}/predict", json=record).status_code == 200
+
+    pinned = admin.put("/v2/repository/models/iris/default", headers=AUTH, json={"version": 1})
+    assert pinned.json()["version"] == "1"
+    assert admin.post("/models/iris/predict", json=record).json()["version"] == 1
+    assert admin.get("/models").json()[2]["default_version"] == 1
+
+    unloaded = admin.post("/v2/repository/models/iris/unload", headers=AUTH, json={"version": 1})
+    assert unloaded.json()["state"] == "unloaded"
+    # the pin went with it: the highest version answers again
+    assert admin.post("/models/iris/predict", json=record).json()["version"] == version
+    assert admin.post("/v1/models/iris:predict", json=ROW).status_code == 200
+    assert admin.post("/models/iris/versions/1/predict", json=record).status_code == 404
+
+
+def test_loading_a_version_that_is_not_on_disk_is_404(admin: TestClient) -> None:
+    response = admin.post("/v2/repository/models/iris/load", headers=AUTH, json={"version": 9})
+    assert response.status_code == 404
+    assert "versions on disk: 1, 2" in response.json()["error"]
+
+
+def test_a_broken_new_version_never_replaces_the_serving_one(
+    admin: TestClient, own_models: Path
+) -> None:
+    version = add_iris_version(own_models)
+    model_file = own_models / "iris" / str(version) / "model.joblib"
+    model_file.write_bytes(model_file.read_bytes()[:-10] + b"0123456789")
+    response = admin.post(
+        "/v2/repository/models/iris/load", headers=AUTH, json={"version": version}
+    )
+    [attempt] = response.json()
+    assert attempt["state"] == "failed"
+    assert "sha256" in attempt["reason"]
+    # the failed version is visible but the default stays the one that serves
+    assert admin.post("/v1/models/iris:predict", json=ROW).status_code == 200
+    assert admin.get("/v2/models/iris").json()["parameters"]["version"] == "2"
+
+
+def test_setting_a_failed_version_as_default_is_refused(
+    admin: TestClient, own_models: Path
+) -> None:
+    version = add_iris_version(own_models)
+    (own_models / "iris" / str(version) / "model.joblib").write_bytes(b"junk")
+    admin.post("/v2/repository/models/iris/load", headers=AUTH, json={"version": version})
+    refused = admin.put(
+        "/v2/repository/models/iris/default", headers=AUTH, json={"version": version}
+    )
+    assert refused.status_code == 400
+    assert admin.post("/v1/models/iris:predict", json=ROW).status_code == 200
+
+
+async def steady_traffic(url: str, stop: asyncio.Event) -> list[tuple[int, str]]:
+    """Requests back to back from 8 clients until `stop`; (status, version) of each."""
+    seen: list[tuple[int, str]] = []
+    body = {
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one() -> None:
+            while not stop.is_set():
+                response = await client.post(f"{url}/v2/models/iris/infer", json=body)
+                seen.append((response.status_code, response.json().get("model_version", "")))
+
+        await asyncio.gather(*(one() for _ in range(8)))
+    return seen
+
+
+def swap_under_load(url: str, swap: Callable[[], Any]) -> list[tuple[int, str]]:
+    async def scenario() -> list[tuple[int, str]]:
+        stop = asyncio.Event()
+        traffic = asyncio.ensure_future(steady_traffic(url, stop))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(swap)
+        await asyncio.sleep(0.5)
+        stop.set()
+        return await traffic
+
+    return asyncio.run(scenario())
+
+
+def test_swap_through_the_admin_api_under_load_fails_no_request(
+    launch: Callable[..., Any], own_models: Path
+) -> None:
+    server = launch(own_models, env={"TABSERVE_ADMIN_TOKEN": TOKEN})
+    version = add_iris_version(own_models)
+
+    def swap() -> None:
+        response = httpx.post(
+            f"{server.url}/v2/repository/models/iris/load",
+            headers=AUTH,
+            json={"version": version},
+            timeout=60,
+        )
+        assert response.json()[0]["state"] == "ready"
+
+    seen = swap_under_load(server.url, swap)
+    assert {status for status, _ in seen} == {200}
+    versions = [v for _, v in seen]
+    assert versions[0] == "2"
+    assert versions[-1] == str(version)
+    # once the new version answered, the old one never did again
+    first_new = versions.index(str(version))
+    assert set(versions[first_new:]) == {str(version)}
+
+
+def test_the_directory_poller_picks_up_a_new_version_under_load(
+    launch: Callable[..., Any], own_models: Path
+) -> None:
+    server = launch(own_models, "--workers", "2", env={"TABSERVE_POLL_SECONDS": "0.2"})
+
+    def publish_and_wait() -> None:
+        version = add_iris_version(own_models)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{server.url}/v2/models/iris").json()["parameters"]["version"] != str(
+            version
+        ):
+            assert time.monotonic() < deadline, "the poller never loaded the new version"
+            time.sleep(0.05)
+
+    seen = swap_under_load(server.url, publish_and_wait)
+    assert {status for status, _ in seen} == {200}
+    assert seen[0][1] == "2"
+    assert seen[-1][1] == "3"
