@@ -8,18 +8,23 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy.typing as npt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.core.runtime import Prediction, Runtime
 from service.settings import Settings
+from training.manifest import Manifest
 
 
 @pytest.fixture
@@ -126,3 +131,41 @@ def launch() -> Iterator[Callable[..., ServerProcess]]:
         if running.process.poll() is None:
             running.process.kill()
             running.process.wait()
+
+
+class HeldRuntime:
+    """Wraps a served model's runtime; `predict` waits until the test releases it."""
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner = inner
+        self.engine = inner.engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def load(self) -> Manifest:
+        return self.inner.load()
+
+    def predict(self, features: npt.NDArray[Any]) -> Prediction:
+        self.entered.set()
+        self.release.wait(timeout=30)
+        return self.inner.predict(features)
+
+    def unload(self) -> None:
+        self.inner.unload()
+
+
+@pytest.fixture
+def hold(client: TestClient) -> Iterator[Callable[[str], HeldRuntime]]:
+    """`hold("iris")` makes the default iris version's predictions wait for `.release`."""
+    held: list[HeldRuntime] = []
+
+    def _hold(name: str) -> HeldRuntime:
+        model = client.app.state.tabserve.registry.get(name)  # type: ignore[attr-defined]
+        runtime = HeldRuntime(model.runtime)
+        model.runtime = runtime
+        held.append(runtime)
+        return runtime
+
+    yield _hold
+    for runtime in held:
+        runtime.release.set()

@@ -9,41 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy.typing as npt
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-
-from service.core.runtime import Prediction, Runtime
-from training.manifest import Manifest
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
 
-class HeldRuntime:
-    """Wraps a runtime; `predict` waits until released."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def load(self) -> Manifest:
-        return self.inner.load()
-
-    def predict(self, features: npt.NDArray[Any]) -> Prediction:
-        self.entered.set()
-        self.release.wait(timeout=30)
-        return self.inner.predict(features)
-
-    def unload(self) -> None:
-        self.inner.unload()
-
-
-def test_deadline_passes_while_queued_gives_504(client: TestClient) -> None:
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
-    held = HeldRuntime(model.runtime)
-    model.runtime = held
+def test_deadline_passes_while_queued_gives_504(client: TestClient, hold: Any) -> None:
+    held = hold("iris")
     first: list[int] = []
     worker = threading.Thread(
         target=lambda: first.append(client.post("/v1/models/iris:predict", json=ROW).status_code)

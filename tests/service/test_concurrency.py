@@ -5,38 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy.typing as npt
 from fastapi.testclient import TestClient
 
-from service.core.runtime import Prediction, Runtime
-from training.manifest import Manifest
 
-
-class BlockedRuntime:
-    """Wraps a runtime; `predict` waits until the test releases it."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def load(self) -> Manifest:
-        return self.inner.load()
-
-    def predict(self, features: npt.NDArray[Any]) -> Prediction:
-        self.entered.set()
-        self.release.wait(timeout=30)
-        return self.inner.predict(features)
-
-    def unload(self) -> None:
-        self.inner.unload()
-
-
-def test_liveness_answers_while_a_prediction_is_running(client: TestClient) -> None:
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
-    blocked = BlockedRuntime(model.runtime)
-    model.runtime = blocked
+def test_liveness_answers_while_a_prediction_is_running(client: TestClient, hold: Any) -> None:
+    blocked = hold("iris")
     answers: list[int] = []
 
     def predict() -> None:
