@@ -1,0 +1,230 @@
+"""The preprocessing our training exports, re-evaluated in float64 numpy.
+
+A fitted pipeline's steps before its final estimator (imputers, scaler, one-hot
+encoder, a ColumnTransformer that routes columns to them) become a `Preparer`:
+a chain of small array functions that compute exactly what scikit-learn's
+`transform` computes (the same float64 operations in the same order), without
+its per-call input validation. Anything else is `UnsupportedModelError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+Array = npt.NDArray[Any]
+Step = Callable[[Array], Array]
+_NONE = np.array(None, dtype=object)
+
+
+class UnsupportedModelError(Exception):
+    """The model cannot be compiled; the message says which part and why."""
+
+
+class Preparer:
+    """Raw validated rows -> the float64 matrix the final estimator takes."""
+
+    def __init__(self, steps: Sequence[Step], width: int) -> None:
+        self._steps = tuple(steps)
+        self.width = width
+        self.identity = not self._steps
+
+    def __call__(self, features: Array) -> npt.NDArray[np.float64]:
+        """Apply every step; numeric input passes through untouched when there are none."""
+        out = features
+        for step in self._steps:
+            out = step(out)
+        return np.asarray(out, dtype=np.float64)
+
+
+def split_pipeline(model: Any) -> tuple[Preparer, Any]:
+    """`(preparer, final estimator)` for a fitted estimator or pipeline of supported steps."""
+    steps: list[Step] = []
+    for transformer in _flatten(model)[:-1]:
+        steps.append(_compile_transformer(transformer))
+    final = _flatten(model)[-1]
+    width = getattr(final, "n_features_in_", None)
+    if not isinstance(width, int):
+        raise UnsupportedModelError(
+            f"{type(final).__name__} does not record its number of input features"
+        )
+    return Preparer(steps, width), final
+
+
+def _flatten(model: Any) -> list[Any]:
+    if isinstance(model, Pipeline):
+        flat: list[Any] = []
+        for _, step in model.steps:
+            if step is None or step == "passthrough":
+                continue
+            flat.extend(_flatten(step))
+        return flat
+    return [model]
+
+
+def _compile_transformer(transformer: Any) -> Step:
+    if isinstance(transformer, ColumnTransformer):
+        return _column_transformer(transformer)
+    chain = [_numeric_or_categorical(t) for t in _flatten(transformer)]
+    return _chain(chain)
+
+
+def _chain(chain: Sequence[Step]) -> Step:
+    if len(chain) == 1:
+        return chain[0]
+
+    def run(x: Array) -> Array:
+        for step in chain:
+            x = step(x)
+        return x
+
+    return run
+
+
+def _numeric_or_categorical(transformer: Any) -> Step:
+    if isinstance(transformer, SimpleImputer):
+        return _imputer(transformer)
+    if isinstance(transformer, StandardScaler):
+        return _scaler(transformer)
+    if isinstance(transformer, OneHotEncoder):
+        return _one_hot(transformer)
+    raise UnsupportedModelError(f"preprocessing step {type(transformer).__name__} is not supported")
+
+
+def _imputer(imputer: SimpleImputer) -> Step:
+    if imputer.add_indicator:
+        raise UnsupportedModelError("SimpleImputer(add_indicator=True) is not supported")
+    statistics = np.asarray(imputer.statistics_)
+    if imputer.missing_values is None:
+        fill = statistics.astype(object)
+
+        def impute_none(x: Array) -> Array:
+            x = np.array(x, dtype=object)
+            missing = np.equal(x, _NONE)
+            if missing.any():
+                x[missing] = np.broadcast_to(fill, x.shape)[missing]
+            return x
+
+        return impute_none
+    if not (isinstance(imputer.missing_values, float) and np.isnan(imputer.missing_values)):
+        raise UnsupportedModelError(f"SimpleImputer(missing_values={imputer.missing_values!r})")
+    values = statistics.astype(np.float64)
+    if np.isnan(values).any():
+        # scikit-learn drops columns that were empty at fit time: the width would change.
+        raise UnsupportedModelError("SimpleImputer with a column that was empty when fitted")
+
+    def impute_nan(x: Array) -> Array:
+        x = np.asarray(x, dtype=np.float64)
+        missing = np.isnan(x)
+        return np.where(missing, values, x) if missing.any() else x
+
+    return impute_nan
+
+
+def _scaler(scaler: StandardScaler) -> Step:
+    mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else None
+    scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else None
+
+    def standardize(x: Array) -> Array:
+        # Same operations, same order as StandardScaler.transform: bit-identical results.
+        x = np.asarray(x, dtype=np.float64)
+        if mean is not None:
+            x = x - mean
+        if scale is not None:
+            x = x / scale
+        return x
+
+    return standardize
+
+
+def _one_hot(encoder: OneHotEncoder) -> Step:
+    if encoder.drop_idx_ is not None:
+        raise UnsupportedModelError(f"OneHotEncoder(drop={encoder.drop!r}) is not supported")
+    if getattr(encoder, "_infrequent_enabled", False):
+        raise UnsupportedModelError("OneHotEncoder with infrequent categories is not supported")
+    ignore = encoder.handle_unknown in {"ignore", "infrequent_if_exist"}
+    lookups: list[dict[Any, int]] = []
+    offsets: list[int] = []
+    width = 0
+    for categories in encoder.categories_:
+        values = list(categories.tolist())
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+            raise UnsupportedModelError(
+                "OneHotEncoder with a missing-value category is not supported"
+            )
+        lookups.append({v: i for i, v in enumerate(values)})
+        offsets.append(width)
+        width += len(values)
+
+    def encode(x: Array) -> Array:
+        rows = x.shape[0]
+        out = np.zeros((rows, width), dtype=np.float64)
+        all_rows = np.arange(rows)
+        for column, (lookup, offset) in enumerate(zip(lookups, offsets, strict=True)):
+            codes = np.fromiter(
+                (lookup.get(v, -1) for v in x[:, column].tolist()), dtype=np.intp, count=rows
+            )
+            known = codes >= 0
+            if not ignore and not known.all():
+                bad = x[np.argmin(known), column]
+                raise ValueError(f"unknown category {bad!r} in one-hot column {column}")
+            out[all_rows[known], offset + codes[known]] = 1.0
+        return out
+
+    return encode
+
+
+def _column_transformer(transformer: ColumnTransformer) -> Step:
+    width_in = transformer.n_features_in_
+    branches: list[tuple[npt.NDArray[np.intp], Step | None]] = []
+    for name, inner, columns in transformer.transformers_:
+        if isinstance(inner, str) and inner == "drop":
+            continue
+        index = _column_index(columns, width_in, name)
+        if index.size == 0:
+            continue
+        if _is_passthrough(inner):
+            branches.append((index, None))
+        else:
+            branches.append((index, _compile_transformer(inner)))
+
+    def route(x: Array) -> Array:
+        parts = []
+        for index, branch in branches:
+            selected = x[:, index]
+            parts.append(
+                np.asarray(selected, dtype=np.float64) if branch is None else branch(selected)
+            )
+        return np.hstack(parts) if len(parts) != 1 else parts[0]
+
+    return route
+
+
+def _is_passthrough(transformer: Any) -> bool:
+    # A fitted ColumnTransformer holds "passthrough" as an identity FunctionTransformer.
+    if isinstance(transformer, str):
+        return transformer == "passthrough"
+    return (
+        isinstance(transformer, FunctionTransformer)
+        and transformer.func is None
+        and not transformer.validate
+    )
+
+
+def _column_index(columns: Any, width: int, name: str) -> npt.NDArray[np.intp]:
+    everything = np.arange(width)
+    try:
+        selected = everything[columns]
+    except (IndexError, TypeError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"ColumnTransformer branch {name!r} selects columns by {columns!r}; "
+            "only positions, slices or masks are supported"
+        ) from exc
+    return np.atleast_1d(selected).astype(np.intp)
