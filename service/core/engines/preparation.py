@@ -10,6 +10,7 @@ its per-call input validation. Anything else is `UnsupportedModelError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -72,8 +73,15 @@ def _flatten(model: Any) -> list[Any]:
 def _compile_transformer(transformer: Any) -> Step:
     if isinstance(transformer, ColumnTransformer):
         return _column_transformer(transformer)
-    chain = [_numeric_or_categorical(t) for t in _flatten(transformer)]
-    return _chain(chain)
+    steps = _flatten(transformer)
+    if (
+        len(steps) == 2
+        and isinstance(steps[0], SimpleImputer)
+        and steps[0].missing_values is None
+        and isinstance(steps[1], OneHotEncoder)
+    ):
+        return _imputed_one_hot(steps[0], steps[1])
+    return _chain([_numeric_or_categorical(t) for t in steps])
 
 
 def _chain(chain: Sequence[Step]) -> Step:
@@ -144,56 +152,68 @@ def _scaler(scaler: StandardScaler) -> Step:
     return standardize
 
 
-def _one_hot(encoder: OneHotEncoder) -> Step:
+def _one_hot(encoder: OneHotEncoder, missing_as: Sequence[Any] | None = None) -> Step:
+    """One-hot encoding; `missing_as[j]` is what a preceding imputer puts for None in column j."""
     if encoder.drop_idx_ is not None:
         raise UnsupportedModelError(f"OneHotEncoder(drop={encoder.drop!r}) is not supported")
     if getattr(encoder, "_infrequent_enabled", False):
         raise UnsupportedModelError("OneHotEncoder with infrequent categories is not supported")
     ignore = encoder.handle_unknown in {"ignore", "infrequent_if_exist"}
+    # One dict per input column: category -> its output column (offset included).
     lookups: list[dict[Any, int]] = []
-    offsets: list[int] = []
     width = 0
-    for categories in encoder.categories_:
+    for j, categories in enumerate(encoder.categories_):
         values = list(categories.tolist())
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
             raise UnsupportedModelError(
                 "OneHotEncoder with a missing-value category is not supported"
             )
-        lookups.append({v: i for i, v in enumerate(values)})
-        offsets.append(width)
+        lookup = {v: width + i for i, v in enumerate(values)}
+        if missing_as is not None and missing_as[j] in lookup:
+            lookup[None] = lookup[missing_as[j]]
+        lookups.append(lookup)
         width += len(values)
 
     def encode(x: Array) -> Array:
         rows = x.shape[0]
         out = np.zeros((rows, width), dtype=np.float64)
-        all_rows = np.arange(rows)
-        for column, (lookup, offset) in enumerate(zip(lookups, offsets, strict=True)):
+        every_row = np.arange(rows)
+        for j, lookup in enumerate(lookups):
+            # map(dict.get) over a list is the fastest lookup numpy offers for objects.
             codes = np.fromiter(
-                (lookup.get(v, -1) for v in x[:, column].tolist()), dtype=np.intp, count=rows
+                map(lookup.get, x[:, j].tolist(), repeat(-1, rows)), dtype=np.intp, count=rows
             )
-            known = codes >= 0
-            if not ignore and not known.all():
-                bad = x[np.argmin(known), column]
-                raise ValueError(f"unknown category {bad!r} in one-hot column {column}")
-            out[all_rows[known], offset + codes[known]] = 1.0
+            if codes.min(initial=0) >= 0:
+                out[every_row, codes] = 1.0
+                continue
+            unknown = codes < 0
+            if not ignore:
+                bad = x[int(np.argmax(unknown)), j]
+                raise ValueError(f"unknown category {bad!r} in one-hot column {j}")
+            out[every_row[~unknown], codes[~unknown]] = 1.0
         return out
 
     return encode
 
 
+def _imputed_one_hot(imputer: SimpleImputer, encoder: OneHotEncoder) -> Step:
+    """SimpleImputer(missing_values=None) then OneHotEncoder, fused: None maps to the fill."""
+    if imputer.add_indicator:
+        raise UnsupportedModelError("SimpleImputer(add_indicator=True) is not supported")
+    return _one_hot(encoder, missing_as=list(np.asarray(imputer.statistics_).tolist()))
+
+
 def _column_transformer(transformer: ColumnTransformer) -> Step:
     width_in = transformer.n_features_in_
-    branches: list[tuple[npt.NDArray[np.intp], Step | None]] = []
+    branches: list[tuple[slice | npt.NDArray[np.intp], Step | None]] = []
     for name, inner, columns in transformer.transformers_:
         if isinstance(inner, str) and inner == "drop":
             continue
         index = _column_index(columns, width_in, name)
         if index.size == 0:
             continue
-        if _is_passthrough(inner):
-            branches.append((index, None))
-        else:
-            branches.append((index, _compile_transformer(inner)))
+        branch = None if _is_passthrough(inner) else _compile_transformer(inner)
+        branches.append((_as_slice(index), branch))
 
     def route(x: Array) -> Array:
         parts = []
@@ -205,6 +225,14 @@ def _column_transformer(transformer: ColumnTransformer) -> Step:
         return np.hstack(parts) if len(parts) != 1 else parts[0]
 
     return route
+
+
+def _as_slice(index: npt.NDArray[np.intp]) -> slice | npt.NDArray[np.intp]:
+    # Adjacent columns as a slice: a view, where a fancy index would copy every value.
+    start = int(index[0])
+    if np.array_equal(index, np.arange(start, start + index.size)):
+        return slice(start, start + index.size)
+    return index
 
 
 def _is_passthrough(transformer: Any) -> bool:
