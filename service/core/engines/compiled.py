@@ -21,11 +21,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from threadpoolctl import threadpool_limits
 
 from service.core.engines.cache import CompiledCache
 from service.core.engines.linear import LinearScorer
 from service.core.engines.onnx import TREE_ENSEMBLES, OnnxScorer, convert, library_versions
-from service.core.engines.parity import parity_failure, parity_rows
+from service.core.engines.parity import parity_failure, parity_rows, split_probes
 from service.core.engines.preparation import Preparer, UnsupportedModelError, split_pipeline
 from service.core.runtime import Prediction, SklearnRuntime
 from training.artifact import LoadedArtifact, load_artifact
@@ -53,10 +54,18 @@ def engine_for(final: Any) -> EngineName:
 
 @dataclass(frozen=True)
 class CompiledModel:
-    """A pipeline turned into one `predict` callable, and the engine behind it."""
+    """A pipeline turned into one `predict` callable, and the engine behind it.
+
+    `prepare` and `predict_prepared` are its two halves (preprocessing, final
+    estimator), and `final` the scikit-learn estimator it replaces: the parity
+    check probes the final estimator on its own, at its split thresholds.
+    """
 
     engine: EngineName
     predict: Callable[[Features], Prediction]
+    prepare: Preparer
+    predict_prepared: Callable[[npt.NDArray[np.float64]], Prediction]
+    final: Any
 
 
 def compile_model(
@@ -71,10 +80,12 @@ def compile_model(
         score: Scores = linear.proba if classify else linear.values
     else:
         score = OnnxScorer(graph or convert(final), classifier=classify).scores
+    scorer: _Classifier | _Regressor
     if classify:
-        classes = np.asarray(pipeline.classes_)
-        return CompiledModel(engine, _Classifier(preparer, score, classes).predict)
-    return CompiledModel(engine, _Regressor(preparer, score).predict)
+        scorer = _Classifier(preparer, score, np.asarray(pipeline.classes_))
+    else:
+        scorer = _Regressor(preparer, score)
+    return CompiledModel(engine, scorer.predict, preparer, scorer.predict_prepared, final)
 
 
 class _Classifier:
@@ -89,6 +100,10 @@ class _Classifier:
         proba = self._score(self._prepare(features))
         return Prediction(self._classes[proba.argmax(axis=1)], proba)
 
+    def predict_prepared(self, x: npt.NDArray[np.float64]) -> Prediction:
+        proba = self._score(x)
+        return Prediction(self._classes[proba.argmax(axis=1)], proba)
+
 
 class _Regressor:
     __slots__ = ("_prepare", "_score")
@@ -99,6 +114,45 @@ class _Regressor:
 
     def predict(self, features: Features) -> Prediction:
         return Prediction(self._score(self._prepare(features)).reshape(-1))
+
+    def predict_prepared(self, x: npt.NDArray[np.float64]) -> Prediction:
+        return Prediction(self._score(x).reshape(-1))
+
+
+def _final_reference(final: Any, classify: bool) -> Callable[[npt.NDArray[np.float64]], Prediction]:
+    """scikit-learn's final estimator alone, answering as `SklearnRuntime` does."""
+    if not classify:
+        return lambda x: Prediction(np.asarray(final.predict(x), dtype=np.float64))
+    classes = np.asarray(final.classes_)
+
+    def predict(x: npt.NDArray[np.float64]) -> Prediction:
+        proba = np.asarray(final.predict_proba(x), dtype=np.float64)
+        return Prediction(classes[proba.argmax(axis=1)], proba)
+
+    return predict
+
+
+def check_parity(
+    compiled: CompiledModel,
+    reference: Callable[[Features], Prediction],
+    rows: Features,
+    tolerance: float,
+    *,
+    classify: bool,
+) -> str | None:
+    """None if `compiled` answers like scikit-learn on `rows` and at its split thresholds.
+
+    Otherwise the first difference found, in words.
+    """
+    failure = parity_failure(reference, compiled.predict, rows, tolerance)
+    if failure is not None:
+        return failure
+    probes = split_probes(compiled.final, compiled.prepare(rows))
+    if probes is None:
+        return None
+    final = _final_reference(compiled.final, classify)
+    failure = parity_failure(final, compiled.predict_prepared, probes, tolerance)
+    return None if failure is None else f"at split thresholds: {failure}"
 
 
 class CompiledRuntime:
@@ -130,7 +184,13 @@ class CompiledRuntime:
             compiled, graph, how = self._compile(loaded)
             tolerance = TOLERANCE[compiled.engine] if self._tolerance is None else self._tolerance
             rows = parity_rows(manifest)
-            failure = parity_failure(self._sklearn.predict, compiled.predict, rows, tolerance)
+            classify = manifest.task == "classification"
+            # One OpenMP thread for scikit-learn's side: HistGradientBoosting would
+            # otherwise spin a team per call, slow on a busy node (10x here on 2 cores).
+            with threadpool_limits(limits=1, user_api="openmp"):
+                failure = check_parity(
+                    compiled, self._sklearn.predict, rows, tolerance, classify=classify
+                )
         except UnsupportedModelError as exc:
             return self._fall_back(manifest, logging.INFO, f"{where}: {exc}")
         except Exception as exc:
@@ -141,12 +201,13 @@ class CompiledRuntime:
         if graph is not None:
             how += self._store(loaded, graph, where)
         log.info(
-            "%s compiled for %s (%s; parity within %g on %d rows)",
+            "%s compiled for %s (%s; parity within %g on %d rows%s)",
             where,
             compiled.engine,
             how,
             tolerance,
             len(rows),
+            " and at split thresholds" if compiled.engine == "onnx" else "",
         )
         self.engine = compiled.engine
         self._predict = compiled.predict

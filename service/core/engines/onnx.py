@@ -1,9 +1,10 @@
 """Estimators through ONNX Runtime: conversion with skl2onnx, one single-threaded session.
 
 Only the final estimator is converted; its input is the float64 matrix the
-`Preparer` produces, cast to float32 (what skl2onnx's tree converters expect:
-scikit-learn's own trees compare float32 features too, and skl2onnx adjusts the
-float64 thresholds so `float32(x) <= t` decides the same way).
+`Preparer` produces. Decision-tree ensembles take it as float32: scikit-learn's
+trees compare float32 features with float64 thresholds, and skl2onnx adjusts each
+threshold so `float32(x) <= t` decides the same way. HistGradientBoosting compares
+in float64, so its graph takes float64 and gets the exact thresholds back.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ TREE_ENSEMBLES = (
 # Linear models convert too (the benchmark compares them); the service scores them in numpy.
 CONVERTIBLE = (*TREE_ENSEMBLES, LogisticRegression, LinearRegression, Ridge)
 INPUT_NAME = "X"
+# Bump when `convert` changes what it produces: cached graphs of older versions are rebuilt.
+CONVERTER_VERSION = 1
 
 
 def library_versions() -> dict[str, str]:
@@ -50,18 +53,26 @@ def library_versions() -> dict[str, str]:
     Read from package metadata: importing skl2onnx takes a second, and a load that
     reuses its cache never needs it.
     """
-    return {name: metadata.version(name) for name in ("skl2onnx", "onnx", "scikit-learn")}
+    versions = {name: metadata.version(name) for name in ("skl2onnx", "onnx", "scikit-learn")}
+    return {**versions, "tabserve-converter": str(CONVERTER_VERSION)}
 
 
 def convert(model: Any) -> bytes:
-    """The serialized ONNX graph of a fitted estimator (float32 input `X`)."""
+    """The serialized ONNX graph of a fitted estimator, input `X` [rows, features].
+
+    The input is float32, as scikit-learn's decision trees compare features, except
+    for HistGradientBoosting, which compares float64 features with float64
+    thresholds: its graph takes float64 and carries the exact thresholds.
+    """
     if not isinstance(model, CONVERTIBLE):
         raise UnsupportedModelError(f"{type(model).__name__} has no ONNX conversion here")
     if getattr(model, "is_categorical_", None) is not None:
         raise UnsupportedModelError(f"{type(model).__name__} with native categorical features")
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
+    histogram = isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+    tensor = DoubleTensorType if histogram else FloatTensorType
     options = {id(model): {"zipmap": False}} if hasattr(model, "classes_") else None
     with warnings.catch_warnings():
         # skl2onnx writes HistGradientBoosting's boolean missing-value flags as ints;
@@ -69,11 +80,56 @@ def convert(model: Any) -> bytes:
         warnings.filterwarnings("ignore", "Field onnx.AttributeProto", DeprecationWarning)
         graph = convert_sklearn(
             model,
-            initial_types=[(INPUT_NAME, FloatTensorType([None, int(model.n_features_in_)]))],
+            initial_types=[(INPUT_NAME, tensor([None, int(model.n_features_in_)]))],
             options=options,
         )
+    if histogram:
+        _use_exact_thresholds(graph, model)
     data: bytes = graph.SerializeToString()
     return data
+
+
+def _use_exact_thresholds(graph: Any, model: Any) -> None:
+    """Give the tree node the float64 thresholds HistGradientBoosting compares with.
+
+    skl2onnx stores thresholds as float32 (`nodes_values`), so a value within float32
+    rounding of a split (real data has them: diabetes' s5 has values 4e-17 apart) goes
+    the other way. ai.onnx.ml 3 takes them as a double tensor; ONNX Runtime then
+    compares float64 input with float64 thresholds and sums the leaves into a float32
+    output (declared so: it does not emit float64 there).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    [node] = [n for n in graph.graph.node if n.op_type.startswith("TreeEnsemble")]
+    attributes = {a.name: a for a in node.attribute}
+    # skl2onnx numbers trees iteration-major (iteration * classes + class) and nodes
+    # by their index in the predictor: the same order as this flattening.
+    trees = [tree for iteration in model._predictors for tree in iteration]
+    exact = np.array(
+        [
+            trees[tree].nodes["num_threshold"][node_id] if mode == b"BRANCH_LEQ" else 0.0
+            for tree, node_id, mode in zip(
+                attributes["nodes_treeids"].ints,
+                attributes["nodes_nodeids"].ints,
+                attributes["nodes_modes"].strings,
+                strict=True,
+            )
+        ],
+        dtype=np.float64,
+    )
+    stored = np.asarray(attributes["nodes_values"].floats, dtype=np.float32)
+    if not np.array_equal(exact.astype(np.float32), stored):
+        raise UnsupportedModelError("ONNX tree nodes do not line up with the model's splits")
+    node.attribute.remove(attributes["nodes_values"])
+    node.attribute.append(
+        helper.make_attribute("nodes_values_as_tensor", numpy_helper.from_array(exact))
+    )
+    for opset in graph.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = max(opset.version, 3)
+    for output in graph.graph.output:
+        if output.type.tensor_type.elem_type == TensorProto.DOUBLE:
+            output.type.tensor_type.elem_type = TensorProto.FLOAT
 
 
 class OnnxScorer:
@@ -96,13 +152,16 @@ class OnnxScorer:
             )
         # skl2onnx classifiers: (label, probabilities); regressors: (variable).
         self._outputs = [outputs[1 if classifier else 0].name]
+        self._dtype = np.float64 if inputs[0].type == "tensor(double)" else np.float32
         self._session = session
         self._run = _fast_run(session)
         self.scores = self._probabilities if classifier else self._values
 
     def _values(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Regression values [rows, 1] as float64."""
-        result = self._run(self._outputs, {INPUT_NAME: x.astype(np.float32)}, None)
+        result = self._run(
+            self._outputs, {INPUT_NAME: np.ascontiguousarray(x, dtype=self._dtype)}, None
+        )
         return np.asarray(result[0], dtype=np.float64)
 
     def _probabilities(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -112,7 +171,9 @@ class OnnxScorer:
         leaf weights share (ten trees' 0.1f add up to 1.0000001), so a certain class
         gets exactly 1.0 and rows are distributions, as scikit-learn's are.
         """
-        result = self._run(self._outputs, {INPUT_NAME: x.astype(np.float32)}, None)
+        result = self._run(
+            self._outputs, {INPUT_NAME: np.ascontiguousarray(x, dtype=self._dtype)}, None
+        )
         proba = np.asarray(result[0], dtype=np.float64)
         proba /= proba.sum(axis=1, keepdims=True)
         return proba

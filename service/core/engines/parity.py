@@ -112,3 +112,58 @@ def _difference(expected: Prediction, got: Prediction, tolerance: float) -> str 
             f"probabilities differ from scikit-learn's by up to {gap:.3g} (tolerance {tolerance:g})"
         )
     return None
+
+
+def split_probes(
+    model: Any, base: npt.NDArray[np.float64], limit: int = 300, seed: int = 0
+) -> npt.NDArray[np.float64] | None:
+    """Rows that sit on and beside a tree ensemble's split thresholds (None: no trees).
+
+    Each probe is a prepared row with one feature set to a threshold `t`, its float64
+    neighbours, `float32(t)` or its float32 neighbours: where a float32 engine and
+    scikit-learn's comparisons (float32 or float64, by estimator) could part ways.
+    """
+    splits = _splits(model)
+    if splits is None or not len(splits[0]) or not len(base):
+        return None
+    features, thresholds = splits
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(features), size=min(limit, len(features)), replace=False)
+    rows: list[npt.NDArray[np.float64]] = []
+    for feature, threshold in zip(features[chosen], thresholds[chosen], strict=True):
+        single = np.float32(threshold)
+        for value in (
+            threshold,
+            np.nextafter(threshold, -np.inf),
+            np.nextafter(threshold, np.inf),
+            float(single),
+            float(np.nextafter(single, np.float32(-np.inf))),
+            float(np.nextafter(single, np.float32(np.inf))),
+        ):
+            row = base[len(rows) % len(base)].copy()
+            row[feature] = value
+            rows.append(row)
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _splits(model: Any) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None:
+    """Every split (feature, threshold) of a tree ensemble's trees."""
+    features: list[npt.NDArray[Any]] = []
+    thresholds: list[npt.NDArray[Any]] = []
+    if hasattr(model, "_predictors"):  # HistGradientBoosting
+        for tree in (t for iteration in model._predictors for t in iteration):
+            inner = tree.nodes[~tree.nodes["is_leaf"].astype(bool)]
+            features.append(inner["feature_idx"])
+            thresholds.append(inner["num_threshold"])
+    elif hasattr(model, "estimators_"):  # forests (a list), gradient boosting (a 2-D array)
+        for estimator in np.ravel(np.asarray(model.estimators_, dtype=object)):
+            tree = estimator.tree_
+            inner = tree.children_left >= 0
+            features.append(tree.feature[inner])
+            thresholds.append(tree.threshold[inner])
+    else:
+        return None
+    return (
+        np.concatenate(features).astype(np.intp),
+        np.concatenate(thresholds).astype(np.float64),
+    )
