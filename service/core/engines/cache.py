@@ -59,14 +59,16 @@ class CompiledCache:
 
     def read(self, source_sha256: str, libraries: dict[str, str]) -> CacheLookup:
         """The cached graph if it is intact, made from this artifact by these libraries."""
-        record_path = self.folder / RECORD_FILE
         try:
-            record = CacheRecord.model_validate_json(record_path.read_bytes())
-            graph = (self.folder / record.file).read_bytes()
+            record = CacheRecord.model_validate_json((self.folder / RECORD_FILE).read_bytes())
         except FileNotFoundError:
             return CacheLookup(None, "no compiled cache yet")
         except (OSError, ValidationError) as exc:
-            return CacheLookup(None, f"unreadable compiled cache ({_short(exc)})")
+            return CacheLookup(None, f"unreadable {RECORD_FILE} ({_short(exc)})")
+        try:
+            graph = (self.folder / record.file).read_bytes()
+        except OSError as exc:
+            return CacheLookup(None, f"{record.file} unreadable ({exc.strerror or exc})")
         if hashlib.sha256(graph).hexdigest() != record.sha256:
             return CacheLookup(None, f"{record.file} does not match the sha256 in {RECORD_FILE}")
         if record.source_sha256 != source_sha256:
