@@ -4,9 +4,10 @@ At load, the pipeline is split into its preprocessing (re-evaluated in numpy, se
 `preparation`) and its final estimator, which is scored by the engine measured
 fastest for its kind (`bench/engines.py`, `docs/engines.md`): linear models by a
 float64 matrix product, tree ensembles by ONNX Runtime. The result must match
-scikit-learn on rows drawn from the manifest (`parity`) before it serves; on any
-mismatch, conversion error or unsupported step the runtime serves with
-scikit-learn instead and logs one line saying why.
+scikit-learn on rows drawn from the manifest and, for trees, at the split
+thresholds (`parity`) before it serves; on any mismatch, conversion error or
+unsupported step the runtime serves with scikit-learn instead and logs one line
+saying why.
 """
 
 from __future__ import annotations

@@ -32,9 +32,8 @@ class UnsupportedModelError(Exception):
 class Preparer:
     """Raw validated rows -> the float64 matrix the final estimator takes."""
 
-    def __init__(self, steps: Sequence[Step], width: int) -> None:
+    def __init__(self, steps: Sequence[Step]) -> None:
         self._steps = tuple(steps)
-        self.width = width
         self.identity = not self._steps
 
     def __call__(self, features: Array) -> npt.NDArray[np.float64]:
@@ -47,16 +46,8 @@ class Preparer:
 
 def split_pipeline(model: Any) -> tuple[Preparer, Any]:
     """`(preparer, final estimator)` for a fitted estimator or pipeline of supported steps."""
-    steps: list[Step] = []
-    for transformer in _flatten(model)[:-1]:
-        steps.append(_compile_transformer(transformer))
-    final = _flatten(model)[-1]
-    width = getattr(final, "n_features_in_", None)
-    if not isinstance(width, int):
-        raise UnsupportedModelError(
-            f"{type(final).__name__} does not record its number of input features"
-        )
-    return Preparer(steps, width), final
+    *transformers, final = _flatten(model)
+    return Preparer([_compile_transformer(t) for t in transformers]), final
 
 
 def _flatten(model: Any) -> list[Any]:
