@@ -9,6 +9,7 @@ its per-call input validation. Anything else is `UnsupportedModelError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
@@ -65,13 +66,9 @@ def _compile_transformer(transformer: Any) -> Step:
     if isinstance(transformer, ColumnTransformer):
         return _column_transformer(transformer)
     steps = _flatten(transformer)
-    if (
-        len(steps) == 2
-        and isinstance(steps[0], SimpleImputer)
-        and steps[0].missing_values is None
-        and isinstance(steps[1], OneHotEncoder)
-    ):
-        return _imputed_one_hot(steps[0], steps[1])
+    *imputers, last = steps
+    if isinstance(last, OneHotEncoder) and all(_fusable(i) for i in imputers):
+        return _one_hot(last, _missing_fills(imputers, len(last.categories_)))
     return _chain([_numeric_or_categorical(t) for t in steps])
 
 
@@ -101,18 +98,20 @@ def _imputer(imputer: SimpleImputer) -> Step:
     if imputer.add_indicator:
         raise UnsupportedModelError("SimpleImputer(add_indicator=True) is not supported")
     statistics = np.asarray(imputer.statistics_)
-    if imputer.missing_values is None:
+    if imputer.missing_values is None or statistics.dtype.kind in "OUS":
+        # Categories: None, or NaN in an object column, becomes the fill value.
         fill = statistics.astype(object)
+        find = (lambda x: np.equal(x, _NONE)) if imputer.missing_values is None else _nan_objects
 
-        def impute_none(x: Array) -> Array:
+        def impute_objects(x: Array) -> Array:
             x = np.array(x, dtype=object)
-            missing = np.equal(x, _NONE)
+            missing = find(x)
             if missing.any():
                 x[missing] = np.broadcast_to(fill, x.shape)[missing]
             return x
 
-        return impute_none
-    if not (isinstance(imputer.missing_values, float) and np.isnan(imputer.missing_values)):
+        return impute_objects
+    if not _is_nan(imputer.missing_values):
         raise UnsupportedModelError(f"SimpleImputer(missing_values={imputer.missing_values!r})")
     values = statistics.astype(np.float64)
     if np.isnan(values).any():
@@ -143,8 +142,8 @@ def _scaler(scaler: StandardScaler) -> Step:
     return standardize
 
 
-def _one_hot(encoder: OneHotEncoder, missing_as: Sequence[Any] | None = None) -> Step:
-    """One-hot encoding; `missing_as[j]` is what a preceding imputer puts for None in column j."""
+def _one_hot(encoder: OneHotEncoder, fills: Sequence[tuple[Any, Any]] | None = None) -> Step:
+    """One-hot encoding; `fills[j]` is what None and NaN in column j become before it."""
     if encoder.drop_idx_ is not None:
         raise UnsupportedModelError(f"OneHotEncoder(drop={encoder.drop!r}) is not supported")
     if getattr(encoder, "_infrequent_enabled", False):
@@ -152,16 +151,20 @@ def _one_hot(encoder: OneHotEncoder, missing_as: Sequence[Any] | None = None) ->
     ignore = encoder.handle_unknown in {"ignore", "infrequent_if_exist"}
     # One dict per input column: category -> its output column (offset included).
     lookups: list[dict[Any, int]] = []
+    # NaN cannot be a dict key (NaN != NaN): its output column per input column.
+    nan_codes: list[int] = []
     width = 0
     for j, categories in enumerate(encoder.categories_):
         values = list(categories.tolist())
-        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+        if any(v is None or _is_nan(v) for v in values):
             raise UnsupportedModelError(
                 "OneHotEncoder with a missing-value category is not supported"
             )
         lookup = {v: width + i for i, v in enumerate(values)}
-        if missing_as is not None and missing_as[j] in lookup:
-            lookup[None] = lookup[missing_as[j]]
+        none_fill, nan_fill = fills[j] if fills is not None else (None, math.nan)
+        nan_codes.append(-1 if _is_missing(nan_fill) else lookup.get(nan_fill, -1))
+        if not _is_missing(none_fill) and none_fill in lookup:
+            lookup[None] = lookup[none_fill]
         lookups.append(lookup)
         width += len(values)
 
@@ -178,6 +181,9 @@ def _one_hot(encoder: OneHotEncoder, missing_as: Sequence[Any] | None = None) ->
                 out[every_row, codes] = 1.0
                 continue
             unknown = codes < 0
+            if nan_codes[j] >= 0:
+                codes[unknown & _nan_objects(x[:, j])] = nan_codes[j]
+                unknown = codes < 0
             if not ignore:
                 bad = x[int(np.argmax(unknown)), j]
                 raise ValueError(f"unknown category {bad!r} in one-hot column {j}")
@@ -187,11 +193,42 @@ def _one_hot(encoder: OneHotEncoder, missing_as: Sequence[Any] | None = None) ->
     return encode
 
 
-def _imputed_one_hot(imputer: SimpleImputer, encoder: OneHotEncoder) -> Step:
-    """SimpleImputer(missing_values=None) then OneHotEncoder, fused: None maps to the fill."""
-    if imputer.add_indicator:
-        raise UnsupportedModelError("SimpleImputer(add_indicator=True) is not supported")
-    return _one_hot(encoder, missing_as=list(np.asarray(imputer.statistics_).tolist()))
+def _fusable(step: Any) -> bool:
+    """A SimpleImputer of None or NaN that can fold into the one-hot lookup after it."""
+    return (
+        isinstance(step, SimpleImputer)
+        and not step.add_indicator
+        and (step.missing_values is None or _is_nan(step.missing_values))
+    )
+
+
+def _missing_fills(imputers: Sequence[SimpleImputer], columns: int) -> list[tuple[Any, Any]]:
+    """Per column, what None and NaN have become after `imputers` ran in order."""
+    fills: list[list[Any]] = [[None, math.nan] for _ in range(columns)]
+    for imputer in imputers:
+        statistics = np.asarray(imputer.statistics_).tolist()
+        for column, current in enumerate(fills):
+            for k, value in enumerate(current):
+                hit = value is None if imputer.missing_values is None else _is_nan(value)
+                if hit:
+                    current[k] = statistics[column]
+    return [(none, nan) for none, nan in fills]
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or _is_nan(value)
+
+
+_is_nan_each = np.frompyfunc(_is_nan, 1, 1)
+
+
+def _nan_objects(x: Array) -> npt.NDArray[np.bool_]:
+    """Where an object array holds a float NaN."""
+    return np.asarray(_is_nan_each(x), dtype=bool)
 
 
 def _column_transformer(transformer: ColumnTransformer) -> Step:
