@@ -12,6 +12,8 @@ import errno
 import hashlib
 import json
 import logging
+import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,23 @@ from fastapi.testclient import TestClient
 from onnx import numpy_helper
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
 )
-from sklearn.linear_model import LinearRegression
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    KBinsDiscretizer,
+    OneHotEncoder,
+    StandardScaler,
+)
 
 from service.app import create_app
 from service.core.engines import TOLERANCE, CompiledRuntime
@@ -39,6 +50,7 @@ from service.core.engines import compiled as compiled_module
 from service.core.engines import onnx as onnx_module
 from service.core.engines.cache import CACHE_DIR, GRAPH_FILE, RECORD_FILE
 from service.core.engines.parity import parity_rows
+from service.core.engines.preparation import UnsupportedModelError, split_pipeline
 from service.core.runtime import Prediction, SklearnRuntime
 from service.settings import Settings
 from tests.conftest import write_mixed_csv
@@ -239,6 +251,125 @@ def test_string_labels_stay_strings(zoo: dict[tuple[str, str], Path]) -> None:
     assert isinstance(prediction.predict[0], str)
     assert prediction.proba is not None
     assert prediction.proba.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+# --- preprocessing re-evaluated in numpy ----------------------------------------------
+
+MIXED_FIT = np.array(
+    [
+        [1.0, "a", "x", 10.0],
+        [np.nan, None, "y", 20.0],
+        [3.0, np.nan, None, 30.0],
+        [4.0, "b", "x", np.nan],
+    ],
+    dtype=object,
+)
+MIXED_ROWS = np.array(
+    [
+        [np.nan, np.nan, "y", 1.0],
+        [2.0, None, np.nan, 2.0],
+        [5.0, "b", "unseen", np.nan],
+        [1.0, "a", "x", 4.0],
+    ],
+    dtype=object,
+)
+
+
+def category_steps(*, nan_imputer: bool, encoder: Any) -> Pipeline:
+    steps: list[tuple[str, Any]] = []
+    if nan_imputer:  # what training adds for categories that arrive as NaN
+        steps.append(("impute_nan", SimpleImputer(strategy="constant", fill_value="__missing__")))
+    steps.append(
+        (
+            "impute",
+            SimpleImputer(missing_values=None, strategy="constant", fill_value="__missing__"),
+        )
+    )
+    steps.append(("encode", encoder))
+    return Pipeline(steps)
+
+
+@pytest.mark.parametrize(
+    "transformer",
+    [
+        ColumnTransformer(
+            [
+                ("number", SimpleImputer(strategy="median"), [0]),
+                (
+                    "category",
+                    category_steps(
+                        nan_imputer=True,
+                        encoder=OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                    ),
+                    [1, 2],
+                ),
+            ],
+            remainder=Pipeline(
+                [("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())]
+            ),
+            sparse_threshold=0.0,
+        ),
+        ColumnTransformer(
+            [
+                (
+                    "category",
+                    category_steps(
+                        nan_imputer=False,
+                        encoder=OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                    ),
+                    np.array([False, True, True, False]),
+                ),
+                ("number", "passthrough", slice(3, 4)),
+                ("unused", "drop", [0]),
+            ],
+            sparse_threshold=0.0,
+        ),
+    ],
+    ids=["training-shape", "mask-slice-drop"],
+)
+def test_preparation_equals_scikit_learn_transform_bit_for_bit(transformer: Any) -> None:
+    # Without the NaN imputer a categorical NaN is an error in scikit-learn: None only.
+    nan_to_none = np.frompyfunc(
+        lambda v: None if isinstance(v, float) and math.isnan(v) else v, 1, 1
+    )
+    fit, rows = MIXED_FIT, MIXED_ROWS
+    if "impute_nan" not in str(transformer):
+        fit, rows = fit.copy(), rows.copy()
+        fit[:, 1:3] = nan_to_none(fit[:, 1:3])
+        rows[:, 1:3] = nan_to_none(rows[:, 1:3])
+    fitted = transformer.fit(fit)
+    preparer, _ = split_pipeline(Pipeline([("prepare", fitted), ("model", Ridge())]))
+    expected = np.asarray(fitted.transform(rows), dtype=np.float64)
+    got = preparer(rows)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_unknown_category_raises_when_the_encoder_says_error() -> None:
+    encoder = OneHotEncoder(handle_unknown="error", sparse_output=False)
+    fitted = category_steps(nan_imputer=True, encoder=encoder).fit(MIXED_FIT[:, 1:3])
+    preparer, _ = split_pipeline(Pipeline([("prepare", fitted), ("model", Ridge())]))
+    np.testing.assert_array_equal(
+        preparer(MIXED_ROWS[:2, 1:3]), fitted.transform(MIXED_ROWS[:2, 1:3])
+    )
+    with pytest.raises(ValueError, match="unseen"):
+        preparer(MIXED_ROWS[2:3, 1:3])
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        (FunctionTransformer(np.log1p), "FunctionTransformer is not supported"),
+        (KBinsDiscretizer(n_bins=2), "KBinsDiscretizer is not supported"),
+        (SimpleImputer(add_indicator=True), "add_indicator=True"),
+        (OneHotEncoder(drop="first"), "drop='first'"),
+        (OneHotEncoder(min_frequency=2), "infrequent categories"),
+    ],
+)
+def test_other_preprocessing_is_unsupported(step: Any, reason: str) -> None:
+    numbers = np.array([[1.0], [2.0], [2.0], [5.0]])
+    with pytest.raises(UnsupportedModelError, match=re.escape(reason)):
+        split_pipeline(Pipeline([("prepare", step), ("model", Ridge())]).fit(numbers, [0, 1, 0, 1]))
 
 
 # --- fallback -------------------------------------------------------------------------
