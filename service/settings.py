@@ -124,6 +124,13 @@ class Settings(BaseSettings):
             "them per feature in metrics."
         ),
     )
+    engine: Literal["auto", "sklearn"] = Field(
+        default="auto",
+        description=(
+            "`auto`: serve each model with its compiled engine (ONNX Runtime or numpy) if it "
+            "matches scikit-learn at load, else with scikit-learn; `sklearn`: always scikit-learn."
+        ),
+    )
     allow_version_mismatch: bool = Field(
         default=False,
         description="Load models pickled by another scikit-learn major.minor (unsafe).",

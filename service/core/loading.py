@@ -6,9 +6,10 @@ import logging
 import time
 from pathlib import Path
 
+from service.core.engines import CompiledRuntime
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry, ModelState, ModelVersion
-from service.core.runtime import SklearnRuntime
+from service.core.runtime import Runtime, SklearnRuntime
 from service.core.validation import FeatureSchema
 from service.settings import Settings
 from training.repository import list_models, version_path
@@ -34,7 +35,11 @@ def load_version(
     path: Path, name: str, version: int, settings: Settings, metrics: ServiceMetrics
 ) -> ModelVersion:
     """Load, verify and warm up one version; never raises, a failure is its state."""
-    runtime = SklearnRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
+    runtime: Runtime
+    if settings.engine == "sklearn":
+        runtime = SklearnRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
+    else:
+        runtime = CompiledRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
     model = ModelVersion(name=name, version=version, path=path, runtime=runtime)
     started = time.perf_counter()
     try:

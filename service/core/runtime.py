@@ -1,4 +1,7 @@
-"""The runtime interface (`load` / `predict` / `unload`) and its scikit-learn implementation."""
+"""The runtime interface (`load` / `predict` / `unload`) and its scikit-learn implementation.
+
+The compiled implementation (ONNX Runtime, numpy) lives in `service.core.engines`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from training.artifact import load_artifact
+from training.artifact import LoadedArtifact, load_artifact
 from training.manifest import Manifest
 
 
@@ -52,7 +55,12 @@ class SklearnRuntime:
 
     def load(self) -> Manifest:
         """Verify and unpickle the artifact (see `training.artifact.load_artifact`)."""
-        loaded = load_artifact(self._folder, allow_version_mismatch=self._allow_version_mismatch)
+        return self.adopt(
+            load_artifact(self._folder, allow_version_mismatch=self._allow_version_mismatch)
+        )
+
+    def adopt(self, loaded: LoadedArtifact) -> Manifest:
+        """Serve an artifact already loaded and verified (the compiled runtime's fallback)."""
         self._model = loaded.estimator
         has_proba = loaded.manifest.task == "classification" and hasattr(
             loaded.estimator, "predict_proba"

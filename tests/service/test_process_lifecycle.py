@@ -74,7 +74,9 @@ def slow_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_sigterm_during_load_answers_every_accepted_request_then_exits_0(
     launch: Callable[..., Any], slow_models: Path, workers: str
 ) -> None:
-    server = launch(slow_models, "--workers", workers, env={"TABSERVE_BATCH_MAX_ROWS": "1"})
+    # scikit-learn, not the compiled engine: the point is a load that takes a while
+    env = {"TABSERVE_BATCH_MAX_ROWS": "1", "TABSERVE_ENGINE": "sklearn"}
+    server = launch(slow_models, "--workers", workers, env=env)
 
     async def scenario() -> list[int]:
         load = asyncio.ensure_future(send(server.url, 64, 64))
