@@ -558,6 +558,7 @@ def test_a_damaged_or_stale_cache_is_rebuilt(
     else:
         record["libraries"]["skl2onnx"] = "0.0.1"
         (folder / RECORD_FILE).write_text(json.dumps(record))
+    caplog.clear()  # the first load's line, if an earlier app set the logger to INFO
     with caplog.at_level(logging.INFO, logger="tabserve.models"):
         assert loaded(forest).engine == "onnx"
     assert conversions == ["RandomForestClassifier"] * 2
