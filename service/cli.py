@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
-from training.cli import add_train_arguments, run_train
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per task."""
+    from training.cli import add_train_arguments, run_train  # imports scikit-learn
+
     parser = argparse.ArgumentParser(prog="tabserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -98,6 +99,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tabserve` script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        # One thread per model call: the service scales with worker processes, and an
+        # OpenMP thread team per call (HistGradientBoosting under scikit-learn) costs
+        # more than a small prediction. OpenMP reads this once, when scikit-learn loads.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
     status: int = args.handler(args)
     return status

@@ -59,7 +59,7 @@ def load_version(
         model.state = ModelState.FAILED
         model.error = str(exc)
         metrics.model_load_failures.labels(name).inc()
-        metrics.model_info.labels(name, str(version), "", "", runtime.engine).set(0)
+        metrics.model_info.labels(name, str(version), "", "", "none").set(0)
         log.error("model %s version %s failed to load: %s", name, version, exc)
         runtime.unload()
         return model

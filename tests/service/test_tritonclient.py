@@ -49,7 +49,9 @@ def test_infer_matches_the_model(
     assert [v.decode() if isinstance(v, bytes) else v for v in labels.tolist()] == list(
         model.predict(ROWS)
     )
-    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(ROWS))
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), model.predict_proba(ROWS), rtol=0, atol=1e-5
+    )
     response = result.get_response()
     assert (response["model_name"], response["model_version"], response["id"]) == (
         "iris",

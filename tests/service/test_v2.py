@@ -52,7 +52,7 @@ def test_one_matrix_tensor_gives_labels_and_probabilities(
     proba = outputs["predict_proba"]
     assert (proba["datatype"], proba["shape"]) == ("FP64", [2, 3])
     expected = load_artifact(models_dir / "iris" / "1").estimator.predict_proba(np.array(IRIS_ROWS))
-    np.testing.assert_allclose(np.array(proba["data"]).reshape(2, 3), expected)
+    np.testing.assert_allclose(np.array(proba["data"]).reshape(2, 3), expected, rtol=0, atol=1e-5)
 
 
 def test_one_tensor_per_feature_with_categories_as_bytes(client: TestClient) -> None:
