@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
+from service.access_log import AccessLog
 from service.api import admin, catalog, health, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     settings = settings or Settings()
     configure_logging(settings)
     state = AppState.build(settings)
+    access = AccessLog(settings)
     if preload:
         load_all(settings, state.metrics, state.registry)
         state.loaded = True
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             if poller is not None:
                 poller.cancel()
             restore()
+            access.flush()
             state.pool.close()
             for model in state.registry.all():
                 model.runtime.unload()
@@ -106,14 +109,16 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     app.state.tabserve = state
     if settings.fast_path:
         endpoint = InferEndpoint(state.dataplane, settings)
-        app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings)
+        app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings, access)
     install_docs(app)
     install_error_handlers(app)
     for router in (health.router, v2.router, v1.router, catalog.router):
         app.include_router(router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
-    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, settings=settings)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=state.metrics, settings=settings, access=access
+    )
     return app
 
 

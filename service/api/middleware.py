@@ -6,7 +6,6 @@ limit while the body streams in, and records HTTP metrics and one access-log lin
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -16,12 +15,12 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.access_log import AccessLog
 from service.api.errors import error_response
 from service.core.errors import TooLargeError
 from service.core.metrics import ServiceMetrics
 from service.settings import Settings
 
-access_log = logging.getLogger("tabserve.access")
 PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -29,9 +28,12 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 class RequestContextMiddleware:
     """Request id, body limit, HTTP metrics and the access log around the app."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, settings: Settings, access: AccessLog
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.access = access
         self.max_body = settings.max_body_bytes
         self.log_probes = settings.log_probes
         self._counters: dict[tuple[str, str, str], Counter] = {}
@@ -102,26 +104,9 @@ class RequestContextMiddleware:
         latency.observe(seconds)
         if route in PROBE_ROUTES and not self.log_probes:
             return
-        model = scope.get("path_params", {}).get("model") or scope["state"].get("model", "-")
-        access_log.info(
-            "%s %s %s %d %.2fms model=%s id=%s",
-            method,
-            scope["path"],
-            route,
-            status,
-            seconds * 1000,
-            model,
-            request_id,
-            extra={
-                "method": method,
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "latency_ms": round(seconds * 1000, 3),
-                "model": model,
-                "request_id": request_id,
-            },
-        )
+        if self.access.enabled:
+            model = scope.get("path_params", {}).get("model") or scope["state"].get("model", "-")
+            self.access.record(method, scope["path"], route, status, seconds, model, request_id)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
