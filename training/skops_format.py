@@ -15,6 +15,8 @@ loaded tree is checked (`check_trees`) before the model is handed out.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     }
 )
+# A skops file is a zip: what it may unpack to, whatever its size on disk.
+MAX_UNPACKED_BYTES = 2 * 1024**3
 # Meta-estimators whose parts see another number of columns than they do.
 _WIDTH_CHANGING = (Pipeline, ColumnTransformer, FeatureUnion)
 _MAX_DEPTH = 64
@@ -55,7 +59,8 @@ def dump(estimator: Any, path: Path) -> list[str]:
     Refuses (before anything is published) an estimator the loader would refuse.
     """
     try:
-        skops.io.dump(estimator, path)
+        # Deflated: an uncompressed skops file of a forest is 8 times its pickle.
+        skops.io.dump(estimator, path, compression=zipfile.ZIP_DEFLATED)
     except TypeError as exc:  # skops.io.exceptions.UnsupportedTypeException is a TypeError
         raise ArtifactError(f"cannot export in skops format: {exc}; use --format joblib") from exc
     needed = skops.io.get_untrusted_types(file=path)
@@ -76,6 +81,7 @@ def load(data: bytes, source: str, declared: list[str]) -> Any:
     allow-list is refused whatever the manifest says; one it holds but the manifest
     does not declare means the two do not belong together, and is refused too.
     """
+    _check_unpacked_size(data, source)
     try:
         found = set(skops.io.get_untrusted_types(data=data)) if data else set()
     except Exception as exc:  # a zip without a valid schema: BadZipFile, KeyError, ValueError...
@@ -99,6 +105,20 @@ def load(data: bytes, source: str, declared: list[str]) -> Any:
         raise ArtifactError(f"{source}: cannot load the skops file: {exc}") from exc
     check_trees(estimator, source)
     return estimator
+
+
+def _check_unpacked_size(data: bytes, source: str) -> None:
+    """Refuse a zip bomb: zipfile never inflates a member past its declared size."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ArtifactError(f"{source}: not a readable skops file: {exc}") from exc
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ArtifactError(
+            f"{source}: the skops file unpacks to {unpacked} bytes; the limit is "
+            f"{MAX_UNPACKED_BYTES}; refusing what may be a zip bomb"
+        )
 
 
 def check_trees(estimator: Any, source: str) -> None:

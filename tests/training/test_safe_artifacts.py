@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import skops.io
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from training import skops_format
 from training.artifact import load_artifact, save_artifact
 from training.datasets import Dataset, load_bundled, load_csv
 from training.errors import ArtifactError
@@ -293,3 +295,21 @@ def test_the_cli_exports_skops_on_request(call_cli: Any, models_dir: Path) -> No
     assert (first.artifact.format, first.artifact.file) == ("skops", "model.skops")
     assert (second.artifact.format, second.artifact.file) == ("joblib", "model.joblib")
     assert (first.environment.skops, second.environment.skops) == (skops.__version__, None)
+
+
+def test_a_skops_file_unpacking_past_the_limit_is_refused(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = root / "iris" / "2"
+    model = folder / "model.skops"
+    load_artifact(folder, root=root)
+    monkeypatch.setattr(skops_format, "MAX_UNPACKED_BYTES", 1000)
+    message = _refused(folder, root)
+    assert message.startswith(f"{model}: the skops file unpacks to ")
+    assert message.endswith("bytes; the limit is 1000; refusing what may be a zip bomb")
+
+
+def test_skops_files_are_compressed(root: Path) -> None:
+    with zipfile.ZipFile(root / "iris" / "2" / "model.skops") as archive:
+        members = archive.infolist()
+    assert {m.compress_type for m in members} == {zipfile.ZIP_DEFLATED}
