@@ -104,6 +104,29 @@ def test_a_refused_artifact_fails_its_version_and_the_others_serve(
         assert failures == ['tabserve_model_load_failures_total{model="iris"} 1.0']
 
 
+def test_a_version_swapped_in_through_the_repository_api_is_refused_the_same_way(
+    attacked_root: Path,
+) -> None:
+    settings = Settings(models_dir=attacked_root, inference_threads=1, admin_token="t0ken")
+    shutil.rmtree(attacked_root / "iris" / "3")  # start with versions 1 and 2
+    with TestClient(create_app(settings)) as client:
+        outside = attacked_root.parent / "outside" / "3"
+        shutil.copytree(attacked_root / "iris" / "2", outside)
+        manifest = json.loads((outside / "model.json").read_text())
+        (outside / "model.json").write_text(json.dumps({**manifest, "version": 3}))
+        (attacked_root / "iris" / "3").symlink_to(outside, target_is_directory=True)
+        response = client.post(
+            "/v2/repository/models/iris/load",
+            headers={"Authorization": "Bearer t0ken"},
+            json={"version": 3},
+        )
+        [attempt] = response.json()
+        assert attempt["state"] == "failed"
+        assert "the version folder resolves to " in attempt["reason"]
+        assert client.get("/v2/models/iris").json()["parameters"]["version"] == "2"
+        assert client.post("/models/iris/predict", json=IRIS_ROW).status_code == 200
+
+
 # input limits -------------------------------------------------------------------------
 
 
