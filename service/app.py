@@ -14,9 +14,11 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
@@ -108,7 +110,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     )
     app.state.tabserve = state
     if settings.fast_path:
-        endpoint = InferEndpoint(state.dataplane, settings)
+        endpoint: ASGIApp = InferEndpoint(state.dataplane, settings)
+        if settings.cors_origins:
+            endpoint = _cors(endpoint, settings)
         app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings, access)
     install_docs(app)
     install_error_handlers(app)
@@ -116,6 +120,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         app.include_router(router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, **_cors_options(settings))
+    # Added last, so outermost: preflight answers get request ids and security headers too.
     app.add_middleware(
         RequestContextMiddleware, metrics=state.metrics, settings=settings, access=access
     )
@@ -131,6 +138,25 @@ async def _follow_directory(app: FastAPI, state: AppState) -> None:
                 install_record_routes(app, state.registry)
         except Exception:
             log.exception("polling %s failed; trying again", state.settings.models_dir)
+
+
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    """Browsers on `cors_origins` may call every route; no cookies are involved."""
+    return {
+        "allow_origins": settings.cors_origins,
+        "allow_methods": ["GET", "POST"],
+        "allow_headers": [
+            "content-type",
+            "x-request-id",
+            "inference-header-content-length",
+            "x-request-timeout-ms",
+        ],
+        "expose_headers": ["x-request-id", "inference-header-content-length"],
+    }
+
+
+def _cors(app: ASGIApp, settings: Settings) -> ASGIApp:
+    return CORSMiddleware(app, **_cors_options(settings))
 
 
 def _drain_on_sigterm(state: AppState) -> Callable[[], None]:

@@ -40,6 +40,32 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest request body, in bytes (else 413)."
     )
+    max_json_depth: int = Field(
+        default=32,
+        ge=3,
+        description=(
+            "Deepest nesting of arrays and objects in a records or V1 JSON body (else 413). "
+            "Real requests need 2 or 3 levels; the limit keeps parsers and validators from "
+            "walking pathological documents."
+        ),
+    )
+    max_string_length: int = Field(
+        default=4096,
+        ge=16,
+        description=(
+            "Longest JSON string (key or value) in a records or V1 body, and longest V2 BYTES "
+            "element, in characters (else 413). Category values are short; this bounds the "
+            "memory and the work one request can cause."
+        ),
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins browsers may call the API from (CORS), e.g. "
+            "`TABSERVE_CORS_ORIGINS='[\"https://app.example.com\"]'`. Empty (the default): "
+            "no CORS headers, so browsers allow same-origin pages only."
+        ),
+    )
     inference_threads: int = Field(
         default_factory=_default_threads,
         ge=1,

@@ -1,14 +1,17 @@
-"""Write and read model artifacts: `model.joblib` plus its `model.json` manifest.
+"""Write and read model artifacts: the model file plus its `model.json` manifest.
 
-Writing is atomic: everything goes into a hidden temporary folder that is renamed
-into place only when complete, so a crash never leaves a half-written version.
-Reading verifies the manifest, the file's sha256 and the library versions before
-unpickling anything.
+The model file is `model.joblib` (a pickle) or `model.skops` (the safe format, see
+`training.skops_format`). Writing is atomic: everything goes into a hidden
+temporary folder that is renamed into place only when complete, so a crash never
+leaves a half-written version. Reading checks, before deserializing anything, that
+the files lie inside the models directory, that the manifest is valid, that the
+file's sha256 matches and that the library versions are compatible.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import re
@@ -25,12 +28,14 @@ import sklearn
 from pydantic import ValidationError
 from sklearn.exceptions import InconsistentVersionWarning
 
+from training import skops_format
 from training.errors import ArtifactError, VersionExistsError
 from training.manifest import (
     MANIFEST_FILE,
-    MODEL_FILE,
+    MODEL_FILES,
     MODEL_NAME_PATTERN,
     ArtifactFile,
+    ArtifactFormat,
     Environment,
     Manifest,
 )
@@ -46,13 +51,14 @@ class LoadedArtifact:
     path: Path
 
 
-def current_environment() -> Environment:
+def current_environment(artifact_format: ArtifactFormat = "joblib") -> Environment:
     """Library versions of this process, as recorded in manifests."""
     return Environment(
         python=platform.python_version(),
         numpy=np.__version__,
         scikit_learn=sklearn.__version__,
         joblib=joblib.__version__,
+        skops=skops_format.version() if artifact_format == "skops" else None,
     )
 
 
@@ -94,11 +100,13 @@ def save_artifact(
     models_dir: Path,
     name: str,
     version: int | None = None,
+    artifact_format: ArtifactFormat = "joblib",
 ) -> Manifest:
     """Export `estimator` as a new version of `name`; return the manifest written.
 
     `manifest_fields` holds every manifest field except name, version, environment
     and artifact, which are filled in here. An existing version is never replaced.
+    `artifact_format` is `joblib` (a pickle) or `skops` (loading it runs no code).
     """
     if version is None:
         check_export(models_dir, name, None)
@@ -112,19 +120,21 @@ def save_artifact(
     except OSError as exc:
         raise ArtifactError(f"{target.parent}: cannot create folder: {_reason(exc)}") from exc
     try:
-        model_path = staging / MODEL_FILE
-        joblib.dump(estimator, model_path)
+        model_path = staging / MODEL_FILES[artifact_format]
+        trusted_types = _dump(estimator, model_path, artifact_format)
         _fsync(model_path)
         manifest = Manifest.model_validate(
             {
                 **manifest_fields,
                 "name": name,
                 "version": version,
-                "environment": current_environment(),
+                "environment": current_environment(artifact_format),
                 "artifact": ArtifactFile(
-                    file=MODEL_FILE,
+                    file=model_path.name,
+                    format=artifact_format,
                     sha256=sha256_of(model_path),
                     size_bytes=model_path.stat().st_size,
+                    trusted_types=trusted_types,
                 ),
             }
         )
@@ -140,6 +150,14 @@ def save_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _dump(estimator: Any, path: Path, artifact_format: ArtifactFormat) -> list[str]:
+    """Write the model file; return the skops types it needs (none for joblib)."""
+    if artifact_format == "skops":
+        return skops_format.dump(estimator, path)
+    joblib.dump(estimator, path)
+    return []
 
 
 def _reason(exc: OSError) -> str:
@@ -169,17 +187,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_manifest(folder: Path) -> Manifest:
-    """Read and validate `model.json` in `folder`."""
+def read_manifest(folder: Path, *, root: Path | None = None) -> Manifest:
+    """Read and validate `model.json` in `folder` (inside `root`, when given)."""
     path = folder / MANIFEST_FILE
     try:
+        if root is not None:
+            _inside(path, _resolved_root(root), "manifest")
         # Bytes, not text: pydantic decodes them as UTF-8 and reports bad bytes as invalid
         # JSON, where read_text() would raise UnicodeDecodeError or use the locale's codec.
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: manifest not found") from exc
     except OSError as exc:
-        raise ArtifactError(f"{path}: cannot read manifest: {exc.strerror}") from exc
+        raise ArtifactError(f"{path}: cannot read manifest: {_reason(exc)}") from exc
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
@@ -188,6 +208,27 @@ def read_manifest(folder: Path) -> Manifest:
             for err in exc.errors()
         )
         raise ArtifactError(f"{path}: invalid manifest: {problems}") from exc
+
+
+def _resolved_root(root: Path) -> Path:
+    try:
+        return root.resolve(strict=True)
+    except OSError as exc:
+        raise ArtifactError(f"{root}: models directory not found: {_reason(exc)}") from exc
+
+
+def _inside(path: Path, boundary: Path, what: str) -> Path:
+    """`path` with every symlink resolved, refused unless it lies under `boundary`."""
+    try:
+        real = path.resolve(strict=True)  # FileNotFoundError goes to the caller
+    except RuntimeError as exc:  # a symlink loop
+        raise ArtifactError(f"{path}: cannot resolve the {what}: {exc}") from exc
+    if not real.is_relative_to(boundary):
+        raise ArtifactError(
+            f"{path}: the {what} resolves to {real}, outside {boundary}; "
+            "refusing to follow a path or symlink that leaves the models directory"
+        )
+    return real
 
 
 def check_compatible(manifest: Manifest, source: str) -> None:
@@ -205,31 +246,60 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def load_artifact(folder: Path, *, allow_version_mismatch: bool = False) -> LoadedArtifact:
+def load_artifact(
+    folder: Path, *, allow_version_mismatch: bool = False, root: Path | None = None
+) -> LoadedArtifact:
     """Load a verified estimator from a version folder.
 
-    Checks, in order: the manifest validates; the model file is the one it names
-    and lies in the same folder; its sha256 matches; scikit-learn major.minor
-    matches (unless allowed). Only then is the pickle loaded.
+    Checks, in order: the folder, the manifest and the model file resolve (symlinks
+    followed) inside `root`, the models directory (or inside `folder` when no root is
+    given); the manifest validates and names a plain file in the folder; its size and
+    sha256 match; scikit-learn major.minor matches (unless allowed). Only then is the
+    model deserialized, from the very bytes that were hashed.
     """
-    manifest = read_manifest(folder)
-    model_path = folder / manifest.artifact.file
-    if not model_path.is_file():
-        raise ArtifactError(f"{model_path}: model file named by the manifest is missing")
-    actual = sha256_of(model_path)
-    if actual != manifest.artifact.sha256:
+    boundary = _resolved_root(root if root is not None else folder)
+    try:
+        _inside(folder, boundary, "version folder")
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{folder}: version folder not found") from exc
+    manifest = read_manifest(folder, root=boundary)
+    artifact = manifest.artifact
+    model_path = folder / artifact.file
+    try:
+        real = _inside(model_path, boundary, "model file")
+        if not real.is_file():
+            raise ArtifactError(f"{model_path}: the model file is not a regular file")
+        data = real.read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{model_path}: model file named by the manifest is missing") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{model_path}: cannot read the model: {_reason(exc)}") from exc
+    if len(data) != artifact.size_bytes:
+        raise ArtifactError(
+            f"{model_path}: {len(data)} bytes, but the manifest says {artifact.size_bytes}; "
+            "the file is truncated, corrupt or was modified"
+        )
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != artifact.sha256:
         raise ArtifactError(
             f"{model_path}: sha256 is {actual}, but the manifest says "
-            f"{manifest.artifact.sha256}; the file is corrupt or was modified"
+            f"{artifact.sha256}; the file is corrupt or was modified"
         )
     if not allow_version_mismatch:
         check_compatible(manifest, str(folder))
+    if artifact.format == "skops":
+        estimator = skops_format.load(data, str(model_path), artifact.trusted_types)
+    else:
+        estimator = _unpickle(data, model_path, allow_version_mismatch)
+    return LoadedArtifact(estimator=estimator, manifest=manifest, path=folder)
+
+
+def _unpickle(data: bytes, path: Path, allow_version_mismatch: bool) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter(
                 "ignore" if allow_version_mismatch else "error", InconsistentVersionWarning
             )
-            estimator = joblib.load(model_path)
+            return joblib.load(io.BytesIO(data))
     except Exception as exc:
-        raise ArtifactError(f"{model_path}: cannot load the model: {exc}") from exc
-    return LoadedArtifact(estimator=estimator, manifest=manifest, path=folder)
+        raise ArtifactError(f"{path}: cannot load the model: {exc}") from exc

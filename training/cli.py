@@ -50,6 +50,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="model name (default: the dataset or CSV file name)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--format",
+        choices=["joblib", "skops"],
+        default="joblib",
+        help=(
+            "model file format: joblib (a pickle; loading it runs code, so share it only "
+            "with who trusts you) or skops (loading runs no code; slower to load, larger)"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -71,6 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 test_size=args.test_size,
                 version=args.version,
+                artifact_format=args.format,
             ),
             progress,
         )

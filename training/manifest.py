@@ -1,20 +1,28 @@
 """The artifact manifest: what a served model promises about itself.
 
-`model.json` sits beside `model.joblib` in every version folder. It is the single
+`model.json` sits beside the model file (`model.joblib`, or `model.skops` for the
+safe format) in every version folder. It is the single
 source of truth the service reads to build request schemas, validate inputs,
 warm models up and compute drift, so it is validated on write and on read.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_FILE = "model.joblib"
+SKOPS_FILE = "model.skops"
 MANIFEST_FILE = "model.json"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# A plain file name: no separator, and no leading dot, so never "." or ".." nor a hidden file.
+ARTIFACT_FILE_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"
+
+ArtifactFormat = Literal["joblib", "skops"]
+MODEL_FILES: dict[ArtifactFormat, str] = {"joblib": MODEL_FILE, "skops": SKOPS_FILE}
 
 Task = Literal["classification", "regression"]
 ClassLabel = str | int
@@ -130,15 +138,43 @@ class Environment(_Strict):
     numpy: str
     scikit_learn: str
     joblib: str
+    skops: str | None = Field(default=None, description="Set when the artifact is in skops format.")
 
 
 class ArtifactFile(_Strict):
     """The serialized estimator this manifest describes."""
 
-    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="A file name in the same folder.")
-    format: Literal["joblib"] = "joblib"
+    file: str = Field(description="A plain file name in the version folder (no path).")
+    format: ArtifactFormat = Field(
+        default="joblib",
+        description="`joblib` (a pickle: loading it runs code) or `skops` (no code runs on load).",
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0)
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description=(
+            "skops only: the types beyond skops's defaults that the file needs, as "
+            "`skops.io.get_untrusted_types` reported them at export. The loader checks each "
+            "against its own allow-list, never against this list alone."
+        ),
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if not re.fullmatch(ARTIFACT_FILE_PATTERN, value):
+            raise ValueError(
+                f"must be a plain file name in the version folder (letters, digits, '_', '-', "
+                f"'.', not starting with '.'), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _types_only_for_skops(self) -> ArtifactFile:
+        if self.trusted_types and self.format != "skops":
+            raise ValueError(f"trusted_types apply to the skops format only, not {self.format}")
+        return self
 
 
 class TrainingData(_Strict):

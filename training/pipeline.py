@@ -15,7 +15,14 @@ from training.datasets import Dataset
 from training.errors import TrainingError
 from training.estimators import ParamValue, build_pipeline
 from training.evaluate import evaluate
-from training.manifest import EstimatorInfo, Feature, Manifest, TargetInfo, TrainingData
+from training.manifest import (
+    ArtifactFormat,
+    EstimatorInfo,
+    Feature,
+    Manifest,
+    TargetInfo,
+    TrainingData,
+)
 from training.profile import category_stats, fingerprint, histogram, numeric_stats
 from training.progress import Progress
 
@@ -32,6 +39,7 @@ class TrainRequest:
     seed: int = 0
     test_size: float = 0.2
     version: int | None = None
+    artifact_format: ArtifactFormat = "joblib"
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,12 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
             ),
         }
         manifest = save_artifact(
-            built.pipeline, fields, request.models_dir, request.name, request.version
+            built.pipeline,
+            fields,
+            request.models_dir,
+            request.name,
+            request.version,
+            request.artifact_format,
         )
     return TrainResult(manifest=manifest, pipeline=built.pipeline)
 

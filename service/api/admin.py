@@ -105,7 +105,7 @@ async def index(state: StateDep) -> list[IndexItem]:
     "/models/{model}/load",
     summary="Load a version (verified and warmed up before it takes traffic)",
     response_model=list[VersionState],
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def load(
     model: str, request: Request, state: StateDep, body: VersionBody | None = None
@@ -120,7 +120,7 @@ async def load(
     "/models/{model}/unload",
     summary="Stop serving a version",
     response_model=VersionState,
-    responses=error_responses(404, 422),
+    responses=error_responses(400, 404, 422),
 )
 async def unload(model: str, body: VersionBody, request: Request, state: StateDep) -> VersionState:
     """Requests already running on the version finish on it."""

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 STATIC_URL = "/static-offline-docs"
+DOCS_PAGES = frozenset({"/docs", "/redoc"})
 
 
 def install_docs(app: FastAPI) -> None:

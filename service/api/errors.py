@@ -25,6 +25,7 @@ from service.core.errors import (
 log = logging.getLogger("tabserve.errors")
 
 _UNION_TAGS = frozenset({"record", "records"})
+MAX_DETAILS = 20
 STATUS: dict[type[ServiceError], int] = {
     ModelNotFoundError: 404,
     ModelNotReadyError: 503,
@@ -63,9 +64,43 @@ def _problem(p: Problem) -> dict[str, Any]:
         "field": p.field,
         "index": p.index,
         "row": p.row,
-        "value": p.value,
+        "value": _echo(p.value, 0),
         "expected": p.expected,
     }
+
+
+_ECHO_ITEMS = 20
+_ECHO_CHARS = 200
+_ECHO_DEPTH = 4
+_INT64 = 2**63
+
+
+def _echo(value: Any, depth: int) -> Any:
+    """The given value as the error body repeats it: bounded in size, always serializable.
+
+    An error must not cost more than the request: a 16 MiB string or list comes back
+    as its start; integers JSON can carry but orjson cannot (past 64 bits) as text.
+    """
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -_INT64 <= value < _INT64 else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "..."
+    if depth >= _ECHO_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        items = list(value.items())
+        shown = {str(k)[:_ECHO_CHARS]: _echo(v, depth + 1) for k, v in items[:_ECHO_ITEMS]}
+        if len(items) > _ECHO_ITEMS:
+            shown["..."] = f"{len(items) - _ECHO_ITEMS} more"
+        return shown
+    if isinstance(value, list | tuple):
+        shown_list = [_echo(v, depth + 1) for v in value[:_ECHO_ITEMS]]
+        if len(value) > _ECHO_ITEMS:
+            shown_list.append(f"... {len(value) - _ECHO_ITEMS} more")
+        return shown_list
+    return _echo(str(value), depth)
 
 
 def _count_rejection(request: Request, reason: str) -> None:
@@ -85,6 +120,7 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
         problems = exc.problems
         _count_rejection(request, exc.reason)
     elif isinstance(exc, TooLargeError):
+        problems = exc.problems
         _count_rejection(request, "too_large")
     retry = next((s for cls, s in RETRY_AFTER_SECONDS.items() if isinstance(exc, cls)), None)
     return error_response(status, exc.message, exc.code, problems, retry)
@@ -93,16 +129,16 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
 async def on_request_validation(request: Request, exc: Exception) -> Response:
     """FastAPI's schema validation -> 422 (400 for malformed JSON), naming field and value."""
     assert isinstance(exc, RequestValidationError)
-    problems = []
-    malformed = False
-    for err in exc.errors():
-        malformed = malformed or err.get("type") == "json_invalid"
-        problems.append(_schema_problem(err))
-    if malformed:
+    errors = exc.errors()
+    # A body of 10 000 wrong rows has 10 000 errors: the answer lists the first few.
+    problems = [_schema_problem(err) for err in errors[:MAX_DETAILS]]
+    if any(err.get("type") == "json_invalid" for err in errors):
         _count_rejection(request, "malformed")
         return error_response(400, "request body is not valid JSON", "malformed_json", problems)
     _count_rejection(request, "schema")
     message = "; ".join(p.describe() for p in problems[:5])
+    if len(errors) > 5:
+        message += f" (and {len(errors) - 5} more)"
     return error_response(422, message, "invalid_request", problems)
 
 

@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.api.deadlines import TIMEOUT_HEADER, deadline_for
 from service.api.errors import on_service_error, on_unexpected
-from service.api.v2 import HEADER_LENGTH, parse_version, run_inference
+from service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
 from service.core.dataplane import DataPlane
 from service.core.errors import ServiceError
 from service.settings import Settings
@@ -62,6 +62,7 @@ class InferEndpoint:
     def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
         self.dataplane = dataplane
         self.settings = settings
+        self.limits = json_limits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = infer_target(scope)
@@ -90,6 +91,7 @@ class InferEndpoint:
                 _header(scope, _LENGTH),
                 deadline=deadline_for(_header(scope, _TIMEOUT), self.settings),
                 receive=receive,
+                limits=self.limits,
             )
         except ServiceError as exc:
             response = await on_service_error(Request(scope), exc)

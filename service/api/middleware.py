@@ -1,7 +1,8 @@
 """Per-request bookkeeping as plain ASGI (cheaper than BaseHTTPMiddleware).
 
-Gives each request an id (`X-Request-ID`, echoed back), enforces the body size
-limit while the body streams in, and records HTTP metrics and one access-log line.
+Gives each request an id (`X-Request-ID`, echoed back), adds the security headers
+to every response, enforces the body size limit while the body streams in, and
+records HTTP metrics and one access-log line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.access_log import AccessLog
+from service.api.docs import DOCS_PAGES, STATIC_URL
 from service.api.errors import error_response
 from service.core.errors import TooLargeError
 from service.core.metrics import ServiceMetrics
@@ -23,6 +25,35 @@ from service.settings import Settings
 
 PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+Headers = tuple[tuple[bytes, bytes], ...]
+_ALWAYS: Headers = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# JSON and probes load nothing, so nothing is allowed; nor may any page frame them.
+_LOCKED = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI and ReDoc come from this server (see docs.py). Their pages start the
+# bundle with an inline script and the bundles set inline styles, load the OpenAPI
+# document with fetch, draw data: images, and ReDoc searches in a blob: worker.
+_DOCS = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    b"worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+API_HEADERS: Headers = (
+    *_ALWAYS,
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", _LOCKED),
+)
+DOCS_HEADERS: Headers = (
+    *_ALWAYS,
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", _DOCS),
+)
+# The docs' scripts and styles never change under one version: caches may keep them.
+ASSET_HEADERS: Headers = (*_ALWAYS, (b"content-security-policy", _LOCKED))
 
 
 class RequestContextMiddleware:
@@ -48,12 +79,13 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         id_header = (b"x-request-id", request_id.encode())
+        extra = _security_headers(scope)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = [*message.get("headers", ()), id_header, *extra]
             await send(message)
 
         in_flight = self.metrics.http_in_flight
@@ -107,6 +139,17 @@ class RequestContextMiddleware:
         if self.access.enabled:
             model = scope.get("path_params", {}).get("model") or scope["state"].get("model", "-")
             self.access.record(method, scope["path"], route, status, seconds, model, request_id)
+
+
+def _security_headers(scope: Scope) -> Headers:
+    """The precomputed headers for this path: API, docs page or docs asset."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path.startswith(STATIC_URL):
+        return ASSET_HEADERS
+    return DOCS_HEADERS if path in DOCS_PAGES else API_HEADERS
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

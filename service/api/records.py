@@ -7,11 +7,12 @@ their manifests), so `/docs` shows each model's features, types and an example.
 import inspect
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Request
 from pydantic import BaseModel, Discriminator, Tag
 
 from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
+from service.api.limits import enforce_json_limits
 from service.api.middleware import request_id_of
 from service.api.record_models import PredictResponse, RecordPrediction, record_model
 from service.api.schemas import error_responses
@@ -94,6 +95,7 @@ def _add_route(
         tags=[TAG],
         responses=error_responses(400, 404, 413, 422, 503, 504),
         operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
+        dependencies=[Depends(enforce_json_limits)],
     )
 
 

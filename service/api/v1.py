@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
+from service.api.limits import enforce_json_limits
 from service.api.schemas import error_responses
 
 router = APIRouter(tags=["kserve-v1"])
@@ -52,6 +53,7 @@ async def status(model: str, dataplane: DataPlaneDep) -> V1ModelStatus:
     summary="V1 predict",
     response_model=V1Response,
     responses=error_responses(400, 404, 413, 422, 503, 504),
+    dependencies=[Depends(enforce_json_limits)],
 )
 async def predict(
     model: str, body: V1Request, request: Request, dataplane: DataPlaneDep

@@ -17,6 +17,7 @@ from starlette.types import Receive
 from service import __version__
 from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
 from service.api.deps import DataPlaneDep
+from service.api.limits import JsonLimits, check_strings
 from service.api.schemas import error_responses
 from service.api.v2_codec import (
     InferenceRequest,
@@ -33,6 +34,7 @@ from service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from service.core.registry import ModelVersion
 from service.core.runtime import Prediction
 from service.core.validation import FeatureSchema, ValidatedBatch
+from service.settings import Settings
 
 router = APIRouter(tags=["open-inference-v2"])
 
@@ -243,7 +245,13 @@ async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Reque
         request.headers.get(HEADER_LENGTH),
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
         receive=request.receive,
+        limits=json_limits(settings),
     )
+
+
+def json_limits(settings: Settings) -> JsonLimits:
+    """The configured limits on request bodies."""
+    return JsonLimits(settings.max_json_depth, settings.max_string_length)
 
 
 def parse_version(model: str, version: str) -> int:
@@ -305,17 +313,23 @@ async def run_inference(
     *,
     deadline: float,
     receive: Receive,
+    limits: JsonLimits | None = None,
 ) -> Response:
     """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
 
     `header_length` is the raw `Inference-Header-Content-Length` request header;
-    `receive` is watched so a client that leaves while queued has its work dropped.
+    `receive` is watched so a client that leaves while queued has its work dropped;
+    `limits` bounds the length of BYTES elements.
     """
     assert model.schema is not None
     try:
         parsed = decode_request(body, parse_header_length(header_length))
     except V2CodecError as exc:
         raise InvalidInputError(str(exc), "malformed") from exc
+    if limits is not None:
+        for tensor in parsed.inputs:
+            if tensor.datatype == "BYTES":
+                check_strings(tensor.name, tensor.data, limits)
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
     prediction = await dataplane.predict(

@@ -72,9 +72,13 @@ class InvalidInputError(ServiceError):
 
 
 class TooLargeError(ServiceError):
-    """The request is larger than the configured limits (body bytes or rows)."""
+    """The request is larger than the configured limits (body bytes, rows, nesting, strings)."""
 
     code = "too_large"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class OverloadedError(ServiceError):

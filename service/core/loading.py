@@ -36,10 +36,13 @@ def load_version(
 ) -> ModelVersion:
     """Load, verify and warm up one version; never raises, a failure is its state."""
     runtime: Runtime
+    # The models directory bounds where a version's files may lead (symlinks included).
+    root = settings.models_dir
+    mismatch = settings.allow_version_mismatch
     if settings.engine == "sklearn":
-        runtime = SklearnRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
+        runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root)
     else:
-        runtime = CompiledRuntime(path, allow_version_mismatch=settings.allow_version_mismatch)
+        runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root)
     model = ModelVersion(name=name, version=version, path=path, runtime=runtime)
     started = time.perf_counter()
     try:

@@ -47,16 +47,21 @@ class SklearnRuntime:
 
     engine = "sklearn"
 
-    def __init__(self, folder: Path, *, allow_version_mismatch: bool = False) -> None:
+    def __init__(
+        self, folder: Path, *, allow_version_mismatch: bool = False, root: Path | None = None
+    ) -> None:
         self._folder = folder
         self._allow_version_mismatch = allow_version_mismatch
+        self._root = root  # the models directory: files resolving outside it are refused
         self._model: Any = None
         self._classes: npt.NDArray[Any] | None = None
 
     def load(self) -> Manifest:
         """Verify and unpickle the artifact (see `training.artifact.load_artifact`)."""
         return self.adopt(
-            load_artifact(self._folder, allow_version_mismatch=self._allow_version_mismatch)
+            load_artifact(
+                self._folder, allow_version_mismatch=self._allow_version_mismatch, root=self._root
+            )
         )
 
     def adopt(self, loaded: LoadedArtifact) -> Manifest:

@@ -19,6 +19,9 @@ from service.core.errors import InvalidInputError, Problem, TooLargeError
 from training.manifest import CategoryStats, Manifest, NumericStats
 
 MAX_PROBLEMS = 20
+# The largest magnitude a number may have. Tree models compute in float32, where a
+# larger value becomes infinity and scikit-learn raises; no tabular feature needs more.
+MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +234,19 @@ class FeatureSchema:
         counts = np.zeros(self.width, dtype=np.intp)
         if numbers.size == 0:
             return counts
-        finite = np.isfinite(numbers)
-        if not finite.all():
+        bounded = np.abs(numbers) <= MAX_MAGNITUDE  # False for NaN and infinities too
+        if not bounded.all():
             missing = np.isnan(numbers)
-            infinite = ~finite & ~missing
+            infinite = np.isinf(numbers)
             if infinite.any():
                 raise InvalidInputError.of(
                     "non_finite", self._where(numbers, infinite, columns, "a finite number")
+                )
+            huge = ~bounded & ~missing
+            if huge.any():
+                expected = f"a number between {-MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}"
+                raise InvalidInputError.of(
+                    "too_large_number", self._where(numbers, huge, columns, expected)
                 )
             if not self.supports_missing:
                 raise InvalidInputError.of(

@@ -30,10 +30,10 @@ ARTIFACTS = REPO / "build" / "test-artifacts"
 # Only loopback resolves: a page that needs a CDN cannot load it and shows nothing.
 OFFLINE = "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 # ReDoc's bundle (fastapi_offline's redoc.standalone.js) hard-codes its "API docs by
-# Redocly" footer logo as an <img> on a CDN that hides itself when the fetch fails; no
-# script or stylesheet leaves the machine. Pinned exactly, so that any new off-machine
-# fetch fails the test, and so does this one going away (then empty the list).
-OFF_MACHINE = {"docs": [], "redoc": ["https://cdn.redoc.ly/redoc/logo-mini.svg"]}
+# Redocly" footer logo as an <img> on a CDN; the docs pages' Content-Security-Policy
+# (img-src 'self' data:) now stops the browser from even trying it. Pinned exactly, so
+# that any new off-machine fetch fails the test.
+OFF_MACHINE: dict[str, list[str]] = {"docs": [], "redoc": []}
 
 
 @dataclass

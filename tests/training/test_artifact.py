@@ -155,7 +155,7 @@ def _path_in_file(folder: Path) -> None:
         (_version_as_text, "version: Input should be a valid integer"),
         (_unknown_field, "owner: Extra inputs are not permitted"),
         (_bad_histogram, "features.0.stats.number.histogram: Value error, histogram has "),
-        (_path_in_file, "artifact.file: String should match pattern "),
+        (_path_in_file, "artifact.file: Value error, must be a plain file name"),
     ],
 )
 def test_a_tampered_manifest_is_refused_naming_the_file(

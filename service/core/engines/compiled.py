@@ -168,17 +168,23 @@ class CompiledRuntime:
         *,
         allow_version_mismatch: bool = False,
         tolerance: float | None = None,
+        root: Path | None = None,
     ) -> None:
         self.engine = "auto"
         self._folder = folder
         self._allow_version_mismatch = allow_version_mismatch
         self._tolerance = tolerance
-        self._sklearn = SklearnRuntime(folder, allow_version_mismatch=allow_version_mismatch)
+        self._root = root  # the models directory: files resolving outside it are refused
+        self._sklearn = SklearnRuntime(
+            folder, allow_version_mismatch=allow_version_mismatch, root=root
+        )
         self._predict: Callable[[Features], Prediction] | None = None
 
     def load(self) -> Manifest:
         """Verify the artifact, compile it, check parity; fall back to scikit-learn if needed."""
-        loaded = load_artifact(self._folder, allow_version_mismatch=self._allow_version_mismatch)
+        loaded = load_artifact(
+            self._folder, allow_version_mismatch=self._allow_version_mismatch, root=self._root
+        )
         manifest = self._sklearn.adopt(loaded)
         where = f"model {manifest.name} version {manifest.version}"
         try:
