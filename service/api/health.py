@@ -33,7 +33,7 @@ async def live() -> Response:
     response_class=Response,
 )
 async def ready(state: StateDep) -> Response:
-    """The Kubernetes readiness probe: 200 only when every model version is ready.
+    """The Kubernetes readiness probe: 200 when every model's default version can serve.
 
     False from the moment SIGTERM arrives, while accepted requests drain.
     """

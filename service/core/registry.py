@@ -141,6 +141,9 @@ class ModelRegistry:
         return model
 
     def all_ready(self) -> bool:
-        """The server is ready when it has models and every one of them is."""
-        models = self.all()
-        return bool(models) and all(m.ready for m in models)
+        """Ready when there are models and each one's default version can serve.
+
+        A failed extra version (a broken new upload, say) does not take the pod
+        out of rotation while the model still serves; it shows in metrics instead.
+        """
+        return bool(self._default) and all(m.ready for m in self._default.values())

@@ -31,7 +31,7 @@ def _copy_models(models_dir: Path, target: Path) -> Path:
     return target
 
 
-def test_a_tampered_model_fails_alone_and_the_server_is_not_ready(
+def test_a_tampered_version_fails_alone_and_its_model_keeps_serving(
     models_dir: Path, tmp_path: Path
 ) -> None:
     root = _copy_models(models_dir, tmp_path / "models")
@@ -41,7 +41,8 @@ def test_a_tampered_model_fails_alone_and_the_server_is_not_ready(
     model_file.write_bytes(bytes(data))
 
     with TestClient(create_app(Settings(models_dir=root))) as client:
-        assert client.get("/v2/health/ready").status_code == 400
+        # iris still serves (version 1), so the server stays ready
+        assert client.get("/v2/health/ready").status_code == 200
         assert client.get("/v2/models/iris/versions/2/ready").status_code == 400
         assert client.get("/v2/models/iris/versions/1/ready").status_code == 200
         listing = {m["name"]: m for m in client.get("/models").json()}
@@ -61,6 +62,17 @@ def test_a_tampered_model_fails_alone_and_the_server_is_not_ready(
         assert client.get("/v2/models/diabetes/ready").status_code == 200
         metrics = client.get("/metrics").text
         assert 'tabserve_model_load_failures_total{model="iris"} 1.0' in metrics
+
+
+def test_a_model_with_no_working_version_makes_the_server_unready(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    root = _copy_models(models_dir, tmp_path / "models")
+    (root / "diabetes" / "1" / "model.joblib").write_bytes(b"not a model")
+    with TestClient(create_app(Settings(models_dir=root))) as client:
+        assert client.get("/v2/health/ready").status_code == 400
+        assert client.get("/v2/models/diabetes/ready").status_code == 400
+        assert client.get("/v2/models/iris/ready").status_code == 200
 
 
 def test_no_models_means_live_but_not_ready(tmp_path: Path) -> None:
