@@ -64,6 +64,16 @@ async def until(condition: Any) -> None:
     raise AssertionError("condition never became true")
 
 
+async def occupy(
+    batcher: Batcher, model: RecordingModel, value: float
+) -> asyncio.Future[Prediction]:
+    """Start a one-row call that holds the model until `model.gate` is set."""
+    model.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(rows(value)))
+    await until(model.entered.is_set)
+    return running
+
+
 async def test_idle_model_answers_a_lone_request_as_a_batch_of_one(pool: InferencePool) -> None:
     model = RecordingModel()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64))
@@ -79,9 +89,7 @@ async def test_requests_queued_while_busy_share_one_call_in_order(pool: Inferenc
     batcher = Batcher(
         model.predict, pool, BatchPolicy(max_rows=64), lambda n, _s, _p: observed.append(n)
     )
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     later = [
         asyncio.ensure_future(batcher.submit(rows(i / 10, i / 10 + 0.01))) for i in range(1, 6)
     ]
@@ -99,9 +107,7 @@ async def test_requests_queued_while_busy_share_one_call_in_order(pool: Inferenc
 async def test_max_rows_caps_each_call(pool: InferencePool) -> None:
     model = RecordingModel()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=4))
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     later = [asyncio.ensure_future(batcher.submit(rows(0.5, 0.5, 0.5))) for _ in range(3)]
     await asyncio.sleep(0.01)
     model.gate.set()
@@ -114,9 +120,7 @@ async def test_a_failing_call_fails_only_its_own_batch(pool: InferencePool) -> N
     model = RecordingModel()
     model.fail_on = 0.9
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64))
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.1)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.1)
     doomed = asyncio.ensure_future(batcher.submit(rows(0.9)))
     await asyncio.sleep(0.01)
     model.gate.set()
@@ -152,9 +156,7 @@ async def test_a_cancelled_request_is_dropped_before_its_batch_is_built(
 ) -> None:
     model = RecordingModel()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64))
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     gone = asyncio.ensure_future(batcher.submit(rows(0.5, 0.5, 0.5)))
     kept = asyncio.ensure_future(batcher.submit(rows(0.7)))
     await asyncio.sleep(0.01)
@@ -185,9 +187,7 @@ async def test_a_full_queue_refuses_at_once_and_the_queue_stays_bounded(
     model = RecordingModel()
     events = Events()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64, max_queue_rows=4), None, events)
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     queued = [asyncio.ensure_future(batcher.submit(rows(0.1, 0.2))) for _ in range(2)]
     await asyncio.sleep(0.01)
     with pytest.raises(OverloadedError, match="holds 4 rows and takes at most 4"):
@@ -203,9 +203,7 @@ async def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(pool: Inf
     model = RecordingModel()
     events = Events()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     loop = asyncio.get_running_loop()
     late = asyncio.ensure_future(batcher.submit(rows(0.5), deadline=loop.time() + 0.01))
     with pytest.raises(DeadlineExceededError, match="its work was dropped"):
@@ -232,9 +230,7 @@ async def test_a_client_that_leaves_while_queued_has_its_work_dropped(pool: Infe
     model = RecordingModel()
     events = Events()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
-    model.gate.clear()
-    first = asyncio.ensure_future(batcher.submit(rows(0.0)))
-    await until(model.entered.is_set)
+    first = await occupy(batcher, model, 0.0)
     gone = asyncio.Event()
     leaving = asyncio.ensure_future(batcher.submit(rows(0.8, 0.8), abandoned=gone.wait))
     staying = asyncio.ensure_future(batcher.submit(rows(0.9), abandoned=asyncio.Event().wait))
