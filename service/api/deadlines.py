@@ -7,6 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.types import Receive
 
+from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
 from service.core.errors import InvalidInputError, Problem
 from service.core.registry import ModelVersion
@@ -53,4 +54,5 @@ async def predict_for(
         batch,
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
         abandoned=lambda: client_gone(request.receive),
+        request_id=request_id_of(request.scope),
     )

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.api.deadlines import TIMEOUT_HEADER, deadline_for
 from service.api.errors import on_service_error, on_unexpected
+from service.api.middleware import request_id_of
 from service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
 from service.core.dataplane import DataPlane
 from service.core.errors import ServiceError
@@ -92,6 +93,7 @@ class InferEndpoint:
                 deadline=deadline_for(_header(scope, _TIMEOUT), self.settings),
                 receive=receive,
                 limits=self.limits,
+                request_id=request_id_of(scope),
             )
         except ServiceError as exc:
             response = await on_service_error(Request(scope), exc)

@@ -18,6 +18,7 @@ from service import __version__
 from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
 from service.api.deps import DataPlaneDep
 from service.api.limits import JsonLimits, check_strings
+from service.api.middleware import request_id_of
 from service.api.schemas import error_responses
 from service.api.v2_codec import (
     InferenceRequest,
@@ -246,6 +247,7 @@ async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Reque
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
         receive=request.receive,
         limits=json_limits(settings),
+        request_id=request_id_of(request.scope),
     )
 
 
@@ -314,12 +316,14 @@ async def run_inference(
     deadline: float,
     receive: Receive,
     limits: JsonLimits | None = None,
+    request_id: str = "",
 ) -> Response:
     """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
 
     `header_length` is the raw `Inference-Header-Content-Length` request header;
     `receive` is watched so a client that leaves while queued has its work dropped;
-    `limits` bounds the length of BYTES elements.
+    `limits` bounds the length of BYTES elements; `request_id` (the X-Request-ID)
+    is what the prediction log records the answer under.
     """
     assert model.schema is not None
     try:
@@ -333,7 +337,11 @@ async def run_inference(
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
     prediction = await dataplane.predict(
-        model, batch, deadline=deadline, abandoned=lambda: client_gone(receive)
+        model,
+        batch,
+        deadline=deadline,
+        abandoned=lambda: client_gone(receive),
+        request_id=request_id,
     )
     tensors = [_tensor(name, prediction) for name, _ in wanted]
     payload, json_length = encode_response(

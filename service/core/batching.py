@@ -29,7 +29,8 @@ from service.core.inference import InferencePool
 from service.core.runtime import Prediction
 
 PredictFn = Callable[[npt.NDArray[Any]], Prediction]
-CallObserver = Callable[[int, float, Prediction], None]
+CallObserver = Callable[[npt.NDArray[Any], float, Prediction], None]
+"""Told of each model call: the coalesced rows, the seconds it took, its prediction."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class Batcher:
                     pending.future.set_exception(exc)
         else:
             if self._observe is not None:
-                self._observe(features.shape[0], seconds, prediction)
+                self._observe(features, seconds, prediction)
             _deliver(batch, prediction)
         finally:
             self._in_flight -= 1

@@ -1,9 +1,22 @@
-"""The core request path: pick a ready model, queue the validated rows, record metrics."""
+"""The core request path: pick a ready model, queue the validated rows, record metrics.
+
+Two kinds of listener see what is served, both called on the event loop, so both
+must be quick (count, or hand off to a queue), never block, never raise:
+
+* a *call listener* sees each model call: the coalesced rows of every request in
+  it and their prediction (drift counting works on these whole batches);
+* a *request listener* sees each answered request as a `Served` record (the
+  prediction log and its sinks work per request, keyed by the request id).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import numpy.typing as npt
 
 from service.core.batching import Batcher, BatchPolicy, CallObserver
 from service.core.inference import InferencePool
@@ -11,6 +24,25 @@ from service.core.metrics import ModelMetrics, ServiceMetrics
 from service.core.registry import ModelRegistry, ModelVersion
 from service.core.runtime import Prediction
 from service.core.validation import ValidatedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One answered request."""
+
+    request_id: str
+    model: ModelVersion
+    features: npt.NDArray[Any]
+    """The request's validated rows, as the model saw them (feature order of its schema)."""
+    prediction: Prediction
+    received: float
+    """Wall-clock time (`time.time()`) when the request reached the data plane."""
+    seconds: float
+    """Time spent in the data plane: queueing plus the model call."""
+
+
+CallListener = Callable[[ModelVersion, npt.NDArray[Any], Prediction], None]
+RequestListener = Callable[[Served], None]
 
 
 class DataPlane:
@@ -27,6 +59,8 @@ class DataPlane:
         self.pool = pool
         self.metrics = metrics
         self.policy = policy
+        self.call_listeners: list[CallListener] = []
+        self.request_listeners: list[RequestListener] = []
 
     def model(self, name: str, version: int | None = None) -> ModelVersion:
         """A ready model version, or ModelNotFoundError / ModelNotReadyError."""
@@ -39,30 +73,52 @@ class DataPlane:
         *,
         deadline: float | None = None,
         abandoned: Callable[[], Awaitable[Any]] | None = None,
+        request_id: str = "",
     ) -> Prediction:
         """Predict a validated batch; it may share a model call with concurrent requests.
 
-        See `Batcher.submit` for `deadline` and `abandoned`.
+        See `Batcher.submit` for `deadline` and `abandoned`; `request_id` is what
+        request listeners record the answer under.
         """
         batcher = model.batcher
         if batcher is None:
             batcher = model.batcher = self._batcher(model)
         if model.metrics is not None and batch.out_of_range.any():
             model.metrics.count_out_of_range(batch.out_of_range)
-        return await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
+        if not self.request_listeners:
+            return await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
+        received = time.time()
+        started = time.perf_counter()
+        prediction = await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
+        served = Served(
+            request_id,
+            model,
+            batch.features,
+            prediction,
+            received,
+            time.perf_counter() - started,
+        )
+        for listener in self.request_listeners:
+            listener(served)
+        return prediction
 
     def _batcher(self, model: ModelVersion) -> Batcher:
         bound = model.metrics
-        observe = None if bound is None else _observer(bound)
+        observe = None
+        if bound is not None or self.call_listeners:
+            observe = self._observer(model, bound)
         return Batcher(model.runtime.predict, self.pool, self.policy, observe, bound)
 
+    def _observer(self, model: ModelVersion, bound: ModelMetrics | None) -> CallObserver:
+        """Per-call metrics (rows, time, predicted classes) and call listeners, on the batch."""
+        listeners = self.call_listeners
 
-def _observer(bound: ModelMetrics) -> CallObserver:
-    """Per-call metrics: rows, time, and predicted classes counted on the whole batch."""
+        def observe(features: npt.NDArray[Any], seconds: float, prediction: Prediction) -> None:
+            if bound is not None:
+                bound.observe(features.shape[0], seconds)
+                if prediction.proba is not None:
+                    bound.count_classes(prediction.proba)
+            for listener in listeners:
+                listener(model, features, prediction)
 
-    def observe(rows: int, seconds: float, prediction: Prediction) -> None:
-        bound.observe(rows, seconds)
-        if prediction.proba is not None:
-            bound.count_classes(prediction.proba)
-
-    return observe
+        return observe

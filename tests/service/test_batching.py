@@ -87,7 +87,7 @@ async def test_requests_queued_while_busy_share_one_call_in_order(pool: Inferenc
     model = RecordingModel()
     observed: list[int] = []
     batcher = Batcher(
-        model.predict, pool, BatchPolicy(max_rows=64), lambda n, _s, _p: observed.append(n)
+        model.predict, pool, BatchPolicy(max_rows=64), lambda x, _s, _p: observed.append(x.shape[0])
     )
     first = await occupy(batcher, model, 0.0)
     later = [
