@@ -161,3 +161,12 @@ class Settings(BaseSettings):
         default=False,
         description="Load models pickled by another scikit-learn major.minor (unsafe).",
     )
+
+    # --- Prediction records leaving the process (prediction log, payload sinks) ---
+    log_redact: list[str] = Field(
+        default=[],
+        description=(
+            "Features whose values never leave the process: replaced by null in the prediction "
+            'log and in every payload sink (JSON list, e.g. `["email"]`).'
+        ),
+    )
