@@ -18,11 +18,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.predlog import PredictionStore
+from service.settings import Settings
 
 ENGINES = ["sqlite", "postgresql"]
 
@@ -128,3 +131,65 @@ def store(
     created.migrate()
     yield created
     created.dispose()
+
+
+@pytest.fixture
+def log_settings(models_dir: Path, tmp_path: Path) -> Callable[..., Settings]:
+    """`log_settings(**overrides)`: settings with the log on (all rows) in a temp data folder.
+
+    The writer wakes every 50 ms so tests see rows quickly; tests that need rows to
+    wait in the queue raise `predlog_flush_seconds`.
+    """
+
+    def _settings(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "models_dir": models_dir,
+            "inference_threads": 2,
+            "max_rows": 100,
+            "predlog_mode": "all",
+            "data_dir": tmp_path / "data",
+            "predlog_flush_seconds": 0.05,
+        }
+        return Settings(**{**values, **overrides})
+
+    return _settings
+
+
+@pytest.fixture
+def log_store() -> Iterator[Callable[[Settings], PredictionStore]]:
+    """`log_store(settings)`: the store the app with those settings writes to."""
+    opened: list[PredictionStore] = []
+
+    def _open(settings: Settings) -> PredictionStore:
+        store = PredictionStore(settings.predlog_database_url)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        store.dispose()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one series in Prometheus exposition text (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+@pytest.fixture
+def scrape() -> Callable[[Any, str], float]:
+    """`scrape(client, name, **labels)`: one series' value from GET /metrics."""
+
+    def _scrape(client: Any, name: str, **labels: str) -> float:
+        return metric(client.get("/metrics").text, name, **labels)
+
+    return _scrape
+
+
+@pytest.fixture
+def scrape_text() -> Callable[..., float]:
+    """`scrape_text(text, name, **labels)`: one series' value in exposition text."""
+    return metric
