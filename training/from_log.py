@@ -16,16 +16,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from training.artifact import read_manifest
 from training.datasets import Column, Dataset, load_bundled, load_csv
 from training.errors import TrainingError
+from training.estimators import ParamValue, estimator_class, plain_param
 from training.manifest import LogSource, Manifest
+from training.repository import list_versions, version_path
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,67 @@ def _check_same_layout(manifest: Manifest, original: Dataset) -> None:
             f"the original data {original.source} is a {original.task} task, "
             f"model {manifest.name!r} a {manifest.task} one"
         )
+
+
+def latest_manifest(models_dir: Path, model: str) -> Manifest:
+    """The manifest of `model`'s newest version: the reference for retraining it."""
+    versions = list_versions(models_dir, model)
+    if not versions:
+        raise TrainingError(
+            f"no model {model!r} under {models_dir}; --from-log retrains a model that was "
+            "served (pass the --models-dir the service used)"
+        )
+    return read_manifest(version_path(models_dir, model, versions[-1]), root=models_dir)
+
+
+def reused_params(manifest: Manifest) -> dict[str, ParamValue]:
+    """The hyperparameters `manifest`'s estimator was given beyond its defaults (seed aside)."""
+    defaults = estimator_class(manifest.estimator.kind, manifest.task)().get_params()
+    return {
+        key: value
+        for key, value in manifest.estimator.params.items()
+        if key != "random_state" and key in defaults and plain_param(defaults[key]) != value
+    }
+
+
+def read_log(models_dir: Path, model: str, url: str | None, with_original: bool) -> Dataset:
+    """`model`'s labelled predictions from the prediction log at `url` (default: the service's).
+
+    Reads through `service.predlog`, the store the service writes (it imports no web code).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from service.predlog import PredictionStore
+    from service.settings import Settings
+
+    reference = latest_manifest(models_dir, model)
+    url = url or Settings().predlog_database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise TrainingError(f"--log-url {url!r} is not a database URL: {exc}") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and not Path(database).is_file():
+        raise TrainingError(
+            f"no prediction log at {shown}: the file does not exist (is the service logging? "
+            "set TABSERVE_PREDLOG_MODE, or pass --log-url)"
+        )
+    store = PredictionStore(url)
+    try:
+        rows = store.labelled(model)
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        reason = str(orig if orig is not None else exc).splitlines()[0]
+        raise TrainingError(f"cannot read the prediction log at {shown}: {reason}") from exc
+    finally:
+        store.dispose()
+    examples = [
+        LoggedExample(
+            r.inputs, r.truth, r.version, r.request_id, datetime.fromtimestamp(r.time, UTC)
+        )
+        for r in rows
+    ]
+    original = original_dataset(reference) if with_original else None
+    return dataset_from_log(reference, examples, store=shown, original=original)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,3 +147,34 @@ def test_a_log_only_version_has_no_original(served: Path, tmp_path: Path) -> Non
     merged = dataset_from_log(manifest, iris_examples(50), store="s", original=load_bundled("iris"))
     again = train(TrainRequest(merged, "logistic_regression", root, "iris"))
     assert original_dataset(again.manifest).source == "sklearn:iris"
+
+
+def test_cli_errors_name_what_is_missing(
+    served: Path, tmp_path: Path, call_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TABSERVE_PREDLOG_URL", raising=False)
+    monkeypatch.setenv("TABSERVE_DATA_DIR", str(tmp_path / "data"))
+    nothing = call_cli("--from-log", "iris", "--models-dir", str(tmp_path / "none"))
+    assert nothing.code == 2
+    assert "no model 'iris' under" in nothing.stderr
+    no_log = call_cli("--from-log", "iris", "--models-dir", str(served), "--quiet")
+    assert no_log.code == 2
+    assert f"no prediction log at sqlite:///{tmp_path / 'data' / 'predictions.db'}" in no_log.stderr
+    assert not (tmp_path / "data").exists()  # looking did not create it
+    bad_url = call_cli("--from-log", "iris", "--models-dir", str(served), "--log-url", "nope")
+    assert "is not a database URL" in bad_url.stderr
+    stray = call_cli("--dataset", "iris", "--model", "ridge", "--with-original")
+    assert "--log-url and --with-original go with --from-log only" in stray.stderr
+    no_model = call_cli("--dataset", "iris")
+    assert "--model is required" in no_model.stderr
+
+
+def test_cli_refuses_a_log_without_tables(served: Path, tmp_path: Path, call_cli: Any) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    result = call_cli(
+        "--from-log", "iris", "--models-dir", str(served), "--log-url", f"sqlite:///{empty}"
+    )
+    assert result.code == 2
+    assert "cannot read the prediction log at sqlite:///" in result.stderr
+    assert "no such table" in result.stderr
