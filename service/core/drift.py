@@ -125,7 +125,7 @@ class DriftMonitor:
         self.flush_seconds = settings.drift_flush_seconds
         self.threshold = settings.drift_psi_threshold
         self.clock = clock
-        self.snapshot_every = max(self.flush_seconds, self.window / SNAPSHOTS_PER_WINDOW)
+        self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
         self._tracked: dict[Key, _Tracked | None] = {}
         self._snapshots: deque[_Snapshot] = deque()
 
