@@ -97,11 +97,16 @@ class DriftReference:
         self.size = size if self.prediction is None else self.prediction.stop
         self._all_numeric = len(self._numeric) == len(manifest.features)
         self._numeric_idx = np.asarray(self._numeric, dtype=np.intp)
-        # Edges padded with +inf to one width: (value >= edge).sum() is searchsorted(side=right).
+        # Edges padded with +inf to one width, as [edge, 1, feature]: summing
+        # `value >= edge` over the first axis is searchsorted(side="right") for every
+        # value at once (adding whole [rows, features] planes, fast in numpy).
         width = max((len(e) for e in edges), default=0)
-        self._edges = np.full((len(edges), width), np.inf)
-        for row, cuts in enumerate(edges):
-            self._edges[row, : len(cuts)] = cuts
+        padded = np.full((width, 1, len(edges)), np.inf)
+        for position, cuts in enumerate(edges):
+            padded[: len(cuts), 0, position] = cuts
+        self._edges = padded
+        self._passed_dtype = np.uint8 if width < 256 else np.intp  # a count of edges passed
+        self._may_miss = manifest.estimator.supports_missing
         self._numeric_start = np.asarray(numeric_start, dtype=np.intp)
         self._numeric_missing = np.asarray(
             [self.features[i].stop - 1 for i in self._numeric], dtype=np.intp
@@ -128,12 +133,13 @@ class DriftReference:
         block = features if self._all_numeric else features[:, self._numeric_idx]
         if block.dtype != np.float64:
             block = block.astype(np.float64)
-        bins = (block[:, :, None] >= self._edges).sum(axis=2) + self._numeric_start
-        missing = np.isnan(block)
-        if missing.any():
-            bins = np.where(missing, self._numeric_missing, bins)
-        flat: npt.NDArray[np.intp] = bins.ravel()
-        return flat
+        passed = (block >= self._edges).view(np.uint8).sum(axis=0, dtype=self._passed_dtype)
+        bins: npt.NDArray[np.intp] = passed + self._numeric_start
+        if self._may_miss:  # validation refuses NaN for models that cannot take it
+            missing = np.isnan(block)
+            if missing.any():
+                bins = np.where(missing, self._numeric_missing, bins)
+        return bins.ravel()
 
     def _prediction_bins(self, prediction: Prediction) -> npt.NDArray[np.intp]:
         assert self.prediction is not None
