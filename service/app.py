@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.access_log import AccessLog
-from service.api import admin, catalog, feedback, health, predictions, v1, v2
+from service.api import admin, catalog, drift, feedback, health, predictions, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.fastpath import InferEndpoint, infer_target
@@ -129,6 +129,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     if state.predlog is not None:
         app.include_router(feedback.router)
         app.include_router(predictions.router)
+    if state.drift is not None:
+        app.include_router(drift.router)  # with its lifespan: the flush and snapshot timer
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.

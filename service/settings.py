@@ -252,6 +252,44 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Drift: live inputs and predictions against the training statistics (docs/drift.md) ---
+    drift_enabled: bool = Field(
+        default=True,
+        description=(
+            "Count served rows per bin of each feature's training histogram (and the "
+            "predictions per class or target bin) for `GET /models/{name}/drift` and the "
+            "`tabserve_drift_*` metrics; off: neither exists."
+        ),
+    )
+    drift_window_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        le=7 * 24 * 3600,
+        description=(
+            "The sliding window `GET /models/{name}/drift` reports on: rows served in about "
+            "the last this many seconds (its start is known to within 1/60 of it)."
+        ),
+    )
+    drift_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often the counts buffered per model call go to the Prometheus counters "
+            "(also before every scrape and at shutdown). With several workers, a drift "
+            "report can miss the other workers' last this many seconds."
+        ),
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description=(
+            "PSI above which `GET /models/{name}/drift` marks a feature as drifting (the "
+            "Prometheus alert has its own threshold, 0.2, in its rule)."
+        ),
+    )
+
     @property
     def predlog_database_url(self) -> str:
         """`predlog_url`, else the SQLite file in `data_dir`."""

@@ -10,6 +10,7 @@ calling `labels()` per request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,6 +197,37 @@ class ServiceMetrics:
             ["model", "version", "feature"],
             registry=reg,
         )
+        # Drift (service.core.drift): live rows per bin beside each bin's training share.
+        self.drift_rows = Counter(
+            "tabserve_drift_rows",
+            "Rows served, by model, version, feature and bin of that feature's training "
+            "histogram (or category); `<missing>` and `<unseen>` are bins too.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+        )
+        self.drift_reference = Gauge(
+            "tabserve_drift_reference_ratio",
+            "Share of the training rows in each bin of tabserve_drift_rows_total.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.drift_prediction_rows = Counter(
+            "tabserve_drift_prediction_rows",
+            "Predictions, by model, version and bin: the class for classifiers, the bin of "
+            "the training target's histogram for regressors.",
+            ["model", "version", "bin"],
+            registry=reg,
+        )
+        self.drift_prediction_reference = Gauge(
+            "tabserve_drift_prediction_reference_ratio",
+            "Share of the training target in each bin of tabserve_drift_prediction_rows_total.",
+            ["model", "version", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.before_render: list[Callable[[], None]] = []
+        """Called (on the event loop) before each exposition: buffered counts flush here."""
 
         # --- prediction log, ground-truth feedback and live quality (service.predlog) ---
         self.predlog_written = Counter(
@@ -280,6 +312,8 @@ class ServiceMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        for hook in self.before_render:
+            hook()
         if multiprocess_dir():
             collected = CollectorRegistry()
             multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
