@@ -32,6 +32,7 @@ from service.api.records import install_record_routes
 from service.core.loading import load_all
 from service.logs import configure_logging
 from service.settings import Settings
+from service.sinks import CloudEventSink, SinkConfig
 from service.state import AppState
 
 log = logging.getLogger("tabserve.models")
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     configure_logging(settings)
     state = AppState.build(settings)
     access = AccessLog(settings)
+    sink_config = SinkConfig.from_settings(settings)
+    sink = CloudEventSink(sink_config, state.metrics) if sink_config is not None else None
     if preload:
         load_all(settings, state.metrics, state.registry)
         state.loaded = True
@@ -89,6 +92,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         if state.predlog is not None:
             await anyio.to_thread.run_sync(state.predlog.start, state.dataplane)
         install_record_routes(app, state.registry)
+        if sink is not None:
+            sink.start()  # here, not in create_app: a forked worker needs its own thread
+            state.dataplane.request_listeners.append(sink.offer)
         restore = _drain_on_sigterm(state)
         poller = None
         if settings.poll_seconds > 0:
@@ -103,6 +109,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             if state.predlog is not None:
                 await anyio.to_thread.run_sync(state.predlog.close)
             state.pool.close()
+            if sink is not None:
+                state.dataplane.request_listeners.remove(sink.offer)
+                await anyio.to_thread.run_sync(sink.close)
             for model in state.registry.all():
                 model.runtime.unload()
 

@@ -45,6 +45,9 @@ LATENCY_BUCKETS = (
 )
 ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 REJECTION_REASONS = ("overloaded", "deadline", "disconnected")
+SINK_EVENTS = ("request", "response")
+SINK_DROP_REASONS = ("queue_full", "shutdown", "error")
+SINK_FAILURE_REASONS = ("connection", "timeout", "status")
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -292,6 +295,29 @@ class ServiceMetrics:
             "Regressors: sum of |prediction - truth| over rows with accepted ground truth, "
             "by model and version (divide by tabserve_feedback_rows for the MAE).",
             ["model", "version"],
+            registry=reg,
+        )
+
+        # Payload sink (service.sinks): every event ends sent, dropped or failed.
+        self.sink_sent = Counter(
+            "tabserve_sink_events_sent",
+            "Events the payload sink delivered (the receiver answered 2xx), by event type.",
+            ["event"],
+            registry=reg,
+        )
+        self.sink_dropped = Counter(
+            "tabserve_sink_events_dropped",
+            "Events the payload sink did not deliver: its queue was full (queue_full), "
+            "shutdown's drain period ended first (shutdown) or the event could not be encoded "
+            "(error), by event type and reason.",
+            ["event", "reason"],
+            registry=reg,
+        )
+        self.sink_failed = Counter(
+            "tabserve_sink_events_failed",
+            "Events the payload sink sent but the receiver did not take: no connection "
+            "(connection), no answer in time (timeout) or a non-2xx answer (status).",
+            ["event", "reason"],
             registry=reg,
         )
 
