@@ -133,7 +133,10 @@ class DriftMonitor:
         self.clock = clock
         self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
         self._tracked: dict[Key, _Tracked | None] = {}
-        self._snapshots: deque[_Snapshot] = deque()
+        self.started = clock()
+        """When counting began: this app's counters are new then, and with workers the
+        supervisor builds the monitor before they fork, so nothing was counted before."""
+        self._snapshots: deque[_Snapshot] = deque([_Snapshot(self.started, {})])
 
     def attach(self, dataplane: DataPlane) -> None:
         """Count every model call, and flush before every exposition."""
@@ -218,8 +221,16 @@ class DriftMonitor:
     # --- the window -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind every ready version's series and take the window's first snapshot."""
-        self._snapshot(self.clock(), self._totals())
+        """Bind every ready version's series (their counters appear at 0) and snapshot.
+
+        A worker forked long after the others (gunicorn replacing one) inherits a
+        start older than the window; it cannot know the totals of a window ago, so
+        its window starts now instead.
+        """
+        now = self.clock()
+        if now - self._snapshots[0].taken > self.window:
+            self._snapshots.clear()
+        self._snapshot(now, self._totals())
 
     async def run(self) -> None:
         """Flush every `flush_seconds`; snapshot every `snapshot_every`. Runs until cancelled."""

@@ -253,8 +253,8 @@ def test_the_window_forgets_rows_older_than_it(settings: Settings) -> None:
     app = create_app(
         settings.model_copy(update={"drift_window_seconds": 60.0, "drift_flush_seconds": 60.0})
     )
-    now = [1000.0]
     monitor = app.state.tabserve.drift
+    now = [monitor.started]
     monitor.clock = lambda: now[0]
     with TestClient(app) as client:
         send(client, "iris", iris_rows(shift=3.0))

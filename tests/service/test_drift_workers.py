@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
-REQUESTS = 60
+REQUESTS = 200
 FEATURES = 4
 ROW = [[6.1, 2.8, 4.7, 1.2]]
 
