@@ -11,8 +11,9 @@
    reports requests/s and the server's CPU time per request (from /proc, over
    the requests its own metrics counted): on a shared machine throughput swings
    with the neighbours' load, CPU per request less. The overhead is the median
-   over rounds of CPU on / CPU off - 1, each pair measured back to back. The
-   servers share CPU 0 (one idles while the other is loaded); wrk runs on CPU 1.
+   over rounds of CPU on / CPU off - 1, each pair measured back to back, or at
+   the same time with `--together` (both servers then share CPU 0 and see the
+   same neighbours). The servers run on CPU 0, wrk on CPU 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -120,9 +122,9 @@ class Measured:
 
 
 def over_http(
-    models_dir: Path, seconds: float, rounds: int
+    models_dir: Path, seconds: float, rounds: int, together: bool
 ) -> list[tuple[str, Measured, Measured]]:
-    """(scenario, drift on, drift off), measured in alternating rounds."""
+    """(scenario, drift on, drift off): alternating rounds, or both servers at once."""
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-drift-"))
     serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(models_dir)]
     quiet = ["--log-level", "warning"]
@@ -140,25 +142,36 @@ def over_http(
                     env={"TABSERVE_DRIFT_ENABLED": enabled},
                 )
             )
-            servers[label] = (url, pid_listening(port))
+            (work / label).mkdir()
+            servers[label] = (url, pid_listening(port), work / label)
+
+        def run(label: str, scenario: Scenario) -> None:
+            url, pid, folder = servers[label]
+            body = v2_body(scenario.rows)
+            target = f"{url}/v2/models/{scenario.model}/infer"
+            run_load(target, body, scenario.connections, 1.0, folder, 1)  # warm-up
+            # both scrapes lie outside the CPU interval: a drift-on exposition is longer
+            rows, cpu = rows_served(url, scenario.model), cpu_seconds(pid)
+            load = run_load(target, body, scenario.connections, seconds, folder, 1)
+            used = cpu_seconds(pid) - cpu
+            requests = (rows_served(url, scenario.model) - rows) / scenario.rows
+            measured = results.setdefault((scenario.label, label), Measured())
+            measured.requests_per_s.append(load.requests_per_s)
+            measured.cpu_us_per_request.append(used / requests * 1e6)
+            progress(
+                f"drift {label:>3} | {scenario.label:<26} {load.requests_per_s:>7,.0f} "
+                f"req/s {measured.cpu_us_per_request[-1]:>7,.0f} CPU µs/request"
+            )
+
         for round_ in range(rounds):
             order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
             for scenario in HTTP_SCENARIOS:
-                body = v2_body(scenario.rows)
-                for label in order:
-                    url, pid = servers[label]
-                    target = f"{url}/v2/models/{scenario.model}/infer"
-                    run_load(target, body, scenario.connections, 1.0, work, 1)  # warm-up
-                    rows, cpu = rows_served(url, scenario.model), cpu_seconds(pid)
-                    load = run_load(target, body, scenario.connections, seconds, work, 1)
-                    requests = (rows_served(url, scenario.model) - rows) / scenario.rows
-                    measured = results.setdefault((scenario.label, label), Measured())
-                    measured.requests_per_s.append(load.requests_per_s)
-                    measured.cpu_us_per_request.append((cpu_seconds(pid) - cpu) / requests * 1e6)
-                    progress(
-                        f"drift {label:>3} | {scenario.label:<26} {load.requests_per_s:>7,.0f} "
-                        f"req/s {measured.cpu_us_per_request[-1]:>7,.0f} CPU µs/request"
-                    )
+                if together:
+                    with ThreadPoolExecutor(max_workers=2) as pool:
+                        list(pool.map(run, order, [scenario] * 2))
+                else:
+                    for label in order:
+                        run(label, scenario)
     return [(s.label, results[(s.label, "on")], results[(s.label, "off")]) for s in HTTP_SCENARIOS]
 
 
@@ -232,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds per server")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "build" / "bench-models")
     parser.add_argument("--skip-http", action="store_true", help="in-process figures only")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load both servers at the same time (same neighbours' noise for both)",
+    )
     args = parser.parse_args(argv)
     ensure_models(args.models_dir)
     progress("measuring the in-process cost")
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             "load generator: "
             + ("wrk" if wrk_available() else "python fallback (install wrk for real figures)")
         )
-        http = over_http(args.models_dir, args.seconds, args.rounds)
+        http = over_http(args.models_dir, args.seconds, args.rounds, args.together)
     print(render(cpu, http))
     return 0
 
