@@ -33,6 +33,7 @@ from prometheus_client import Counter
 from service.core.dataplane import DataPlane
 from service.core.drift_reference import BinnedColumn, DriftReference, psi
 from service.core.drift_totals import counter_totals
+from service.core.errors import ModelNotReadyError
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry, ModelVersion
 from service.core.runtime import Prediction
@@ -249,15 +250,21 @@ class DriftMonitor:
         self.flush()
 
     def report(self, model: ModelVersion) -> DriftReport:
-        """Drift of `model` from the snapshot about `window` seconds ago until now."""
+        """Drift of `model` from the snapshot about `window` seconds ago until now.
+
+        ModelNotReadyError if counting failed for this version (and stopped).
+        """
         now = self.clock()
         totals = self._totals()
         self._snapshot(now, totals)
         base = self._snapshots[0]
-        tracked = self._tracked.get((model.name, model.version))
-        if tracked is None:
-            raise LookupError(f"no drift reference for {model.name} version {model.version}")
         key = (model.name, model.version)
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            raise ModelNotReadyError(
+                f"drift of model {model.name!r} version {model.version} is not counted: its "
+                "counting failed (the log says why); the model itself still serves"
+            )
         live = totals[key]
         start = base.totals.get(key)
         bins = live.bins - (start.bins if start is not None else 0)

@@ -310,6 +310,20 @@ def test_calls_wait_for_the_flush_until_too_many_rows_wait(settings: Settings) -
         assert counted() == MAX_WAITING_ROWS  # at the limit: binned at once, exactly
 
 
+def test_a_counting_failure_stops_counting_that_version_only(client: TestClient) -> None:
+    state = client.app.state.tabserve  # type: ignore[attr-defined]
+    model = state.registry.get("iris")
+    wrong = np.zeros((2, 7))  # not the model's width: binning it fails
+    client.portal.call(state.drift.observe, model, wrong, Prediction(np.zeros(2)))
+    assert client.get("/metrics").status_code == 200  # the flush failed quietly
+    broken = client.get("/models/iris/drift")
+    assert broken.status_code == 503
+    assert broken.json()["code"] == "model_not_ready"
+    assert "counting failed" in broken.json()["error"]
+    send(client, "iris", iris_rows()[:10])  # the model still serves
+    assert client.get("/models/iris/drift?version=1").status_code == 200
+
+
 def test_drift_off_means_no_route_no_series_and_no_listener(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"drift_enabled": False}))
     with TestClient(app) as client:
