@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,8 @@ class ColumnReport:
     """A feature (or the prediction) over the window."""
 
     name: str
-    kind: str
+    type: str
+    """`number` or `category` (classes, for the prediction)."""
     rows: int
     psi: float | None
     drifting: bool
@@ -82,9 +84,9 @@ class DriftReport:
     version: int
     window_seconds: float
     covered_seconds: float
-    since: float
+    since: datetime
     rows: int
-    threshold: float
+    psi_threshold: float
     features: list[ColumnReport]
     prediction: ColumnReport | None
     top_drifting: list[str]
@@ -285,9 +287,9 @@ class DriftMonitor:
             version=model.version,
             window_seconds=self.window,
             covered_seconds=now - base.taken,
-            since=time.time() - (now - base.taken),
+            since=datetime.fromtimestamp(time.time() - (now - base.taken), UTC),
             rows=features[0].rows,
-            threshold=self.threshold,
+            psi_threshold=self.threshold,
             features=features,
             prediction=prediction,
             top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
@@ -306,7 +308,7 @@ class DriftMonitor:
         value = psi(counts, column.reference)
         return ColumnReport(
             name=column.name,
-            kind=column.kind,
+            type=column.kind,
             rows=rows,
             psi=value,
             drifting=value is not None and value > self.threshold,
