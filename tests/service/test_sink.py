@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.settings import Settings
+from service.sinks.budget import CpuBudget
 from tests.service.conftest import ServerProcess, free_port
 
 IRIS_ROWS = [
@@ -49,13 +50,16 @@ class Receiver:
     """An HTTP/1.1 server in a thread that records every POST.
 
     Each POST waits for `gate` (set: no wait), then `delay` seconds, then is recorded
-    and answered with `status`.
+    and answered with `status` and a body framed as `answer` says: by content-length
+    ("length"), chunked ("chunked"), by closing the connection ("close"), or by
+    content-length on a connection closed right after without saying so ("stale").
     """
 
     def __init__(self) -> None:
         self.events: list[Received] = []
         self.connections = 0
         self.status = 202
+        self.answer = "length"
         self.delay = 0.0
         self.gate = threading.Event()
         self.gate.set()
@@ -79,8 +83,21 @@ class Receiver:
                     receiver.events.append(Received(self.path, headers, raw))
                     receiver.arrived.notify_all()
                 self.send_response(receiver.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                if receiver.answer == "chunked":
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"2\r\nok\r\n0\r\n\r\n")
+                elif receiver.answer == "close":  # the body ends with the connection
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"accepted")
+                    self.close_connection = True
+                else:
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    # "stale": keep-alive as far as the client knows, yet closed
+                    self.close_connection = receiver.answer == "stale"
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -292,7 +309,26 @@ def test_one_kind_of_event_only(
     assert count(app, "sent", event=events) == 3
 
 
-def test_connections_are_reused(sink_app: Callable[..., FastAPI], receiver: Receiver) -> None:
+@pytest.mark.parametrize(
+    ("answer", "connections"), [("length", 1), ("chunked", 1), ("close", 12), ("stale", 12)]
+)
+def test_every_answer_framing_is_read_and_connections_are_reused_when_possible(
+    sink_app: Callable[..., FastAPI], receiver: Receiver, answer: str, connections: int
+) -> None:
+    receiver.answer = answer
+    app = sink_app(sink_concurrency=1)
+    with TestClient(app) as client:
+        for _ in range(6):
+            assert client.post("/models/iris/predict", json=IRIS_ROWS[0]).status_code == 200
+    assert len(receiver.wait_for(12)) == 12
+    assert count(app, "sent", event="request") + count(app, "sent", event="response") == 12
+    assert receiver.connections == connections
+
+
+def test_concurrent_events_share_a_bounded_set_of_connections(
+    sink_app: Callable[..., FastAPI], receiver: Receiver
+) -> None:
+    receiver.delay = 0.01
     app = sink_app(sink_concurrency=2)
     with TestClient(app) as client:
         for _ in range(10):
@@ -392,6 +428,26 @@ def test_shutdown_stops_waiting_after_the_drain_period(
     assert count(app, "dropped", event="request", reason="shutdown") == 3
     assert count(app, "dropped", event="response", reason="shutdown") == 3
     assert count(app, "sent", event="request") == 0
+
+
+def burn(cpu_seconds: float) -> None:
+    """Use this much CPU time on the calling thread."""
+    until = time.thread_time() + cpu_seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_the_cpu_budget_asks_for_a_pause_that_restores_the_share() -> None:
+    budget = CpuBudget(0.2, window=3600)
+    burn(0.05)
+    pause = budget.overdraft()
+    # 0.05 s of CPU is 20 % of 0.25 s: the wall time so far plus the pause.
+    assert pause > 0.05
+    time.sleep(pause)
+    assert budget.overdraft() < 0.01
+    unlimited = CpuBudget(1.0, window=3600)
+    burn(0.05)
+    assert unlimited.overdraft() == 0.0
 
 
 def test_settings_refuse_what_cannot_be_sent() -> None:
