@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from service.core.dataplane import Served
 from service.core.metrics import (
@@ -110,6 +111,8 @@ class CloudEventSink:
         self.config = config
         self._queue: queue.Queue[Served] = queue.Queue(config.queue_size)
         self._encoder = PayloadEncoder(config.redact)
+        self._poster = HttpPoster(config.url, config.timeout, config.concurrency)
+        self._shown_url = _without_credentials(config.url)
         self._log = ThrottledLog(log, config.log_interval)
         self._sent = {e: metrics.sink_sent.labels(e) for e in SINK_EVENTS}
         self._dropped = {
@@ -149,7 +152,7 @@ class CloudEventSink:
             self._log.warning(
                 "queue_full",
                 f"payload sink: queue full ({self.config.queue_size} requests waiting for "
-                f"{self.config.url}); dropping events",
+                f"{self._shown_url}); dropping events",
             )
 
     def start(self) -> None:
@@ -187,7 +190,7 @@ class CloudEventSink:
 
     async def _main(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        poster = HttpPoster(self.config.url, self.config.timeout, self.config.concurrency)
+        poster = self._poster
         slots = asyncio.Semaphore(self.config.concurrency)
         budget = CpuBudget(self.config.cpu_share)
         try:
@@ -265,7 +268,7 @@ class CloudEventSink:
     def _fail(self, event: Event, reason: str, why: str) -> None:
         self._failed[event.kind, reason].inc()
         self._log.warning(
-            reason, f"payload sink: {self.config.url} {why}; the event is lost (at most once)"
+            reason, f"payload sink: {self._shown_url} {why}; the event is lost (at most once)"
         )
 
     def _finished(self, task: asyncio.Task[None], slots: asyncio.Semaphore) -> None:
@@ -285,6 +288,14 @@ class CloudEventSink:
                 return
             for kind in self.config.events:
                 self._dropped[kind, "shutdown"].inc()
+
+
+def _without_credentials(url: str) -> str:
+    """`url` fit for a log line: no user or password."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _rfc3339(seconds: float) -> str:

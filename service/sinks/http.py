@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -49,7 +50,13 @@ class HttpPoster:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._head = f"POST {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n".encode("ascii")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        head = f"POST {target} HTTP/1.1\r\nhost: {host}"
+        head += f":{parts.port}\r\n" if parts.port else "\r\n"
+        if parts.username is not None:  # https://user:password@collector/: basic auth
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            head += f"authorization: Basic {b64encode(pair.encode()).decode()}\r\n"
+        self._head = head.encode("ascii")
         self._idle: list[_Connection] = []
 
     async def post(self, headers: Mapping[str, str], body: bytes) -> int:

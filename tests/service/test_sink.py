@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -367,6 +368,23 @@ def test_non_2xx_answers_count_as_failed(
     assert count(app, "failed", event="request", reason="status") == 1
     assert count(app, "failed", event="response", reason="status") == 1
     assert count(app, "sent", event="request") == 0
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_never_into_the_log(
+    sink_app: Callable[..., FastAPI], receiver: Receiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    receiver.status = 401
+    url = receiver.url.replace("http://", "http://sink:s3cret@")
+    app = sink_app(sink_url=url, sink_events="request")
+    with TestClient(app) as client:
+        assert client.post("/models/iris/predict", json=IRIS_ROWS[0]).status_code == 200
+    [event] = receiver.wait_for(1)
+    assert event.headers["authorization"] == "Basic " + base64.b64encode(b"sink:s3cret").decode()
+    assert count(app, "failed", event="request", reason="status") == 1
+    [warning] = [line for line in capfd.readouterr().err.splitlines() if "payload sink" in line]
+    assert "answered 401" in warning
+    assert receiver.url in warning
+    assert "s3cret" not in warning
 
 
 def test_a_receiver_slower_than_the_timeout_counts_timeouts(
