@@ -24,12 +24,13 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from service.core.dataplane import Served
 from service.core.metrics import (
@@ -51,6 +52,8 @@ EVENT_TYPES = {
     "response": "org.kubeflow.serving.inference.response",
 }
 POLL_SECONDS = 0.02  # how often an idle sender looks at its queue
+_PLAIN = re.compile(r"[!#-$&-~]*")  # printable ASCII but `"` and `%`: sent as it is
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 CANCEL_WAIT_SECONDS = 2.0  # after the drain period: time to cancel what is in flight
 
 
@@ -128,10 +131,10 @@ class CloudEventSink:
         self._static_headers = {
             "content-type": "application/json",
             "ce-specversion": "1.0",
-            "ce-source": config.source,
-            "ce-namespace": config.namespace,
-            "ce-component": config.component,
-            "ce-endpoint": config.endpoint,
+            "ce-source": header_value(config.source),
+            "ce-namespace": header_value(config.namespace),
+            "ce-component": header_value(config.component),
+            "ce-endpoint": header_value(config.endpoint),
             "ce-metadata": "{}",
         }
         self._closing = threading.Event()
@@ -236,15 +239,19 @@ class CloudEventSink:
                     occurred = served.received + served.seconds
             except Exception:
                 self._dropped[kind, "error"].inc()
-                log.exception("payload sink: cannot encode the %s event of %s", kind, request_id)
+                self._log.warning(
+                    "error",
+                    f"payload sink: cannot encode the {kind} event of {request_id}",
+                    exc_info=True,
+                )
                 continue
             headers = {
                 **self._static_headers,
-                "ce-id": request_id,
+                "ce-id": header_value(request_id),
                 "ce-type": EVENT_TYPES[kind],
                 "ce-time": _rfc3339(occurred),
                 "ce-recordedtime": _rfc3339(time.time()),
-                "ce-inferenceservicename": served.model.name,
+                "ce-inferenceservicename": header_value(served.model.name),
             }
             events.append(Event(kind, headers, body))
         return events
@@ -288,6 +295,15 @@ class CloudEventSink:
                 return
             for kind in self.config.events:
                 self._dropped[kind, "shutdown"].inc()
+
+
+def header_value(value: str) -> str:
+    """An attribute as a `ce-*` header value, percent-encoded as the CloudEvents HTTP binding
+    says: space, `"`, `%` and everything outside printable ASCII (request ids and model
+    names never have them; anything else arrives intact all the same)."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return quote(value, safe=_HEADER_SAFE)
 
 
 def _without_credentials(url: str) -> str:

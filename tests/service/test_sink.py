@@ -12,7 +12,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -272,6 +272,28 @@ def test_categories_missing_values_and_redaction(
     assert b"2500" not in pair[REQUEST].raw
     predict = pair[RESPONSE].body["outputs"][0]
     assert predict["data"] == [p["prediction"] for p in answer.json()["predictions"]]
+
+
+def test_attributes_outside_printable_ascii_are_percent_encoded(
+    sink_app: Callable[..., FastAPI], receiver: Receiver
+) -> None:
+    # HTTP request ids are plain ASCII; a caller of the data plane may use any string.
+    app = sink_app(sink_events="request", sink_endpoint="100%")
+    odd = 'café "1"'
+    with TestClient(app) as client:
+        state = app.state.tabserve
+        model = state.registry.ready("iris")
+        batch = model.schema.from_records([IRIS_ROWS[0]])
+
+        async def predict() -> None:
+            await state.dataplane.predict(model, batch, request_id=odd)
+
+        client.portal.call(predict)
+    [event] = receiver.wait_for(1)
+    assert event.headers["ce-id"] == "caf%C3%A9%20%221%22"
+    assert unquote(event.headers["ce-id"]) == odd
+    assert event.headers["ce-endpoint"] == "100%25"
+    assert event.body["id"] == odd
 
 
 def test_a_regressor_answer_has_no_probabilities(
