@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from service.core.batching import BatchPolicy
 from service.core.dataplane import DataPlane
+from service.core.drift import DriftMonitor
 from service.core.inference import InferencePool
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry
 from service.core.repository import ModelRepository
+from service.predlog.log import PredictionLog
 from service.settings import Settings
 
 
@@ -23,6 +25,8 @@ class AppState:
     pool: InferencePool
     dataplane: DataPlane
     repository: ModelRepository
+    predlog: PredictionLog | None = None
+    drift: DriftMonitor | None = None
     loaded: bool = False
     draining: bool = False
 
@@ -38,11 +42,17 @@ class AppState:
             concurrency=settings.batch_concurrency,
             max_queue_rows=settings.queue_max_rows,
         )
+        dataplane = DataPlane(registry, pool, metrics, policy)
+        drift = DriftMonitor(registry, metrics, settings) if settings.drift_enabled else None
+        if drift is not None:
+            drift.attach(dataplane)
         return cls(
             settings,
             metrics,
             registry,
             pool,
-            DataPlane(registry, pool, metrics, policy),
+            dataplane,
             ModelRepository(settings, metrics, registry),
+            PredictionLog.from_settings(settings, metrics, registry),
+            drift,
         )

@@ -10,6 +10,7 @@ calling `labels()` per request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,6 +200,103 @@ class ServiceMetrics:
             ["model", "version", "feature"],
             registry=reg,
         )
+        # Drift (service.core.drift): live rows per bin beside each bin's training share.
+        self.drift_rows = Counter(
+            "tabserve_drift_rows",
+            "Rows served, by model, version, feature and bin of that feature's training "
+            "histogram (or category); `<missing>` and `<unseen>` are bins too.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+        )
+        self.drift_reference = Gauge(
+            "tabserve_drift_reference_ratio",
+            "Share of the training rows in each bin of tabserve_drift_rows_total.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.drift_prediction_rows = Counter(
+            "tabserve_drift_prediction_rows",
+            "Predictions, by model, version and bin: the class for classifiers, the bin of "
+            "the training target's histogram for regressors.",
+            ["model", "version", "bin"],
+            registry=reg,
+        )
+        self.drift_prediction_reference = Gauge(
+            "tabserve_drift_prediction_reference_ratio",
+            "Share of the training target in each bin of tabserve_drift_prediction_rows_total.",
+            ["model", "version", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.before_render: list[Callable[[], None]] = []
+        """Called (on the event loop) before each exposition: buffered counts flush here."""
+
+        # --- prediction log, ground-truth feedback and live quality (service.predlog) ---
+        self.predlog_written = Counter(
+            "tabserve_prediction_log_rows_written",
+            "Rows written to the prediction log.",
+            registry=reg,
+        )
+        self.predlog_dropped = Counter(
+            "tabserve_prediction_log_rows_dropped",
+            "Rows not logged, by reason: queue_full (the writer's queue was full), "
+            "write_failed (the database refused the batch), duplicate (the model's request id "
+            "and row were logged already), closed (answered after the writer stopped).",
+            ["reason"],
+            registry=reg,
+        )
+        self.predlog_write_failures = Counter(
+            "tabserve_prediction_log_write_failures",
+            "Batches the prediction log failed to write (their rows count as dropped).",
+            registry=reg,
+        )
+        self.predlog_queue_rows = Gauge(
+            "tabserve_prediction_log_queue_rows",
+            "Rows waiting to be written to the prediction log.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.predlog_expired = Counter(
+            "tabserve_prediction_log_rows_expired",
+            "Logged rows deleted by retention, by reason (age, size).",
+            ["reason"],
+            registry=reg,
+        )
+        self.feedback_items = Counter(
+            "tabserve_feedback_items",
+            "Ground-truth items received, by model and outcome "
+            "(accepted, unknown_request, duplicate, invalid).",
+            ["model", "outcome"],
+            registry=reg,
+        )
+        self.feedback_rows = Counter(
+            "tabserve_feedback_rows",
+            "Logged rows whose ground truth was accepted, by model and (predicting) version.",
+            ["model", "version"],
+            registry=reg,
+        )
+        self.feedback_confusion = Counter(
+            "tabserve_feedback_confusion",
+            "Classifiers: rows with accepted ground truth, by model, version, actual class "
+            "and predicted class (a confusion matrix).",
+            ["model", "version", "actual", "predicted"],
+            registry=reg,
+        )
+        self.feedback_correct = Counter(
+            "tabserve_feedback_correct",
+            "Classifiers: rows whose prediction equalled the ground truth, by model, version "
+            "and class (the confusion matrix's diagonal, which PromQL cannot select).",
+            ["model", "version", "class"],
+            registry=reg,
+        )
+        self.feedback_absolute_error = Counter(
+            "tabserve_feedback_absolute_error",
+            "Regressors: sum of |prediction - truth| over rows with accepted ground truth, "
+            "by model and version (divide by tabserve_feedback_rows for the MAE).",
+            ["model", "version"],
+            registry=reg,
+        )
 
         # Payload sink (service.sinks): every event ends sent, dropped or failed.
         self.sink_sent = Counter(
@@ -240,6 +338,8 @@ class ServiceMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        for hook in self.before_render:
+            hook()
         if multiprocess_dir():
             collected = CollectorRegistry()
             multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
