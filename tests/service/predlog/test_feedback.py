@@ -243,7 +243,10 @@ def test_quality_series_start_at_zero_before_any_feedback(log_client: TestClient
     assert (
         'tabserve_feedback_correct_total{class="virginica",model="iris",version="2"} 0.0' in lines
     )
-    confusion = 'tabserve_feedback_confusion_total{actual="no",model="churn",predicted="yes",version="1"} 0.0'
+    confusion = (
+        'tabserve_feedback_confusion_total{actual="no",model="churn",predicted="yes",version="1"}'
+        " 0.0"
+    )
     assert confusion in lines
     assert 'tabserve_feedback_absolute_error_total{model="diabetes",version="1"} 0.0' in lines
     assert not any(

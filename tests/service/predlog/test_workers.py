@@ -79,7 +79,7 @@ def test_rows_from_two_workers_all_reach_the_log_and_feedback_counts_add_up(
     assert pending == []
     metrics = httpx.get(server.url + "/metrics").text
     # Each worker counted the truths it accepted; the scrape sums both processes.
-    assert scrape_text(metrics, "tabserve_feedback_rows_total") == 80
+    assert scrape_text(metrics, "tabserve_feedback_rows_total", model="iris", version="2") == 80
     per_worker = written_per_worker(tmp_path / "metrics")
     assert len(per_worker) == 2  # both workers wrote rows (a file holds one process's counts)
     assert sum(per_worker) == 80
