@@ -126,6 +126,8 @@ def test_truth_must_fit_the_model(log_client: TestClient) -> None:
         ({"request_id": "x"}, 422, "invalid_request"),
         ({"request_id": "has space", "truth": "setosa"}, 422, "invalid_request"),
         ({"request_id": "x", "row": -1, "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "row": 2**31, "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "truth": "setosa", "extra": 1}, 422, "invalid_request"),
         ([{"request_id": "x", "truth": "setosa"}] * 6, 413, "too_large"),
     ],
 )
