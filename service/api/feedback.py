@@ -76,7 +76,7 @@ class FeedbackResponse(BaseModel):
     "/models/{model}/feedback",
     response_model=FeedbackResponse,
     summary="Send ground truth for logged predictions",
-    responses=error_responses(404, 413, 422),
+    responses=error_responses(400, 404, 413, 422),
     dependencies=[Depends(enforce_json_limits)],
 )
 async def post_feedback(

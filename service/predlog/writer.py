@@ -132,6 +132,12 @@ class PredictionLogWriter:
         """Rows waiting to be written."""
         return self._queued_rows
 
+    @property
+    def pending(self) -> bool:
+        """Whether some queued request is not written yet (waiting, or being written now)."""
+        with self._done:
+            return self._enqueued > self._settled
+
     # --- the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -160,14 +166,21 @@ class PredictionLogWriter:
         taken = self._take()
         if not taken:
             return
-        rows: list[LoggedRow] = []
-        for served in taken:
-            rows.extend(self._rows(served))
-        for start in range(0, len(rows), self.policy.batch_rows):
-            self._write(rows[start : start + self.policy.batch_rows])
-        with self._done:
-            self._settled += len(taken)
-            self._done.notify_all()
+        try:
+            rows: list[LoggedRow] = []
+            for served in taken:
+                rows.extend(self._rows(served))
+        except Exception:  # a bug here must not stop the thread: count, log, go on
+            log.exception("prediction log: preparing %d requests failed", len(taken))
+            self._dropped["write_failed"].inc(sum(s.features.shape[0] for s in taken))
+            rows = []
+        try:
+            for start in range(0, len(rows), self.policy.batch_rows):
+                self._write(rows[start : start + self.policy.batch_rows])
+        finally:
+            with self._done:
+                self._settled += len(taken)
+                self._done.notify_all()
 
     def _write(self, rows: list[LoggedRow]) -> None:
         try:

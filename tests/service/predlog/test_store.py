@@ -5,8 +5,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from service.predlog import LoggedRow, PredictionStore
+from service.predlog.tables import metadata
+
+VERSION_TABLE = "predlog_alembic_version"  # as migrations/env.py names it
 
 
 def row(request_id: str, index: int = 0, *, time: float = 1000.0, version: int = 1) -> LoggedRow:
@@ -111,3 +116,9 @@ def test_processes_starting_together_migrate_once(
         assert count.scalar_one() == 1
     for other in others:
         other.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(store: PredictionStore) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
