@@ -36,7 +36,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("model", "request_id", "row_index", name="uq_predictions_request_row"),
     )
     op.create_index("ix_predictions_model_time", "predictions", ["model", "time"])
-    op.create_index("ix_predictions_time", "predictions", ["time"])
     op.create_table(
         "feedback",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
