@@ -1,6 +1,8 @@
 """The prediction log's cost on the request path: forest, 1 row, log `all` vs `off`.
 
-`python -m bench.predlog --seconds 8 --rounds 2`: the same server (pinned to CPU 0,
+`python -m bench.predlog --seconds 8 --rounds 2`. First, in-process CPU costs: the
+listener's enqueue per request, and the writer's conversion and SQLite insert per
+row. Then the HTTP runs: : the same server (pinned to CPU 0,
 wrk on CPU 1, as `make bench`) runs with the log off and on, alternating, so the
 spread between rounds shows next to the difference. With the log on, the SQLite
 writer thread shares CPU 0 with the server: that is the real cost. After each
@@ -12,13 +14,20 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.models import ensure_models
+from bench.models import ensure_models, sample_rows
 from bench.run import ROOT, SCENARIOS, Row, measure, process, progress
+from service.core.dataplane import Served
+from service.core.loading import load_version
+from service.core.metrics import ServiceMetrics
+from service.predlog.store import PredictionStore
+from service.predlog.writer import PredictionLogWriter, WriterPolicy
+from service.settings import Settings
 
 SCENARIO = SCENARIOS[1]  # forest, 1 row, 64 connections
 
@@ -29,10 +38,53 @@ def _series(url: str) -> dict[str, float]:
     text = httpx.get(url + "/metrics", timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name.startswith("tabserve_prediction_log_"):
+            name = sample.name
+            if name.startswith("tabserve_prediction_log_") and not name.endswith("_created"):
                 key = sample.name + "".join(f"{{{v}}}" for v in sample.labels.values())
                 totals[key] = totals.get(key, 0.0) + sample.value
     return totals
+
+
+def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
+    """CPU µs of the event loop's part (enqueue) and of the writer thread's part, per row.
+
+    CPU time (`time.thread_time`) rather than wall time: on a shared machine it moves
+    far less with what else runs, and it is what the log takes from the server's core.
+    """
+    model = load_version(
+        models_dir / "forest" / "1", "forest", 1, _settings(models_dir), ServiceMetrics()
+    )
+    features = sample_rows(1)
+    prediction = model.runtime.predict(features)
+    served = Served("bench-0", model, features, prediction, time.time(), 0.001)
+    store = PredictionStore(f"sqlite:///{work / 'in-process.db'}")
+    store.migrate()
+    calls = 100_000
+    writer = PredictionLogWriter(store, WriterPolicy(queue_rows=calls + 1), ServiceMetrics())
+    started = time.thread_time()
+    for _ in range(calls):
+        writer(served)
+    enqueue = (time.thread_time() - started) / calls * 1e6
+    rows = 20_000
+    many = [
+        Served(f"bench-{i}", model, features, prediction, time.time(), 0.001) for i in range(rows)
+    ]
+    started = time.thread_time()
+    wall = time.perf_counter()
+    logged = [row for item in many for row in writer._rows(item)]
+    for start in range(0, rows, 1000):
+        store.write(logged[start : start + 1000])
+    cost = {
+        "enqueue_us_per_request": enqueue,
+        "write_cpu_us_per_row": (time.thread_time() - started) / rows * 1e6,
+        "write_wall_us_per_row": (time.perf_counter() - wall) / rows * 1e6,
+    }
+    store.dispose()
+    return cost
+
+
+def _settings(models_dir: Path) -> Settings:
+    return Settings(models_dir=models_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ensure_models(args.models_dir)
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-predlog-"))
+    costs = in_process_costs(args.models_dir, work)
+    progress(", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
     serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
     rows: list[tuple[str, Row]] = []
     port = 8790
@@ -69,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             f"| {round_} | {r.server} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.errors} |"
         )
+    print()
+    print("| in-process cost (forest, 20 features, 1 row per request) | µs |")
+    print("|---|---:|")
+    for key, value in costs.items():
+        print(f"| {key} | {value:.1f} |")
     return 0
 
 

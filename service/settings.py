@@ -190,13 +190,13 @@ class Settings(BaseSettings):
         default=Path("data"),
         description="Folder of the default SQLite prediction log, `predictions.db`.",
     )
-    predlog_url: str | None = Field(
+    predlog_url: SecretStr | None = Field(
         default=None,
         min_length=1,
         description=(
             "SQLAlchemy URL of the prediction log, e.g. "
             "`postgresql+psycopg://user:pass@db/tabserve` for pods sharing one log; unset: "
-            "the SQLite file `<data_dir>/predictions.db`."
+            "the SQLite file `<data_dir>/predictions.db`. Secret: it may hold a password."
         ),
     )
     predlog_queue_rows: int = Field(
@@ -384,4 +384,6 @@ class Settings(BaseSettings):
     @property
     def predlog_database_url(self) -> str:
         """`predlog_url`, else the SQLite file in `data_dir`."""
-        return self.predlog_url or f"sqlite:///{self.data_dir / 'predictions.db'}"
+        if self.predlog_url is not None:
+            return self.predlog_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'predictions.db'}"

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, S
 
 from service.api.deps import StateDep
 from service.api.limits import enforce_json_limits
-from service.api.predictions import PredictionLogDep
+from service.api.predictions import MAX_INT32, PredictionLogDep
 from service.api.schemas import error_responses
 from service.core.errors import Problem, TooLargeError
 from service.predlog.records import Outcome, Truth
@@ -36,7 +36,7 @@ class FeedbackItem(BaseModel):
     request_id: str = Field(
         pattern=REQUEST_ID_PATTERN, description="The X-Request-ID of the predict request."
     )
-    row: int = Field(default=0, ge=0, description="The row's index in that request.")
+    row: int = Field(default=0, ge=0, le=MAX_INT32, description="The row's index in that request.")
     truth: str | StrictInt | StrictFloat = Field(
         description="Classifiers: a class label (as in the model's `classes`); regressors: "
         "a number."
@@ -76,7 +76,7 @@ class FeedbackResponse(BaseModel):
     "/models/{model}/feedback",
     response_model=FeedbackResponse,
     summary="Send ground truth for logged predictions",
-    responses=error_responses(404, 413, 422),
+    responses=error_responses(400, 404, 413, 422),
     dependencies=[Depends(enforce_json_limits)],
 )
 async def post_feedback(

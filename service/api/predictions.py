@@ -16,6 +16,7 @@ from service.predlog.log import PredictionLog
 from service.predlog.records import LoggedPrediction
 
 TAG = "prediction log"
+MAX_INT32 = 2**31 - 1  # versions and rows are 32-bit integer columns
 router = APIRouter(tags=[TAG])
 
 
@@ -67,11 +68,15 @@ async def list_predictions(
     log: PredictionLogDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 100,
     cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,19}$", description="`next_cursor` of a page.")
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="`next_cursor` of a page.")
     ] = None,
-    since: Annotated[float | None, Query(description="Earliest time (epoch s).")] = None,
-    until: Annotated[float | None, Query(description="Before this time (epoch s).")] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    since: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Earliest time (epoch s).")
+    ] = None,
+    until: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Before this time (epoch s).")
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
     with_feedback: Annotated[bool, Query(description="Only rows with ground truth.")] = False,
 ) -> PredictionsPage:
     """Rows in log order, newest first; `since`/`until` bound the prediction time."""

@@ -10,6 +10,7 @@ ground truth). CSV streams; Parquet is built in memory, then written at once.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +59,9 @@ def _columns(sample: list[LoggedPrediction]) -> list[str]:
 def _flat(
     first: list[LoggedPrediction], rest: Iterator[list[LoggedPrediction]]
 ) -> Iterator[dict[str, Any]]:
-    for batch in (first, *rest) if first else ():
+    if not first:
+        return
+    for batch in itertools.chain([first], rest):  # lazily: one batch in memory at a time
         for logged in batch:
             row = logged.row
             yield {

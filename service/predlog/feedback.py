@@ -107,7 +107,7 @@ class FeedbackRecorder:
     ) -> dict[tuple[str, int], LoggedPrediction]:
         found = self.store.find(model, keys)
         missing = [k for k in keys if k not in found]
-        if missing and self.writer.queued_rows:
+        if missing and self.writer.pending:
             self.writer.flush(FLUSH_TIMEOUT_SECONDS)
             found.update(self.store.find(model, missing))
         return found

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -232,8 +233,13 @@ class PredictionStore:
         return Expired(by_age, by_size, dropped)
 
 
+def _json(value: Any) -> str:
+    """orjson: fast, and NaN or infinity (JSON has neither) become null."""
+    return orjson.dumps(value).decode()
+
+
 def _engine(url: str) -> Engine:
-    engine = create_engine(url)
+    engine = create_engine(url, json_serializer=_json)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":

@@ -41,6 +41,7 @@ predictions = Table(
     Column("probabilities", Document, nullable=True, doc="Class -> probability."),
     UniqueConstraint("model", "request_id", "row_index", name="uq_predictions_request_row"),
     Index("ix_predictions_model_time", "model", "time"),
+    Index("ix_predictions_time", "time"),  # retention by age, across models
 )
 
 feedback = Table(

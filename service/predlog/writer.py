@@ -11,14 +11,12 @@ The same thread applies retention every `retention_interval` seconds.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from service.core.dataplane import Served
 from service.core.metrics import ServiceMetrics
@@ -134,6 +132,12 @@ class PredictionLogWriter:
         """Rows waiting to be written."""
         return self._queued_rows
 
+    @property
+    def pending(self) -> bool:
+        """Whether some queued request is not written yet (waiting, or being written now)."""
+        with self._done:
+            return self._enqueued > self._settled
+
     # --- the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -162,14 +166,21 @@ class PredictionLogWriter:
         taken = self._take()
         if not taken:
             return
-        rows: list[LoggedRow] = []
-        for served in taken:
-            rows.extend(self._rows(served))
-        for start in range(0, len(rows), self.policy.batch_rows):
-            self._write(rows[start : start + self.policy.batch_rows])
-        with self._done:
-            self._settled += len(taken)
-            self._done.notify_all()
+        try:
+            rows: list[LoggedRow] = []
+            for served in taken:
+                rows.extend(self._rows(served))
+        except Exception:  # a bug here must not stop the thread: count, log, go on
+            log.exception("prediction log: preparing %d requests failed", len(taken))
+            self._dropped["write_failed"].inc(sum(s.features.shape[0] for s in taken))
+            rows = []
+        try:
+            for start in range(0, len(rows), self.policy.batch_rows):
+                self._write(rows[start : start + self.policy.batch_rows])
+        finally:
+            with self._done:
+                self._settled += len(taken)
+                self._done.notify_all()
 
     def _write(self, rows: list[LoggedRow]) -> None:
         try:
@@ -212,7 +223,8 @@ class PredictionLogWriter:
         probabilities = proba.tolist() if proba is not None and classes is not None else None
         rows = []
         for index, (features, label) in enumerate(zip(values, labels, strict=True)):
-            inputs = {name: _json_value(v) for name, v in zip(names, features, strict=True)}
+            # NaN (a missing value) is stored as null: the store's JSON encoder does that.
+            inputs = dict(zip(names, features, strict=True))
             for position in hidden:
                 inputs[names[position]] = None
             rows.append(
@@ -224,7 +236,7 @@ class PredictionLogWriter:
                     time=served.received,
                     latency_seconds=served.seconds,
                     inputs=inputs,
-                    prediction=_json_value(label),
+                    prediction=label,
                     probabilities=(
                         dict(zip(classes, probabilities[index], strict=True))
                         if probabilities is not None and classes is not None
@@ -247,10 +259,3 @@ class PredictionLogWriter:
         hidden = [i for i, name in enumerate(names) if name in self.redact]
         self._columns[key] = (names, classes, hidden)
         return names, classes, hidden
-
-
-def _json_value(value: Any) -> Any:
-    """JSON has no NaN or infinity: a missing or non-finite number is stored as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

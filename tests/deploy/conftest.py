@@ -42,9 +42,14 @@ def deploy_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def exported_names(deploy_models: Path) -> frozenset[str]:
-    """Every sample name a real app exports after a few requests (`..._total`, `..._bucket`)."""
-    with TestClient(create_app(Settings(models_dir=deploy_models))) as client:
+def exported_names(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> frozenset[str]:
+    """Every sample name a real app exports after a few requests (`..._total`, `..._bucket`).
+
+    The prediction log is on, so its series and the live-quality ones exist too.
+    """
+    data = tmp_path_factory.mktemp("predlog")
+    settings = Settings(models_dir=deploy_models, predlog_mode="all", data_dir=data)
+    with TestClient(create_app(settings)) as client:
         exercise(client)
         client.get("/v2/health/ready")
         text = client.get("/metrics").text
@@ -62,6 +67,9 @@ def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        # the prediction log on, so the dashboard's log and quality panels have series
+        "TABSERVE_PREDLOG_MODE": "all",
+        "TABSERVE_DATA_DIR": str(workdir / "data"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     process = subprocess.Popen(

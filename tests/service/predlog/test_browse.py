@@ -95,7 +95,15 @@ def test_filters_by_time_version_and_feedback(log_settings: Callable[..., Settin
 
 def test_bad_query_parameters_are_422(log_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(log_settings())) as client:
-        for params in ({"cursor": "abc"}, {"limit": 0}, {"limit": 1001}, {"since": "yesterday"}):
+        for params in (
+            {"cursor": "abc"},
+            {"cursor": "9" * 19},  # past a 64-bit id
+            {"limit": 0},
+            {"limit": 1001},
+            {"since": "yesterday"},
+            {"until": "nan"},
+            {"version": 2**31},
+        ):
             answer = client.get("/models/iris/predictions", params=params)
             assert answer.status_code == 422, params
             assert answer.json()["code"] == "invalid_request"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
 from service.app import create_app
+from service.predlog import Outcome, Truth
 from service.settings import Settings
 from training.datasets import load_bundled
 
@@ -126,6 +128,8 @@ def test_truth_must_fit_the_model(log_client: TestClient) -> None:
         ({"request_id": "x"}, 422, "invalid_request"),
         ({"request_id": "has space", "truth": "setosa"}, 422, "invalid_request"),
         ({"request_id": "x", "row": -1, "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "row": 2**31, "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "truth": "setosa", "extra": 1}, 422, "invalid_request"),
         ([{"request_id": "x", "truth": "setosa"}] * 6, 413, "too_large"),
     ],
 )
@@ -252,3 +256,34 @@ def test_quality_series_start_at_zero_before_any_feedback(log_client: TestClient
     assert not any(
         line.startswith('tabserve_feedback_absolute_error_total{model="iris"') for line in lines
     )
+
+
+def test_feedback_waits_for_rows_the_writer_is_writing_right_now(
+    log_settings: Callable[..., Settings],
+) -> None:
+    # The writer has taken the row off its queue and is inside the database write when
+    # the truth arrives: the queue is empty, yet the row is not stored yet.
+    with TestClient(create_app(log_settings(predlog_flush_seconds=0.02))) as client:
+        log = client.app.state.tabserve.predlog  # type: ignore[attr-defined]
+        entered, release = threading.Event(), threading.Event()
+        write = log.store.write
+
+        def held_write(rows: Any) -> int:
+            entered.set()
+            release.wait(30)
+            return write(rows)
+
+        log.store.write = held_write
+        predict(client, "iris", [IRIS], "held")
+        assert entered.wait(30)
+        assert log.writer.queued_rows == 0
+        results: list[Any] = []
+        recorder = threading.Thread(
+            target=lambda: results.append(log.feedback.record("iris", [Truth("held", 0, "setosa")]))
+        )
+        recorder.start()
+        recorder.join(0.2)  # the recorder is now waiting for the write (or has not started)
+        release.set()
+        recorder.join(30)
+        (result,) = results[0]
+        assert result.outcome is Outcome.ACCEPTED

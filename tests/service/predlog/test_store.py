@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from service.predlog import LoggedRow, PredictionStore
+from service.predlog import migrate as migrate_module
+from service.predlog.tables import metadata
+
+VERSION_TABLE = "predlog_alembic_version"  # as migrations/env.py names it
 
 
 def row(request_id: str, index: int = 0, *, time: float = 1000.0, version: int = 1) -> LoggedRow:
@@ -30,7 +39,7 @@ def test_migrating_twice_leaves_one_current_schema(store: PredictionStore) -> No
             sa.text("SELECT version_num FROM predlog_alembic_version")
         ).all()
         tables = set(sa.inspect(connection).get_table_names())
-    assert revisions == [("0001",)]
+    assert revisions == [("0002",)]
     assert {"predictions", "feedback"} <= tables
 
 
@@ -111,3 +120,27 @@ def test_processes_starting_together_migrate_once(
         assert count.scalar_one() == 1
     for other in others:
         other.dispose()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(store: PredictionStore) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_log_created_at_the_first_revision_upgrades_in_place(
+    engine: str, database_url: Callable[[str], str]
+) -> None:
+    old = PredictionStore(database_url(engine))
+    with old.engine.begin() as connection:
+        command.upgrade(migrate_module._config(connection), "0001")
+    old.write([row("kept")])
+    old.migrate()
+    with old.engine.connect() as connection:
+        indexes = {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
+        revision = connection.execute(sa.text("SELECT version_num FROM predlog_alembic_version"))
+        assert revision.scalar_one() == "0002"
+    assert "ix_predictions_time" in indexes
+    assert [p.row.request_id for p in old.page("iris", limit=5)] == ["kept"]
+    old.dispose()

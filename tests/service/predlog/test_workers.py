@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,18 @@ def test_rows_from_two_workers_all_reach_the_log_and_feedback_counts_add_up(
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         },
     )
-    for i in range(40):
-        # A new connection each time, so both workers take requests.
-        with httpx.Client(base_url=server.url) as client:
+    # Fresh connections from 8 threads at once, so both workers take requests.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=server.url, limits=limits, timeout=30) as client:
+
+        def send(i: int) -> int:
             answer = client.post(
                 "/models/iris/predict", json=[IRIS, IRIS], headers={"x-request-id": f"w{i}"}
             )
-            assert answer.status_code == 200
+            return answer.status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert list(pool.map(send, range(40))) == [200] * 40
     # Ground truth for every row, retried until the worker that predicted it has written it.
     pending = [
         {"request_id": f"w{i}", "row": r, "truth": "setosa"} for i in range(40) for r in (0, 1)
@@ -79,7 +85,7 @@ def test_rows_from_two_workers_all_reach_the_log_and_feedback_counts_add_up(
     assert pending == []
     metrics = httpx.get(server.url + "/metrics").text
     # Each worker counted the truths it accepted; the scrape sums both processes.
-    assert scrape_text(metrics, "tabserve_feedback_rows_total") == 80
+    assert scrape_text(metrics, "tabserve_feedback_rows_total", model="iris", version="2") == 80
     per_worker = written_per_worker(tmp_path / "metrics")
     assert len(per_worker) == 2  # both workers wrote rows (a file holds one process's counts)
     assert sum(per_worker) == 80
