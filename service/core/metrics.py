@@ -197,6 +197,25 @@ class ServiceMetrics:
             registry=reg,
         )
 
+        self.stream_connections = Gauge(
+            "tabserve_stream_connections",
+            "WebSocket prediction streams open now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.stream_messages = Counter(
+            "tabserve_stream_messages",
+            "Stream messages answered, by model and code (`ok`, or the error code sent back).",
+            ["model", "code"],
+            registry=reg,
+        )
+        self.stream_rows = Counter(
+            "tabserve_stream_rows",
+            "Rows predicted for stream messages, by model and version.",
+            ["model", "version"],
+            registry=reg,
+        )
+
     def for_model(
         self, name: str, version: int, classes: list[str], features: list[str]
     ) -> ModelMetrics:
