@@ -7,7 +7,8 @@ same models (`bench/models.py`), one row per request or message, records API
 * HTTP, one connection, one request per row, each sent when the last was answered
   (httpx, keep-alive): what a simple client loop gets;
 * the stream over ONE connection with window 1 (request/answer, no pipelining),
-  8 and 32 (pipelined; 32 is the server's default window);
+  8 and 32 (pipelined; 32 is the server's default window), without compression,
+  and with window 32 and permessage-deflate (what clients negotiate by default);
 * HTTP from wrk with 64 connections (one row per request), when wrk is installed:
   what a highly concurrent HTTP client gets, for scale.
 
@@ -119,6 +120,9 @@ def measure(url: str, model: str, seconds: float, work: Path) -> list[Figure]:
     for window in WINDOWS:
         rate, errors = asyncio.run(stream_rows(stream, bodies, seconds, window))
         figures.append(Figure(model, f"stream, 1 connection, window {window}", rate, errors))
+    rate, errors = asyncio.run(stream_rows(stream, bodies, seconds, WINDOWS[-1], deflate=True))
+    label = f"stream, 1 connection, window {WINDOWS[-1]}, permessage-deflate"
+    figures.append(Figure(model, label, rate, errors))
     if wrk_available():
         run_load(predict, bodies[0], 64, 1.0, work, 1)
         result = run_load(predict, bodies[0], 64, seconds, work, 1)

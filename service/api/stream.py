@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -32,13 +33,13 @@ from service.api.v2 import parse_version
 from service.core.errors import ModelNotFoundError, ModelNotReadyError, ServiceError
 from service.core.registry import ModelVersion
 from service.core.validation import ValidatedBatch
+from service.settings import Settings
 from service.state import AppState
 
 log = logging.getLogger("tabserve.stream")
 router = APIRouter()
 
 # Close codes (RFC 6455 section 7.4; 4000-4999 are the application's own).
-CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
@@ -65,6 +66,9 @@ async def _serve(websocket: WebSocket, name: str, version: str | None) -> None:
     hub: StreamHub = websocket.app.state.streams
     connection_id = request_id_of(websocket.scope)
     websocket.scope.setdefault("state", {})["model"] = name
+    if not _origin_allowed(websocket, state.settings):
+        await websocket.close(CLOSE_POLICY)  # before accepting: the handshake gets 403
+        return
     await websocket.accept()
     try:
         if state.draining or hub.draining:
@@ -75,7 +79,8 @@ async def _serve(websocket: WebSocket, name: str, version: str | None) -> None:
         timeout = deadline_for(websocket.headers.get(TIMEOUT_HEADER), state.settings)
         timeout -= asyncio.get_running_loop().time()
     except ServiceError as exc:
-        await websocket.send_text(error_reply(connection_id, exc).decode())
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.send_text(error_reply(connection_id, exc).decode())
         await _close(websocket, _refusal_code(exc), exc.message)
         return
     stream = Stream(websocket, state, hub, model, number, connection_id, timeout)
@@ -84,6 +89,19 @@ async def _serve(websocket: WebSocket, name: str, version: str | None) -> None:
         await stream.run()
     finally:
         hub.closed(stream)
+
+
+def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Whether a browser page may open this stream: its own origin, or one in `cors_origins`.
+
+    Browsers apply no CORS to WebSockets: any page may open one and read the
+    answers, so the handshake's Origin is checked here as CORS would for HTTP.
+    Clients other than browsers send no Origin.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in settings.cors_origins or "*" in settings.cors_origins:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host")
 
 
 def _refusal_code(exc: ServiceError) -> int:

@@ -397,3 +397,28 @@ def test_draining_answers_what_was_read_then_closes_with_1012(
     ):
         ws.receive_json()
     assert refused.value.code == 1012
+
+
+def test_browser_pages_of_other_origins_are_refused(client: TestClient) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(
+            "/models/iris/stream", headers={"origin": "https://elsewhere.example"}
+        ),
+    ):
+        pass
+    assert refused.value.code == 1008
+    with client.websocket_connect(
+        "/models/iris/stream", headers={"origin": "http://testserver"}
+    ) as ws:
+        ws.send_json(ROW)
+        assert "predictions" in ws.receive_json()
+
+
+@pytest.mark.parametrize("settings", [{"cors_origins": ["https://app.example"]}], indirect=True)
+def test_origins_allowed_for_cors_may_open_streams(client: TestClient) -> None:
+    with client.websocket_connect(
+        "/models/iris/stream", headers={"origin": "https://app.example"}
+    ) as ws:
+        ws.send_json(ROW)
+        assert "predictions" in ws.receive_json()
