@@ -72,10 +72,11 @@ def http_sequential(url: str, bodies: list[bytes], seconds: float) -> tuple[floa
 
 
 async def stream_rows(
-    url: str, bodies: list[bytes], seconds: float, window: int
+    url: str, bodies: list[bytes], seconds: float, window: int, deflate: bool = False
 ) -> tuple[float, int]:
     """One WebSocket; at most `window` messages unanswered; rows answered per second."""
-    async with connect(url, max_size=None, compression=None) as socket:
+    compression = "deflate" if deflate else None
+    async with connect(url, max_size=None, compression=compression) as socket:
         for body in bodies[:50]:  # warm-up
             await socket.send(body.decode())
             await socket.recv()
