@@ -9,8 +9,9 @@ same models (`bench/models.py`), one row per request or message, records API
 * the stream over ONE connection with window 1 (request/answer, no pipelining),
   8 and 32 (pipelined; 32 is the server's default window), without compression,
   and with window 32 and permessage-deflate (what clients negotiate by default);
-* HTTP from wrk with 64 connections (one row per request), when wrk is installed:
-  what a highly concurrent HTTP client gets, for scale.
+* HTTP from wrk with 64 connections (one row per request), when wrk is installed,
+  on the records route and on the V2 fast path: what a highly concurrent HTTP
+  client gets, for scale.
 
 The Python clients run pinned to CPU 1 in this process; wrk too.
 """
@@ -32,7 +33,7 @@ from websockets.asyncio.client import connect
 
 from bench.load import run_load, wrk_available
 from bench.models import ensure_models, sample_rows
-from bench.run import ROOT, process, progress
+from bench.run import ROOT, process, progress, v2_body
 
 MODELS = ("forest", "logistic")
 WINDOWS = (1, 8, 32)
@@ -125,18 +126,16 @@ def measure(url: str, model: str, seconds: float, work: Path) -> list[Figure]:
     label = f"stream, 1 connection, window {WINDOWS[-1]}, permessage-deflate"
     figures.append(Figure(model, label, rate, errors))
     if wrk_available():
-        run_load(predict, bodies[0], 64, 1.0, work, 1)
-        result = run_load(predict, bodies[0], 64, seconds, work, 1)
-        figures.append(
-            Figure(
-                model,
-                "HTTP (wrk), 64 connections, 1 row per request",
-                result.requests_per_s,
-                result.errors,
-            )
-        )
+        v2 = f"{url}/v2/models/{model}/infer"
+        for label, target, body in (
+            ("HTTP records (wrk), 64 connections, 1 row per request", predict, bodies[0]),
+            ("HTTP V2 fast path (wrk), 64 connections, 1 row per request", v2, v2_body(1)),
+        ):
+            run_load(target, body, 64, 1.0, work, 1)
+            result = run_load(target, body, 64, seconds, work, 1)
+            figures.append(Figure(model, label, result.requests_per_s, result.errors))
     for figure in figures:
-        progress(f"{model:>9} | {figure.client:<48} {figure.rows_per_s:>9,.0f} rows/s")
+        progress(f"{model:>9} | {figure.client:<58} {figure.rows_per_s:>9,.0f} rows/s")
     return figures
 
 
