@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -139,6 +140,14 @@ def measure(url: str, model: str, seconds: float, work: Path) -> list[Figure]:
     return figures
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def render(figures: list[Figure]) -> str:
     """A Markdown table with each figure against the model's sequential HTTP figure."""
     base = {f.model: f.rows_per_s for f in figures if f.client.startswith("HTTP, 1 connection")}
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})  # the Python clients; the server gets CPU 0
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-stream-"))
-    port = 8790
+    port = free_port()  # other benchmarks may hold the fixed ports of bench.run
     serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
     figures: list[Figure] = []
     with process([*serve, "--port", str(port)], port, "0", work / "server.log") as url:

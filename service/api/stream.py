@@ -153,18 +153,9 @@ class Stream:
         self.replies: deque[asyncio.Future[bytes] | None] = deque()
         self.ready = asyncio.Event()
         self.gone = asyncio.Event()
-        self.checkers: dict[int, RecordChecker] = {}
         self.sequence = 0
         self.reader: asyncio.Task[None] | None = None
         self.drained = False
-        self.checker(model)
-
-    def checker(self, model: ModelVersion) -> RecordChecker:
-        """The record checks of `model` (rebuilt when a version is replaced)."""
-        checker = self.checkers.get(model.version)
-        if checker is None or checker.model is not model:
-            checker = self.checkers[model.version] = RecordChecker(model)
-        return checker
 
     def drain(self) -> None:
         """Stop reading; the writer answers what was read, then the stream closes with 1012."""
@@ -230,7 +221,7 @@ class Stream:
         if isinstance(request, Inbound):
             try:
                 model = self.dataplane.model(self.name, self.version)
-                checker = self.checker(model)
+                checker = self.hub.checker(model)
                 batch = checker.check(request.records)
             except ServiceError as exc:
                 return self._refused(request_id, exc)

@@ -1,5 +1,7 @@
 """The open prediction streams of one app: counted, and closed cleanly when the server drains.
 
+It also keeps each model version's record checks, shared by its streams.
+
 The server (uvicorn) closes every WebSocket with 1012 the moment it starts shutting
 down, dropping answers that were still being computed. So on SIGTERM the app asks
 each stream to stop reading, answer what it has read and close with 1012 itself,
@@ -15,7 +17,9 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
+from service.api.stream_messages import RecordChecker
 from service.core.metrics import ServiceMetrics
+from service.core.registry import ModelVersion
 
 log = logging.getLogger("tabserve.stream")
 
@@ -42,6 +46,7 @@ class StreamHub:
         self._task: asyncio.Task[None] | None = None
         self._messages: dict[tuple[str, str], Counter] = {}
         self._rows: dict[tuple[str, int], Counter] = {}
+        self._checkers: dict[tuple[str, int], RecordChecker] = {}
 
     def opened(self, stream: Drainable) -> None:
         """A stream was accepted (called on the event loop)."""
@@ -62,6 +67,14 @@ class StreamHub:
     def open_streams(self) -> int:
         """Streams open now."""
         return len(self._streams)
+
+    def checker(self, model: ModelVersion) -> RecordChecker:
+        """The record checks of `model`, built once per loaded version (not per connection)."""
+        key = (model.name, model.version)
+        checker = self._checkers.get(key)
+        if checker is None or checker.model is not model:
+            checker = self._checkers[key] = RecordChecker(model)
+        return checker
 
     def count(self, model: str, code: str, version: int | None = None, rows: int = 0) -> None:
         """One reply sent: `ok` with its rows, or an error code."""

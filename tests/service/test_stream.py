@@ -422,3 +422,14 @@ def test_origins_allowed_for_cors_may_open_streams(client: TestClient) -> None:
     ) as ws:
         ws.send_json(ROW)
         assert "predictions" in ws.receive_json()
+
+
+def test_a_default_stream_follows_a_new_default_version(client: TestClient) -> None:
+    registry = client.app.state.tabserve.registry  # type: ignore[attr-defined]
+    with client.websocket_connect("/models/iris/stream") as ws:
+        ws.send_json(ROW)
+        before = ws.receive_json()
+        registry.set_default("iris", 1)
+        ws.send_json(ROW)
+        after = ws.receive_json()
+    assert (before["version"], after["version"]) == (2, 1)
