@@ -98,9 +98,10 @@ class StreamHub:
         Safe to call from a signal handler or another thread. With no stream open,
         `then` runs at once; a second call while streams drain stops waiting for them.
         """
+        again = self.draining
         self.draining = True
         loop = self._loop
-        if self._then is not None or not self._streams or loop is None or loop.is_closed():
+        if again or not self._streams or loop is None or loop.is_closed():
             self._call_then(then)
             return
         self._then = then

@@ -433,3 +433,22 @@ def test_a_default_stream_follows_a_new_default_version(client: TestClient) -> N
         ws.send_json(ROW)
         after = ws.receive_json()
     assert (before["version"], after["version"]) == (2, 1)
+
+
+def test_a_second_sigterm_stops_waiting_for_streams(client: TestClient, hold: Any) -> None:
+    hub = client.app.state.streams  # type: ignore[attr-defined]
+    held = hold("iris")
+    calls: list[str] = []
+    with client.websocket_connect("/models/iris/stream") as ws:
+        ws.send_json(ROW)
+        assert held.entered.wait(timeout=30)
+        hub.drain_then(lambda: calls.append("first"))
+        assert calls == []  # waiting for the answer the stream owes
+        hub.drain_then(lambda: calls.append("second"))
+        assert calls == ["first"]  # the server's handler runs now, once
+        held.release.set()
+        assert "predictions" in ws.receive_json()
+        with pytest.raises(WebSocketDisconnect):
+            ws.receive_json()
+    settle(client, lambda: hub.open_streams == 0)
+    assert calls == ["first"]
