@@ -100,7 +100,9 @@ async def _stream(
     summary = StreamSummary()
     slots = asyncio.Semaphore(window)
     total: int | None = None
-    async with connect(url, max_size=MAX_REPLY_BYTES, open_timeout=30) as socket:
+    # No permessage-deflate: replies are small, and compressing them costs the server
+    # CPU that predictions need (docs/benchmarks.md, bench.stream).
+    async with connect(url, max_size=MAX_REPLY_BYTES, open_timeout=30, compression=None) as socket:
         if socket.response is not None:
             summary.connection_id = socket.response.headers.get("x-request-id", "")
 
