@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.access_log import AccessLog
-from service.api import admin, catalog, health, stream, v1, v2
+from service.api import admin, catalog, feedback, health, predictions, stream, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.fastpath import InferEndpoint, infer_target
@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     if preload:
         load_all(settings, state.metrics, state.registry)
         state.loaded = True
+        if state.predlog is not None:
+            state.predlog.migrate()  # once, before the workers fork
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +92,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         if not state.loaded:
             await anyio.to_thread.run_sync(load_all, settings, state.metrics, state.registry)
             state.loaded = True
+        if state.predlog is not None:
+            await anyio.to_thread.run_sync(state.predlog.start, state.dataplane)
         install_record_routes(app, state.registry)
         restore = _drain_on_sigterm(state, streams)
         poller = None
@@ -102,6 +106,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
                 poller.cancel()
             restore()
             access.flush()
+            if state.predlog is not None:
+                await anyio.to_thread.run_sync(state.predlog.close)
             state.pool.close()
             for model in state.registry.all():
                 model.runtime.unload()
@@ -127,6 +133,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         app.include_router(router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
+    if state.predlog is not None:
+        app.include_router(feedback.router)
+        app.include_router(predictions.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.

@@ -171,6 +171,87 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Prediction log, ground-truth feedback and live quality (service.predlog) ---
+    predlog_mode: Literal["off", "sampled", "all"] = Field(
+        default="off",
+        description=(
+            "Log predicted rows to the prediction log: `all` of them, a `sampled` fraction of "
+            "requests (`predlog_sample_fraction`), or none (`off`: no log, and no feedback, "
+            "quality or predictions routes)."
+        ),
+    )
+    predlog_sample_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="In `sampled` mode, the fraction of requests whose rows are logged.",
+    )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder of the default SQLite prediction log, `predictions.db`.",
+    )
+    predlog_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "SQLAlchemy URL of the prediction log, e.g. "
+            "`postgresql+psycopg://user:pass@db/tabserve` for pods sharing one log; unset: "
+            "the SQLite file `<data_dir>/predictions.db`."
+        ),
+    )
+    predlog_queue_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Most rows waiting to be written, per worker process; a request that would pass "
+            "it is not logged (counted as dropped, reason `queue_full`), never delayed."
+        ),
+    )
+    predlog_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Rows that wake the writer early; it writes everything waiting in one go.",
+    )
+    predlog_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest a logged row waits before it is written.",
+    )
+    predlog_retention_seconds: float = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Delete logged rows (and their ground truth) older than this; 0 keeps all.",
+    )
+    predlog_max_rows: int = Field(
+        default=10_000_000,
+        ge=0,
+        description="Keep at most this many logged rows, deleting the oldest; 0: no limit.",
+    )
+    predlog_retention_interval_seconds: float = Field(
+        default=300,
+        gt=0,
+        le=86400,
+        description="How often the writer applies retention (age and size).",
+    )
+    feedback_max_items: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most ground-truth items one feedback request may carry (else 413).",
+    )
+    quality_window_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=90 * 86400,
+        description=(
+            "`GET /models/{name}/quality` covers ground truth that arrived within this "
+            "window (a request may ask for another window)."
+        ),
+    )
+
     # --- Streaming predictions over WebSocket (/models/{m}/stream, docs/streaming.md) ---
     stream_window: int = Field(
         default=32,
@@ -192,3 +273,8 @@ class Settings(BaseSettings):
             "limit) close the connection with 1009."
         ),
     )
+
+    @property
+    def predlog_database_url(self) -> str:
+        """`predlog_url`, else the SQLite file in `data_dir`."""
+        return self.predlog_url or f"sqlite:///{self.data_dir / 'predictions.db'}"

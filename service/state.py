@@ -10,6 +10,7 @@ from service.core.inference import InferencePool
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry
 from service.core.repository import ModelRepository
+from service.predlog.log import PredictionLog
 from service.settings import Settings
 
 
@@ -23,6 +24,7 @@ class AppState:
     pool: InferencePool
     dataplane: DataPlane
     repository: ModelRepository
+    predlog: PredictionLog | None = None
     loaded: bool = False
     draining: bool = False
 
@@ -45,4 +47,5 @@ class AppState:
             pool,
             DataPlane(registry, pool, metrics, policy),
             ModelRepository(settings, metrics, registry),
+            PredictionLog.from_settings(settings, metrics, registry),
         )

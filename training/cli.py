@@ -8,8 +8,9 @@ from pathlib import Path
 
 from training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
 from training.errors import ArtifactError, TrainingError
-from training.estimators import ESTIMATORS, parse_params
+from training.estimators import ESTIMATORS, ParamValue, parse_params
 from training.evaluate import format_table
+from training.from_log import latest_manifest, read_log, reused_params
 from training.pipeline import TrainRequest, train
 from training.progress import Progress
 
@@ -19,6 +20,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help=f"a bundled dataset: {', '.join(BUNDLED_DATASETS)}")
     source.add_argument("--csv", type=Path, help="a CSV file with a header row")
+    source.add_argument(
+        "--from-log",
+        metavar="MODEL",
+        help=(
+            "the served model's logged predictions that received ground truth (its next "
+            "version; --model defaults to the latest version's estimator and hyperparameters)"
+        ),
+    )
+    parser.add_argument(
+        "--log-url",
+        help=(
+            "with --from-log: the prediction log's database URL (default: the service's, "
+            "from TABSERVE_PREDLOG_URL or TABSERVE_DATA_DIR)"
+        ),
+    )
+    parser.add_argument(
+        "--with-original",
+        action="store_true",
+        help="with --from-log: merge the data the latest version was trained on",
+    )
     parser.add_argument("--target", help="with --csv: the column to predict")
     parser.add_argument(
         "--task",
@@ -39,7 +60,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         help="with --csv: treat COLUMN as numbers; non-numeric values are an error (repeatable)",
     )
-    parser.add_argument("--model", required=True, help=f"the estimator: {', '.join(ESTIMATORS)}")
+    parser.add_argument("--model", help=f"the estimator: {', '.join(ESTIMATORS)}")
     parser.add_argument(
         "--param",
         action="append",
@@ -70,13 +91,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         with progress.step("loading data"):
             dataset = _dataset(args)
+        model, params = _estimator(args)
         result = train(
             TrainRequest(
                 dataset=dataset,
-                model=args.model,
+                model=model,
                 models_dir=args.models_dir,
                 name=args.name or dataset.name,
-                params=parse_params(args.param),
+                params=params,
                 seed=args.seed,
                 test_size=args.test_size,
                 version=args.version,
@@ -95,7 +117,27 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimator(args: argparse.Namespace) -> tuple[str, dict[str, ParamValue]]:
+    """`--model` and `--param`; with `--from-log` they default to the served version's."""
+    params = parse_params(args.param)
+    if args.model:
+        return args.model, params
+    if not args.from_log:
+        raise TrainingError(f"--model is required: one of {', '.join(ESTIMATORS)}")
+    reference = latest_manifest(args.models_dir, args.from_log)
+    return reference.estimator.kind, {**reused_params(reference), **params}
+
+
 def _dataset(args: argparse.Namespace) -> Dataset:
+    if not args.from_log and (args.log_url or args.with_original):
+        raise TrainingError("--log-url and --with-original go with --from-log only")
+    if args.from_log:
+        if args.target or args.task or args.categorical or args.numeric:
+            raise TrainingError(
+                "--target, --task, --categorical and --numeric do not go with --from-log: "
+                "the served model's manifest fixes its features and target"
+            )
+        return read_log(args.models_dir, args.from_log, args.log_url, args.with_original)
     if args.dataset:
         if args.target or args.task or args.categorical or args.numeric:
             raise TrainingError(

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from sklearn import datasets as sk_datasets
 
 from training.errors import TrainingError
-from training.manifest import Task
+from training.manifest import LogSource, Task
 
 FeatureType = Literal["number", "category"]
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -46,6 +46,8 @@ class Dataset:
     target: npt.NDArray[Any]
     target_name: str
     task: Task
+    log: LogSource | None = None
+    """Set for data read from the prediction log: where it came from."""
 
     @property
     def has_categories(self) -> bool:

@@ -139,7 +139,7 @@ def build_pipeline(
     steps.append(("model", estimator))
     return BuiltPipeline(
         pipeline=Pipeline(steps),
-        params={k: _plain(v) for k, v in sorted(estimator.get_params().items())},
+        params={k: plain_param(v) for k, v in sorted(estimator.get_params().items())},
         supports_missing=spec.handles_missing or impute,
     )
 
@@ -187,7 +187,7 @@ def _preprocessor(dataset: Dataset, *, impute: bool, scale: bool) -> Any:
     )
 
 
-def _plain(value: Any) -> ParamValue:
+def plain_param(value: Any) -> ParamValue:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)

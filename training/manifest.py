@@ -177,16 +177,42 @@ class ArtifactFile(_Strict):
         return self
 
 
+class LogSource(_Strict):
+    """Provenance of a version trained from served predictions and their ground truth."""
+
+    model: str = Field(description="The served model whose prediction log was read.")
+    store: str = Field(description="The prediction log's database URL (password hidden).")
+    versions: list[int] = Field(description="Served versions whose predictions were used.")
+    rows: int = Field(ge=0, description="Logged rows with feedback that were used.")
+    first_prediction: datetime | None = Field(
+        default=None, description="When the oldest row used was predicted."
+    )
+    last_prediction: datetime | None = Field(
+        default=None, description="When the newest row used was predicted."
+    )
+    redacted: list[str] = Field(
+        default_factory=list,
+        description="Features the log held no value for (redacted): missing in those rows.",
+    )
+    merged_with: str | None = Field(
+        default=None, description="The original data source merged in (`--with-original`)."
+    )
+    merged_rows: int = Field(default=0, ge=0, description="Rows taken from `merged_with`.")
+
+
 class TrainingData(_Strict):
     """Where the training data came from and how it was split."""
 
-    source: str = Field(description="sklearn:<dataset> or csv:<path>.")
+    source: str = Field(description="sklearn:<dataset>, csv:<path> or log:<model>.")
     rows: int = Field(ge=1)
     train_rows: int = Field(ge=1)
     test_rows: int = Field(ge=1)
     test_size: float
     seed: int
     fingerprint: str = Field(description="sha256 of the canonical feature and target bytes.")
+    log: LogSource | None = Field(
+        default=None, description="Set when the data came from the prediction log."
+    )
 
 
 class Manifest(_Strict):

@@ -103,6 +103,7 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
                 test_size=request.test_size,
                 seed=request.seed,
                 fingerprint=fingerprint(data.features, data.target),
+                log=data.log,
             ),
         }
         manifest = save_artifact(

@@ -197,6 +197,72 @@ class ServiceMetrics:
             registry=reg,
         )
 
+        # --- prediction log, ground-truth feedback and live quality (service.predlog) ---
+        self.predlog_written = Counter(
+            "tabserve_prediction_log_rows_written",
+            "Rows written to the prediction log.",
+            registry=reg,
+        )
+        self.predlog_dropped = Counter(
+            "tabserve_prediction_log_rows_dropped",
+            "Rows not logged, by reason: queue_full (the writer's queue was full), "
+            "write_failed (the database refused the batch), duplicate (the model's request id "
+            "and row were logged already), closed (answered after the writer stopped).",
+            ["reason"],
+            registry=reg,
+        )
+        self.predlog_write_failures = Counter(
+            "tabserve_prediction_log_write_failures",
+            "Batches the prediction log failed to write (their rows count as dropped).",
+            registry=reg,
+        )
+        self.predlog_queue_rows = Gauge(
+            "tabserve_prediction_log_queue_rows",
+            "Rows waiting to be written to the prediction log.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.predlog_expired = Counter(
+            "tabserve_prediction_log_rows_expired",
+            "Logged rows deleted by retention, by reason (age, size).",
+            ["reason"],
+            registry=reg,
+        )
+        self.feedback_items = Counter(
+            "tabserve_feedback_items",
+            "Ground-truth items received, by model and outcome "
+            "(accepted, unknown_request, duplicate, invalid).",
+            ["model", "outcome"],
+            registry=reg,
+        )
+        self.feedback_rows = Counter(
+            "tabserve_feedback_rows",
+            "Logged rows whose ground truth was accepted, by model and (predicting) version.",
+            ["model", "version"],
+            registry=reg,
+        )
+        self.feedback_confusion = Counter(
+            "tabserve_feedback_confusion",
+            "Classifiers: rows with accepted ground truth, by model, version, actual class "
+            "and predicted class (a confusion matrix).",
+            ["model", "version", "actual", "predicted"],
+            registry=reg,
+        )
+        self.feedback_correct = Counter(
+            "tabserve_feedback_correct",
+            "Classifiers: rows whose prediction equalled the ground truth, by model, version "
+            "and class (the confusion matrix's diagonal, which PromQL cannot select).",
+            ["model", "version", "class"],
+            registry=reg,
+        )
+        self.feedback_absolute_error = Counter(
+            "tabserve_feedback_absolute_error",
+            "Regressors: sum of |prediction - truth| over rows with accepted ground truth, "
+            "by model and version (divide by tabserve_feedback_rows for the MAE).",
+            ["model", "version"],
+            registry=reg,
+        )
+        # --- prediction streams over WebSocket (service.api.stream) ---
         self.stream_connections = Gauge(
             "tabserve_stream_connections",
             "WebSocket prediction streams open now.",

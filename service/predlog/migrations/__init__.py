@@ -1,0 +1,1 @@
+"""Alembic migrations of the prediction log, shipped with the package (see `migrate`)."""

@@ -1,0 +1,256 @@
+"""The prediction log's writer: a data-plane listener that never makes a prediction wait.
+
+On the event loop, `PredictionLogWriter.__call__` only samples, checks the bound
+and appends the `Served` record to a queue (O(1)). A background thread turns
+queued records into rows (feature names, redaction, JSON-ready values) and
+writes them in batches (one executemany per wake-up), every `flush_seconds` or
+as soon as `batch_rows` rows wait. What cannot be logged is counted, by reason.
+The same thread applies retention every `retention_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from service.core.dataplane import Served
+from service.core.metrics import ServiceMetrics
+from service.predlog.records import LoggedRow
+from service.predlog.store import PredictionStore
+
+log = logging.getLogger("tabserve.predlog")
+
+
+@dataclass(frozen=True)
+class WriterPolicy:
+    """How much to log, how much may wait, how often to write, how long to keep."""
+
+    fraction: float = 1.0
+    """Fraction of requests logged (1.0: all)."""
+    queue_rows: int = 10_000
+    batch_rows: int = 1000
+    flush_seconds: float = 1.0
+    retention_seconds: float = 0.0
+    """Delete rows older than this (0: keep all)."""
+    max_rows: int = 0
+    """Keep at most this many rows (0: no limit)."""
+    retention_interval: float = 300.0
+
+
+class PredictionLogWriter:
+    """Queues answered requests and writes their rows from its own thread."""
+
+    def __init__(
+        self,
+        store: PredictionStore,
+        policy: WriterPolicy,
+        metrics: ServiceMetrics,
+        redact: Iterable[str] = (),
+        *,
+        sample: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.redact = frozenset(redact)
+        self._sample = sample
+        self._queue: deque[Served] = deque()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._enqueued = 0  # requests accepted into the queue, ever
+        self._settled = 0  # of those, requests written or dropped by the writer
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._written = metrics.predlog_written
+        self._dropped = {
+            reason: metrics.predlog_dropped.labels(reason)
+            for reason in ("queue_full", "write_failed", "duplicate", "closed")
+        }
+        self._failures = metrics.predlog_write_failures
+        self._queue_gauge = metrics.predlog_queue_rows
+        self._expired = {r: metrics.predlog_expired.labels(r) for r in ("age", "size")}
+        self._columns: dict[tuple[str, int], tuple[list[str], list[str] | None, list[int]]] = {}
+
+    # --- the event loop's side: O(1), never blocks on I/O, never raises -------------------
+
+    def __call__(self, served: Served) -> None:
+        """Queue one answered request, unless sampled out or the queue is full."""
+        if self.policy.fraction < 1.0 and self._sample() >= self.policy.fraction:
+            return
+        rows = served.features.shape[0]
+        with self._lock:
+            if self._closed:
+                self._dropped["closed"].inc(rows)
+                return
+            if self._queued_rows + rows > self.policy.queue_rows:
+                self._dropped["queue_full"].inc(rows)
+                return
+            self._queue.append(served)
+            self._queued_rows += rows
+            self._enqueued += 1
+            self._queue_gauge.set(self._queued_rows)
+            full = self._queued_rows >= self.policy.batch_rows
+        if full:
+            self._wake.set()
+
+    # --- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writing thread."""
+        self._thread = threading.Thread(target=self._run, name="tabserve-predlog", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every request queued before this call is written (or dropped).
+
+        Returns False if `timeout` passed first. Call it off the event loop.
+        """
+        with self._lock:
+            target = self._enqueued
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._settled >= target, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking requests, write what is queued, stop the thread."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("prediction log writer did not finish within %.0f s", timeout)
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting to be written."""
+        return self._queued_rows
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_retention = time.monotonic()
+        while True:
+            self._wake.wait(self.policy.flush_seconds)
+            self._wake.clear()
+            closing = self._closed
+            self._write_queued()
+            if time.monotonic() >= next_retention:
+                self._apply_retention()
+                next_retention = time.monotonic() + self.policy.retention_interval
+            if closing:
+                self._write_queued()  # whatever arrived between the check and the flag
+                return
+
+    def _take(self) -> list[Served]:
+        with self._lock:
+            taken = list(self._queue)
+            self._queue.clear()
+            self._queued_rows = 0
+            self._queue_gauge.set(0)
+        return taken
+
+    def _write_queued(self) -> None:
+        taken = self._take()
+        if not taken:
+            return
+        rows: list[LoggedRow] = []
+        for served in taken:
+            rows.extend(self._rows(served))
+        for start in range(0, len(rows), self.policy.batch_rows):
+            self._write(rows[start : start + self.policy.batch_rows])
+        with self._done:
+            self._settled += len(taken)
+            self._done.notify_all()
+
+    def _write(self, rows: list[LoggedRow]) -> None:
+        try:
+            written = self.store.write(rows)
+        except Exception:
+            log.exception("prediction log: writing %d rows failed; they are dropped", len(rows))
+            self._failures.inc()
+            self._dropped["write_failed"].inc(len(rows))
+            return
+        self._written.inc(written)
+        if written < len(rows):
+            self._dropped["duplicate"].inc(len(rows) - written)
+
+    def _apply_retention(self) -> None:
+        policy = self.policy
+        if not policy.retention_seconds and not policy.max_rows:
+            return
+        try:
+            expired = self.store.expire(
+                older_than=time.time() - policy.retention_seconds
+                if policy.retention_seconds
+                else None,
+                keep_rows=policy.max_rows or None,
+            )
+        except Exception:
+            log.exception("prediction log: retention failed; trying again later")
+            return
+        if expired.by_age:
+            self._expired["age"].inc(expired.by_age)
+        if expired.by_size:
+            self._expired["size"].inc(expired.by_size)
+
+    def _rows(self, served: Served) -> list[LoggedRow]:
+        """The request's rows as stored: named, redacted, JSON-ready."""
+        model = served.model
+        names, classes, hidden = self._model_columns(served)
+        values = served.features.tolist()
+        labels = served.prediction.predict.tolist()
+        proba = served.prediction.proba
+        probabilities = proba.tolist() if proba is not None and classes is not None else None
+        rows = []
+        for index, (features, label) in enumerate(zip(values, labels, strict=True)):
+            inputs = {name: _json_value(v) for name, v in zip(names, features, strict=True)}
+            for position in hidden:
+                inputs[names[position]] = None
+            rows.append(
+                LoggedRow(
+                    model=model.name,
+                    version=model.version,
+                    request_id=served.request_id,
+                    row=index,
+                    time=served.received,
+                    latency_seconds=served.seconds,
+                    inputs=inputs,
+                    prediction=_json_value(label),
+                    probabilities=(
+                        dict(zip(classes, probabilities[index], strict=True))
+                        if probabilities is not None and classes is not None
+                        else None
+                    ),
+                )
+            )
+        return rows
+
+    def _model_columns(self, served: Served) -> tuple[list[str], list[str] | None, list[int]]:
+        """Feature names, class names and redacted positions of the request's model version."""
+        key = (served.model.name, served.model.version)
+        cached = self._columns.get(key)
+        if cached is not None:
+            return cached
+        manifest = served.model.manifest
+        assert manifest is not None, "a served model has a manifest"
+        names = manifest.feature_names
+        classes = [str(c) for c in manifest.target.classes] if manifest.target.classes else None
+        hidden = [i for i, name in enumerate(names) if name in self.redact]
+        self._columns[key] = (names, classes, hidden)
+        return names, classes, hidden
+
+
+def _json_value(value: Any) -> Any:
+    """JSON has no NaN or infinity: a missing or non-finite number is stored as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,236 @@
+"""Ground truth joined with the log, per-item outcomes, and live quality (API and metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
+
+from service.app import create_app
+from service.settings import Settings
+from training.datasets import load_bundled
+
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+def records(dataset: str) -> tuple[list[dict[str, float]], list[Any]]:
+    """A bundled dataset's rows keyed by feature name, and their targets."""
+    data = load_bundled(dataset)
+    names = [c.name for c in data.columns]
+    rows = [dict(zip(names, map(float, r), strict=True)) for r in data.features]
+    return rows, data.target.tolist()
+
+
+IRIS = {
+    "sepal_length_cm": 5.1,
+    "sepal_width_cm": 3.5,
+    "petal_length_cm": 1.4,
+    "petal_width_cm": 0.2,
+}
+
+
+@pytest.fixture
+def log_client(log_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """The log on, its writer asleep for a minute: rows stay queued until feedback needs them."""
+    with TestClient(create_app(log_settings(predlog_flush_seconds=60))) as client:
+        yield client
+
+
+def predict(client: TestClient, model: str, rows: list[dict[str, Any]], request_id: str) -> Any:
+    answer = client.post(
+        f"/models/{model}/predict", json=rows, headers={"x-request-id": request_id}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def feedback(client: TestClient, model: str, body: Any) -> Any:
+    answer = client.post(f"/models/{model}/feedback", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_feedback_right_after_the_prediction_finds_the_queued_row(log_client: TestClient) -> None:
+    predict(log_client, "iris", [IRIS, IRIS], "fresh")
+    body = feedback(log_client, "iris", {"request_id": "fresh", "truth": "setosa"})
+    assert body == {
+        "model": "iris",
+        "accepted": 1,
+        "results": [
+            {
+                "request_id": "fresh",
+                "row": 0,
+                "outcome": "accepted",
+                "version": 2,
+                "error": None,
+            }
+        ],
+    }
+
+
+def test_each_item_gets_its_outcome_in_order(log_client: TestClient, scrape: Any) -> None:
+    predict(log_client, "iris", [IRIS, IRIS], "r1")
+    feedback(log_client, "iris", [{"request_id": "r1", "row": 1, "truth": "virginica"}])
+    body = feedback(
+        log_client,
+        "iris",
+        [
+            {"request_id": "r1", "row": 0, "truth": "setosa"},
+            {"request_id": "r1", "row": 0, "truth": "versicolor"},  # repeats the item before
+            {"request_id": "r1", "row": 1, "truth": "setosa"},  # already has truth
+            {"request_id": "r1", "row": 2, "truth": "setosa"},  # r1 had two rows
+            {"request_id": "nobody", "truth": "setosa"},
+            {"request_id": "r1", "row": 0, "truth": "tulip"},
+            {"request_id": "r1", "row": 0, "truth": 0},
+        ],
+    )
+    outcomes = [(r["outcome"], r["version"]) for r in body["results"]]
+    assert outcomes == [
+        ("accepted", 2),
+        ("duplicate", 2),
+        ("duplicate", 2),
+        ("unknown_request", None),
+        ("unknown_request", None),
+        ("duplicate", 2),  # r1/0 has its truth now: duplicates come before validity
+        ("duplicate", 2),
+    ]
+    assert body["accepted"] == 1
+    items = "tabserve_feedback_items_total"
+    assert scrape(log_client, items, model="iris", outcome="accepted") == 2
+    assert scrape(log_client, items, model="iris", outcome="duplicate") == 4
+    assert scrape(log_client, items, model="iris", outcome="unknown_request") == 2
+
+
+def test_truth_must_fit_the_model(log_client: TestClient) -> None:
+    predict(log_client, "iris", [IRIS], "c")
+    predict(log_client, "diabetes", [dict.fromkeys(DIABETES_FEATURES, 0.01)], "r")
+    body = feedback(log_client, "iris", [{"request_id": "c", "truth": "tulip"}])
+    (result,) = body["results"]
+    assert result["outcome"] == "invalid"
+    assert result["error"] == (
+        "expected one of the model's classes ('setosa', 'versicolor', 'virginica'), got 'tulip'"
+    )
+    body = feedback(log_client, "diabetes", [{"request_id": "r", "truth": "high"}])
+    assert body["results"][0]["error"] == "expected a number (the model is a regressor), got 'high'"
+    assert feedback(log_client, "diabetes", {"request_id": "r", "truth": 151})["accepted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"request_id": "x", "truth": True}, 422, "invalid_request"),
+        ({"request_id": "x"}, 422, "invalid_request"),
+        ({"request_id": "has space", "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "row": -1, "truth": "setosa"}, 422, "invalid_request"),
+        ([{"request_id": "x", "truth": "setosa"}] * 6, 413, "too_large"),
+    ],
+)
+def test_a_malformed_body_is_refused_whole(
+    log_settings: Callable[..., Settings], body: Any, status: int, code: str
+) -> None:
+    with TestClient(create_app(log_settings(feedback_max_items=5))) as client:
+        answer = client.post("/models/iris/feedback", json=body)
+        assert answer.status_code == status
+        assert answer.json()["code"] == code
+        assert answer.json()["details"]
+
+
+def test_unknown_model_is_404(log_client: TestClient) -> None:
+    for answer in (
+        log_client.post("/models/nope/feedback", json={"request_id": "x", "truth": 1}),
+        log_client.get("/models/nope/quality"),
+        log_client.get("/models/nope/predictions"),
+    ):
+        assert answer.status_code == 404
+        assert answer.json()["code"] == "model_not_found"
+
+
+def confusion_quality(text: str, metric: Callable[..., float], version: str) -> tuple[float, float]:
+    """Accuracy and macro F1 from the Prometheus counters, as the documented PromQL does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cells: dict[tuple[str, str], float] = {}
+    correct: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("model") != "iris" or s.labels.get("version") != version:
+                continue
+            if s.name == "tabserve_feedback_confusion_total":
+                cells[(s.labels["actual"], s.labels["predicted"])] = s.value
+            if s.name == "tabserve_feedback_correct_total":
+                correct[s.labels["class"]] = s.value
+    total = sum(cells.values())
+    assert total == metric(text, "tabserve_feedback_rows_total", model="iris", version=version)
+    actual = {c: sum(v for (a, _), v in cells.items() if a == c) for c in correct}
+    predicted = {c: sum(v for (_, p), v in cells.items() if p == c) for c in correct}
+    f1 = [2 * correct[c] / (actual[c] + predicted[c]) for c in correct if actual[c] + predicted[c]]
+    return sum(correct.values()) / total, sum(f1) / len(f1)
+
+
+def test_classifier_quality_matches_sklearn_in_the_api_and_the_metrics(
+    log_client: TestClient, scrape_text: Callable[..., float]
+) -> None:
+    rows, targets = records("iris")
+    rng = np.random.default_rng(5)
+    picked = rng.choice(len(rows), 60, replace=False)
+    # Truth: the real label, but a third of them swapped to another class, so F1 is not 1.
+    classes = ["setosa", "versicolor", "virginica"]
+    truths = [
+        targets[i] if k % 3 else classes[(classes.index(targets[i]) + 1) % 3]
+        for k, i in enumerate(picked)
+    ]
+    answer = predict(log_client, "iris", [rows[i] for i in picked], "batch")
+    predicted = [p["prediction"] for p in answer["predictions"]]
+    items = [{"request_id": "batch", "row": k, "truth": t} for k, t in enumerate(truths)]
+    assert feedback(log_client, "iris", items)["accepted"] == 60
+    quality = log_client.get("/models/iris/quality").json()
+    assert quality["model"] == "iris"
+    assert quality["task"] == "classification"
+    assert quality["window_seconds"] == 3600
+    (v2,) = quality["versions"]
+    assert v2["version"] == 2
+    assert v2["rows"] == 60
+    assert v2["accuracy"] == pytest.approx(accuracy_score(truths, predicted))
+    assert v2["macro_f1"] == pytest.approx(f1_score(truths, predicted, average="macro"))
+    assert v2["mae"] is None
+    assert 0.2 < v2["accuracy"] < 0.9  # the swap made the numbers non-trivial
+    accuracy, macro = confusion_quality(log_client.get("/metrics").text, scrape_text, "2")
+    assert accuracy == pytest.approx(accuracy_score(truths, predicted))
+    assert macro == pytest.approx(f1_score(truths, predicted, average="macro"))
+
+
+def test_regressor_mae_matches_sklearn_in_the_api_and_the_metrics(
+    log_client: TestClient, scrape: Callable[..., float]
+) -> None:
+    rows, targets = records("diabetes")
+    answer = predict(log_client, "diabetes", rows[:50], "reg")
+    predicted = [p["prediction"] for p in answer["predictions"]]
+    items = [{"request_id": "reg", "row": k, "truth": t} for k, t in enumerate(targets[:50])]
+    assert feedback(log_client, "diabetes", items)["accepted"] == 50
+    (v1,) = log_client.get("/models/diabetes/quality").json()["versions"]
+    expected = mean_absolute_error(targets[:50], predicted)
+    assert v1["mae"] == pytest.approx(expected)
+    assert v1["accuracy"] is None
+    labels = {"model": "diabetes", "version": "1"}
+    total = scrape(log_client, "tabserve_feedback_absolute_error_total", **labels)
+    count = scrape(log_client, "tabserve_feedback_rows_total", **labels)
+    assert count == 50
+    assert total / count == pytest.approx(expected)
+
+
+def test_quality_window_keeps_recent_feedback_only(log_client: TestClient) -> None:
+    predict(log_client, "iris", [IRIS], "w")
+    feedback(log_client, "iris", {"request_id": "w", "truth": "setosa"})
+    recent = log_client.get("/models/iris/quality", params={"window_seconds": 60}).json()
+    assert [v["rows"] for v in recent["versions"]] == [1]
+    store = log_client.app.state.tabserve.predlog.store  # type: ignore[attr-defined]
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE feedback SET time = time - 120")
+    recent = log_client.get("/models/iris/quality", params={"window_seconds": 60}).json()
+    assert recent["versions"] == []
+    wide = log_client.get("/models/iris/quality", params={"window_seconds": 600}).json()
+    assert [v["rows"] for v in wide["versions"]] == [1]
