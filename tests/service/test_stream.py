@@ -26,10 +26,11 @@ ROW = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, "p
 
 
 @pytest.fixture
-def settings(models_dir: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(models_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """A small window and message limit, so tests can fill them (plus any `indirect` overrides)."""
     values: dict[str, Any] = {
         "models_dir": models_dir,
+        "data_dir": tmp_path / "data",
         "inference_threads": 2,
         "max_rows": 100,
         "stream_window": WINDOW,
@@ -452,3 +453,26 @@ def test_a_second_sigterm_stops_waiting_for_streams(client: TestClient, hold: An
             ws.receive_json()
     settle(client, lambda: hub.open_streams == 0)
     assert calls == ["first"]
+
+
+@pytest.mark.parametrize(
+    "settings", [{"predlog_mode": "all", "predlog_flush_seconds": 0.05}], indirect=True
+)
+def test_the_prediction_log_keeps_stream_answers_under_their_request_ids(
+    client: TestClient,
+) -> None:
+    records = iris_records(3, seed=11)
+    with client.websocket_connect("/models/iris/stream") as ws:
+        ws.send_json({"request_id": "logged-1", "records": records[:2]})
+        ws.send_json({"request_id": "logged-2", "records": records[2]})
+        answers = [ws.receive_json(), ws.receive_json()]
+    page: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        page[:] = client.get("/models/iris/predictions").json()["items"]
+        return len(page) == 3
+
+    settle(client, logged)
+    rows = sorted((item["request_id"], item["row"]) for item in page)
+    assert rows == [("logged-1", 0), ("logged-1", 1), ("logged-2", 0)]
+    assert [a["request_id"] for a in answers] == ["logged-1", "logged-2"]
