@@ -79,8 +79,7 @@ async def _serve(websocket: WebSocket, name: str, version: str | None) -> None:
         timeout = deadline_for(websocket.headers.get(TIMEOUT_HEADER), state.settings)
         timeout -= asyncio.get_running_loop().time()
     except ServiceError as exc:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.send_text(error_reply(connection_id, exc).decode())
+        # A close, not a reply: every reply answers one message, and none was read.
         await _close(websocket, _refusal_code(exc), exc.message)
         return
     stream = Stream(websocket, state, hub, model, number, connection_id, timeout)

@@ -300,43 +300,46 @@ def test_a_full_model_queue_is_an_overloaded_error(client: TestClient, hold: Any
     assert metric(client, 'tabserve_stream_messages_total{code="overloaded",model="iris"}') == 2
 
 
+def closed_at_once(client: TestClient, path: str, **headers: str) -> WebSocketDisconnect:
+    """The close that follows the handshake (no reply comes before it)."""
+    with (
+        client.websocket_connect(path, headers=headers) as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_json()
+    return closed.value
+
+
 def test_unknown_model_or_version_closes_with_4404(client: TestClient) -> None:
-    paths = [
-        "/models/nope/stream",
-        "/models/iris/versions/9/stream",
-        "/models/iris/versions/x/stream",
-    ]
-    for path in paths:
-        with client.websocket_connect(path) as ws:
-            error = ws.receive_json()
-            with pytest.raises(WebSocketDisconnect) as closed:
-                ws.receive_json()
-        assert error["code"] == "model_not_found"
-        assert closed.value.code == 4404
-        assert closed.value.reason == error["error"][:123]
+    for path, reason in [
+        ("/models/nope/stream", "model 'nope' not found; models served: churn, diabetes, iris"),
+        ("/models/iris/versions/9/stream", "model 'iris' has no version 9; versions: 1, 2"),
+        ("/models/iris/versions/x/stream", "model 'iris' has no version 'x'"),
+    ]:
+        closed = closed_at_once(client, path)
+        assert closed.code == 4404
+        assert closed.reason.startswith(reason)
+
+
+def test_a_long_reason_is_cut_to_what_a_close_frame_holds(client: TestClient) -> None:
+    closed = closed_at_once(client, "/models/" + "é" * 100 + "/stream")
+    assert closed.code == 4404
+    assert len(closed.reason.encode()) <= 123
+    assert closed.reason.startswith("model 'éé")
 
 
 def test_a_model_that_is_not_ready_closes_with_4503(client: TestClient) -> None:
     registry = client.app.state.tabserve.registry  # type: ignore[attr-defined]
     registry.get("iris", 1).state = ModelState.FAILED
-    with client.websocket_connect("/models/iris/versions/1/stream") as ws:
-        error = ws.receive_json()
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_json()
-    assert error["code"] == "model_not_ready"
-    assert closed.value.code == 4503
-    assert "iris" in closed.value.reason
+    closed = closed_at_once(client, "/models/iris/versions/1/stream")
+    assert closed.code == 4503
+    assert closed.reason.startswith("model 'iris' version 1 is failed")
 
 
 def test_a_malformed_timeout_header_closes_with_1008(client: TestClient) -> None:
-    with client.websocket_connect(
-        "/models/iris/stream", headers={"X-Request-Timeout-Ms": "soon"}
-    ) as ws:
-        error = ws.receive_json()
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_json()
-    assert error["details"][0]["field"] == "X-Request-Timeout-Ms"
-    assert closed.value.code == 1008
+    closed = closed_at_once(client, "/models/iris/stream", **{"X-Request-Timeout-Ms": "soon"})
+    assert closed.code == 1008
+    assert closed.reason.startswith("X-Request-Timeout-Ms: expected a positive whole number")
 
 
 def test_the_version_route_streams_that_version(client: TestClient) -> None:

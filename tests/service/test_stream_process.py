@@ -69,7 +69,7 @@ def test_a_real_client_pipelines_messages_over_one_connection(server: Any) -> No
 def test_unknown_model_closes_with_4404_on_a_real_server(server: Any) -> None:
     with connect(ws_url(server.url, "/models/nope/stream")) as ws:
         replies, closed = receive_until_closed(ws)
-    assert [r["code"] for r in replies] == ["model_not_found"]
+    assert replies == []
     assert closed.rcvd is not None
     assert closed.rcvd.code == 4404
     assert "nope" in closed.rcvd.reason
@@ -124,8 +124,9 @@ def test_cli_reports_a_closed_stream(server: Any, tmp_path: Path) -> None:
     source.write_text(json.dumps(iris_records(1, seed=8)[0]) + "\n")
     done = predict_stream(str(source), "--model", "nope", "--url", server.url)
     assert done.returncode == 1
-    assert json.loads(done.stdout)["code"] == "model_not_found"
-    assert "closed the stream (code 4404" in done.stderr
+    assert done.stdout == ""
+    assert "closed the stream (code 4404: model 'nope' not found" in done.stderr
+    assert "; 0 replies to" in done.stderr  # the close may come before or after the send
 
 
 def drain_on_sigterm(url: str, process: subprocess.Popen[bytes]) -> None:
