@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.access_log import AccessLog
-from service.api import admin, catalog, feedback, health, predictions, stream, v1, v2
+from service.api import admin, catalog, drift, feedback, health, predictions, stream, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.fastpath import InferEndpoint, infer_target
@@ -33,6 +33,7 @@ from service.api.stream_hub import StreamHub
 from service.core.loading import load_all
 from service.logs import configure_logging
 from service.settings import Settings
+from service.sinks import CloudEventSink, SinkConfig
 from service.state import AppState
 
 log = logging.getLogger("tabserve.models")
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     state = AppState.build(settings)
     access = AccessLog(settings)
     streams = StreamHub(state.metrics, settings.shutdown_grace_seconds)
+    sink_config = SinkConfig.from_settings(settings)
+    sink = CloudEventSink(sink_config, state.metrics) if sink_config is not None else None
     if preload:
         load_all(settings, state.metrics, state.registry)
         state.loaded = True
@@ -95,6 +98,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         if state.predlog is not None:
             await anyio.to_thread.run_sync(state.predlog.start, state.dataplane)
         install_record_routes(app, state.registry)
+        if sink is not None:
+            sink.start()  # here, not in create_app: a forked worker needs its own thread
+            state.dataplane.request_listeners.append(sink.offer)
         restore = _drain_on_sigterm(state, streams)
         poller = None
         if settings.poll_seconds > 0:
@@ -109,6 +115,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             if state.predlog is not None:
                 await anyio.to_thread.run_sync(state.predlog.close)
             state.pool.close()
+            if sink is not None:
+                state.dataplane.request_listeners.remove(sink.offer)
+                await anyio.to_thread.run_sync(sink.close)
             for model in state.registry.all():
                 model.runtime.unload()
 
@@ -136,6 +145,8 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     if state.predlog is not None:
         app.include_router(feedback.router)
         app.include_router(predictions.router)
+    if state.drift is not None:
+        app.include_router(drift.router)  # with its lifespan: the flush and snapshot timer
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.

@@ -1,4 +1,4 @@
-"""The `tabserve` console script: train, serve, predict."""
+"""The `tabserve` console script: train, serve, predict, export the prediction log."""
 
 from __future__ import annotations
 
@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=run_predict)
 
+    log = commands.add_parser("log", help="the prediction log")
+    log_commands = log.add_subparsers(dest="log_command", required=True)
+    export = log_commands.add_parser(
+        "export", help="write one model's logged predictions to CSV or Parquet"
+    )
+    export.add_argument("model", help="the model's name")
+    export.add_argument("--out", type=Path, required=True, help="the file to write")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--with-feedback", action="store_true", help="only rows with truth")
+    export.add_argument(
+        "--url", help="SQLAlchemy URL of the log (default: TABSERVE_PREDLOG_URL, else data_dir)"
+    )
+    export.set_defaults(handler=run_log_export)
+
     bench = commands.add_parser("bench", help="benchmark against the seed-style baseline")
     bench.add_argument("--seconds", type=float, default=5.0, help="per load run")
     bench.set_defaults(handler=run_bench)
@@ -91,6 +105,30 @@ def run_serve(args: argparse.Namespace) -> int:
         return serve(settings)
     finally:
         remove_metrics_folder(created)
+
+
+def run_log_export(args: argparse.Namespace) -> int:
+    """Export the log; the row count goes to stderr, errors too (exit 1)."""
+    from sqlalchemy import make_url
+
+    from service.predlog.export import ExportError, export
+    from service.predlog.store import PredictionStore
+    from service.settings import Settings
+
+    url = make_url(args.url or Settings().predlog_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        print(f"error: no prediction log at {url.database}", file=sys.stderr)
+        return 1
+    store = PredictionStore(url.render_as_string(hide_password=False))
+    try:
+        rows = export(store, args.model, args.out, args.format, with_feedback=args.with_feedback)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.dispose()
+    print(f"{rows} rows of {args.model} written to {args.out}", file=sys.stderr)
+    return 0
 
 
 def _positive(text: str) -> int:

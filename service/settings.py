@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -250,6 +250,126 @@ class Settings(BaseSettings):
             "`GET /models/{name}/quality` covers ground truth that arrived within this "
             "window (a request may ask for another window)."
         ),
+    )
+
+    # --- Drift: live inputs and predictions against the training statistics (docs/drift.md) ---
+    drift_enabled: bool = Field(
+        default=True,
+        description=(
+            "Count served rows per bin of each feature's training histogram (and the "
+            "predictions per class or target bin) for `GET /models/{name}/drift` and the "
+            "`tabserve_drift_*` metrics; off: neither exists."
+        ),
+    )
+    drift_window_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        le=7 * 24 * 3600,
+        description=(
+            "The sliding window `GET /models/{name}/drift` reports on: rows served in about "
+            "the last this many seconds (its start is known to within 1/60 of it)."
+        ),
+    )
+    drift_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often the counts buffered per model call go to the Prometheus counters "
+            "(also before every scrape and at shutdown). With several workers, a drift "
+            "report can miss the other workers' last this many seconds."
+        ),
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description=(
+            "PSI above which `GET /models/{name}/drift` marks a feature as drifting (the "
+            "Prometheus alert has its own threshold, 0.2, in its rule)."
+        ),
+    )
+
+    # --- Payload sink: every answer as CloudEvents over HTTP, KServe payload-logger format ---
+    sink_url: HttpUrl | None = Field(
+        default=None,
+        description=(
+            "Where to POST a CloudEvent per answered request (and one per answer), in the "
+            "format of KServe's payload logger (docs/payload-sink.md); unset: no sink."
+        ),
+    )
+    sink_events: Literal["request", "response", "all"] = Field(
+        default="all",
+        description=(
+            "Which events to send: the request (its rows as a V2 request), the response (the "
+            "V2 answer) or both, sharing the request id (KServe's logger mode)."
+        ),
+    )
+    sink_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Answered requests waiting to be sent, per process; when full, new ones are "
+            "dropped and counted (predictions are never delayed)."
+        ),
+    )
+    sink_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Longest wait for the receiver to answer one event; past it, it failed.",
+    )
+    sink_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Events in flight at once, per process (also the most open connections).",
+    )
+    sink_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description=(
+            "At shutdown, how long queued events may take to be sent; what is left then is "
+            "dropped and counted."
+        ),
+    )
+    sink_log_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description=(
+            "At most one warning per kind of problem (queue full, receiver down, ...) in this "
+            "interval; the next one says how many were not logged."
+        ),
+    )
+    sink_source: str = Field(
+        default="",
+        max_length=1024,
+        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
+        description=(
+            "The events' `ce-source` (a URI reference); empty: `http://localhost:<port>/`, "
+            "as KServe's logger sets it."
+        ),
+    )
+    sink_namespace: str = Field(
+        default="",
+        max_length=253,
+        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
+        description="The `ce-namespace` attribute (KServe: the InferenceService's namespace).",
+    )
+    sink_component: str = Field(
+        default="predictor",
+        max_length=253,
+        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
+        description="The `ce-component` attribute (KServe: predictor, transformer or explainer).",
+    )
+    sink_endpoint: str = Field(
+        default="",
+        max_length=253,
+        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
+        description="The `ce-endpoint` attribute (KServe: `default` or `canary`, often empty).",
     )
 
     # --- Streaming predictions over WebSocket (/models/{m}/stream, docs/streaming.md) ---

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from service.core.batching import BatchPolicy
 from service.core.dataplane import DataPlane
+from service.core.drift import DriftMonitor
 from service.core.inference import InferencePool
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry
@@ -25,6 +26,7 @@ class AppState:
     dataplane: DataPlane
     repository: ModelRepository
     predlog: PredictionLog | None = None
+    drift: DriftMonitor | None = None
     loaded: bool = False
     draining: bool = False
 
@@ -40,12 +42,17 @@ class AppState:
             concurrency=settings.batch_concurrency,
             max_queue_rows=settings.queue_max_rows,
         )
+        dataplane = DataPlane(registry, pool, metrics, policy)
+        drift = DriftMonitor(registry, metrics, settings) if settings.drift_enabled else None
+        if drift is not None:
+            drift.attach(dataplane)
         return cls(
             settings,
             metrics,
             registry,
             pool,
-            DataPlane(registry, pool, metrics, policy),
+            dataplane,
             ModelRepository(settings, metrics, registry),
             PredictionLog.from_settings(settings, metrics, registry),
+            drift,
         )

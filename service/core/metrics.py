@@ -10,6 +10,7 @@ calling `labels()` per request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,9 @@ LATENCY_BUCKETS = (
 )
 ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 REJECTION_REASONS = ("overloaded", "deadline", "disconnected")
+SINK_EVENTS = ("request", "response")
+SINK_DROP_REASONS = ("queue_full", "shutdown", "error")
+SINK_FAILURE_REASONS = ("connection", "timeout", "status")
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -196,6 +200,37 @@ class ServiceMetrics:
             ["model", "version", "feature"],
             registry=reg,
         )
+        # Drift (service.core.drift): live rows per bin beside each bin's training share.
+        self.drift_rows = Counter(
+            "tabserve_drift_rows",
+            "Rows served, by model, version, feature and bin of that feature's training "
+            "histogram (or category); `<missing>` and `<unseen>` are bins too.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+        )
+        self.drift_reference = Gauge(
+            "tabserve_drift_reference_ratio",
+            "Share of the training rows in each bin of tabserve_drift_rows_total.",
+            ["model", "version", "feature", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.drift_prediction_rows = Counter(
+            "tabserve_drift_prediction_rows",
+            "Predictions, by model, version and bin: the class for classifiers, the bin of "
+            "the training target's histogram for regressors.",
+            ["model", "version", "bin"],
+            registry=reg,
+        )
+        self.drift_prediction_reference = Gauge(
+            "tabserve_drift_prediction_reference_ratio",
+            "Share of the training target in each bin of tabserve_drift_prediction_rows_total.",
+            ["model", "version", "bin"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.before_render: list[Callable[[], None]] = []
+        """Called (on the event loop) before each exposition: buffered counts flush here."""
 
         # --- prediction log, ground-truth feedback and live quality (service.predlog) ---
         self.predlog_written = Counter(
@@ -282,6 +317,29 @@ class ServiceMetrics:
             registry=reg,
         )
 
+        # Payload sink (service.sinks): every event ends sent, dropped or failed.
+        self.sink_sent = Counter(
+            "tabserve_sink_events_sent",
+            "Events the payload sink delivered (the receiver answered 2xx), by event type.",
+            ["event"],
+            registry=reg,
+        )
+        self.sink_dropped = Counter(
+            "tabserve_sink_events_dropped",
+            "Events the payload sink did not deliver: its queue was full (queue_full), "
+            "shutdown's drain period ended first (shutdown) or the event could not be encoded "
+            "(error), by event type and reason.",
+            ["event", "reason"],
+            registry=reg,
+        )
+        self.sink_failed = Counter(
+            "tabserve_sink_events_failed",
+            "Events the payload sink sent but the receiver did not take: no connection "
+            "(connection), no answer in time (timeout) or a non-2xx answer (status).",
+            ["event", "reason"],
+            registry=reg,
+        )
+
     def for_model(
         self, name: str, version: int, classes: list[str], features: list[str]
     ) -> ModelMetrics:
@@ -299,6 +357,8 @@ class ServiceMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        for hook in self.before_render:
+            hook()
         if multiprocess_dir():
             collected = CollectorRegistry()
             multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]

@@ -94,6 +94,14 @@ class FeedbackRecorder:
                 self.metrics.feedback_items.labels(model, outcome.value).inc(n)
         return final
 
+    def prepare(self) -> None:
+        """Create every loaded version's quality series at 0 (see `QualityCounters.prepare`)."""
+        for version in self.registry.all():
+            if version.manifest is not None:
+                self.counters.prepare(
+                    version.name, version.version, self._classes(version.name, version.version)
+                )
+
     def _logged(
         self, model: str, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], LoggedPrediction]:

@@ -56,6 +56,7 @@ class PredictionLog:
         """Migrate if not done yet, start the writer, listen to answered requests."""
         if not self.migrated:
             self.migrate()
+        self.feedback.prepare()
         self.writer.start()
         dataplane.request_listeners.append(self.writer)
 

@@ -107,6 +107,10 @@ class QualityCounters:
                 )
             correct.inc()
 
+    def prepare(self, model: str, version: int, classes: list[str] | None) -> None:
+        """Create a version's series at 0 before any feedback, so `increase()` sees it all."""
+        self._bind(model, version, classes)
+
     def _bind(self, model: str, version: int, classes: list[str] | None) -> _Bound:
         key = (model, version)
         bound = self._bound.get(key)

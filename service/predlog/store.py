@@ -7,7 +7,7 @@ Writes ignore rows whose (model, request id, row) is already stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    inspect,
     or_,
     select,
     tuple_,
@@ -168,6 +169,30 @@ class PredictionStore:
         query = query.order_by(predictions.c.id.desc()).limit(limit)
         with self.engine.connect() as connection:
             return [_logged(r) for r in connection.execute(query)]
+
+    def scan(
+        self, model: str, *, with_feedback: bool = False, batch_rows: int = 5000
+    ) -> Iterator[list[LoggedPrediction]]:
+        """Every logged row of `model`, oldest (lowest id) first, in batches."""
+        after = 0
+        while True:
+            query = (
+                _joined(inner=with_feedback)
+                .where(predictions.c.model == model, predictions.c.id > after)
+                .order_by(predictions.c.id)
+                .limit(batch_rows)
+            )
+            with self.engine.connect() as connection:
+                batch = [_logged(r) for r in connection.execute(query)]
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].id
+
+    def has_schema(self) -> bool:
+        """Whether the database holds the log's tables (without creating anything)."""
+        with self.engine.connect() as connection:
+            return {"predictions", "feedback"} <= set(inspect(connection).get_table_names())
 
     def count(self, model: str | None = None) -> int:
         """Logged rows, of one model or of all."""

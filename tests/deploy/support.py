@@ -93,7 +93,7 @@ class Served:
 # --- PromQL in the dashboard and the rules ---------------------------------------------
 
 DASHBOARD = DEPLOY / "grafana" / "tabserve.json"
-RULES = DEPLOY / "prometheus" / "rules" / "tabserve.rules.yml"
+RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.rules.yml"))
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 # Series Prometheus makes itself rather than scrapes from the service.
 PROMETHEUS_OWN = frozenset({"up"})
@@ -146,9 +146,19 @@ def dashboard_queries() -> list[str]:
     return queries
 
 
-def alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
+def rules() -> list[dict[str, Any]]:
+    """Every rule of every rule file, alerts and recording rules."""
+    groups = [g for path in RULE_FILES for g in yaml.safe_load(path.read_text())["groups"]]
     return [rule for group in groups for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def recorded_names() -> set[str]:
+    """Series the recording rules make (queried by alerts and the dashboard)."""
+    return {rule["record"] for rule in rules() if "record" in rule}
 
 
 def sanitized(name: str) -> str:

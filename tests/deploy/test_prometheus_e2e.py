@@ -25,7 +25,6 @@ from tests.deploy.support import (
     OUT_OF_RANGE_ROW,
     WORKERS,
     Served,
-    alert_rules,
     dashboard,
     dashboard_panels,
     free_port,
@@ -34,6 +33,7 @@ from tests.deploy.support import (
     stop,
     wait_for,
 )
+from tests.deploy.support import rules as deploy_rules
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -259,7 +259,9 @@ def test_rules_evaluate_on_real_series_and_the_right_alerts_trip(
     assert not quiet & set(active), dict(active)
     groups = prometheus.api("rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert sorted(r["name"] for r in rules) == sorted(r["alert"] for r in alert_rules())
+    assert sorted(r["name"] for r in rules) == sorted(
+        rule.get("alert", rule.get("record")) for rule in deploy_rules()
+    )
     for rule in rules:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
 

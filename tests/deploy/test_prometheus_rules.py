@@ -6,6 +6,7 @@ every alert must have a case where it fires and one where it stays quiet.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,10 +18,11 @@ import yaml
 from tests.deploy.support import (
     DEPLOY,
     REPO,
-    RULES,
+    RULE_FILES,
     alert_rules,
     local_prometheus_config,
     pod_meta_labels,
+    rules,
 )
 
 PROMTOOL = shutil.which("promtool")
@@ -35,10 +37,12 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_rules_pass_promtool_check() -> None:
-    result = promtool("check", "rules", str(RULES))
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda path: path.name)
+def test_rules_pass_promtool_check(path: Path) -> None:
+    result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+    count = sum(len(group["rules"]) for group in yaml.safe_load(path.read_text())["groups"])
+    assert f"SUCCESS: {count} rules found" in result.stdout
 
 
 def test_scrape_config_passes_promtool_check_and_finds_the_rules(tmp_path: Path) -> None:
@@ -47,7 +51,7 @@ def test_scrape_config_passes_promtool_check_and_finds_the_rules(tmp_path: Path)
     path.write_text(yaml.safe_dump(config))
     result = promtool("check", "config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 1 rule files found" in result.stdout
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
@@ -73,12 +77,20 @@ def test_every_alert_is_tested_firing_and_quiet(alert: str) -> None:
     assert any(not case["exp_alerts"] for case in cases), f"no test where {alert} is quiet"
 
 
-def test_every_rule_is_an_alert_with_severity_summary_and_description() -> None:
-    rules = alert_rules()
-    assert len(rules) == len({rule["alert"] for rule in rules}) == 8
-    for rule in rules:
+def test_every_alert_has_severity_summary_and_description() -> None:
+    alerts = alert_rules()
+    assert len(alerts) == len({rule["alert"] for rule in alerts}) == 10
+    for rule in alerts:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    recorded = [rule["record"] for rule in rules() if "record" in rule]
+    assert recorded
+    assert len(recorded) == len(set(recorded))
+    for name in recorded:
+        assert re.fullmatch(r"tabserve:[a-z_]+:[a-z0-9_]+", name), name
 
 
 def test_readme_explains_every_alert() -> None:

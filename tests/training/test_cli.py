@@ -391,8 +391,10 @@ def test_bad_input_is_refused_with_a_clear_message(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "random_forest"], "one of the arguments --dataset --csv is required"),
-        (["--dataset", "iris"], "the following arguments are required: --model"),
+        (
+            ["--model", "random_forest"],
+            "one of the arguments --dataset --csv --from-log is required",
+        ),
         (
             ["--dataset", "iris", "--csv", "x.csv", "--model", "ridge"],
             "argument --csv: not allowed with argument --dataset",

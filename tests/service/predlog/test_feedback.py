@@ -234,3 +234,21 @@ def test_quality_window_keeps_recent_feedback_only(log_client: TestClient) -> No
     assert recent["versions"] == []
     wide = log_client.get("/models/iris/quality", params={"window_seconds": 600}).json()
     assert [v["rows"] for v in wide["versions"]] == [1]
+
+
+def test_quality_series_start_at_zero_before_any_feedback(log_client: TestClient) -> None:
+    # Born at 0 when the log starts, so Prometheus' increase() counts the first truths too.
+    lines = log_client.get("/metrics").text.splitlines()
+    assert 'tabserve_feedback_rows_total{model="iris",version="1"} 0.0' in lines
+    assert (
+        'tabserve_feedback_correct_total{class="virginica",model="iris",version="2"} 0.0' in lines
+    )
+    confusion = (
+        'tabserve_feedback_confusion_total{actual="no",model="churn",predicted="yes",version="1"}'
+        " 0.0"
+    )
+    assert confusion in lines
+    assert 'tabserve_feedback_absolute_error_total{model="diabetes",version="1"} 0.0' in lines
+    assert not any(
+        line.startswith('tabserve_feedback_absolute_error_total{model="iris"') for line in lines
+    )

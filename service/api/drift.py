@@ -1,0 +1,190 @@
+"""`GET /models/{model}/drift`: how live inputs and predictions compare with the training data.
+
+Included only when drift counting is on; the router's lifespan runs the monitor's
+flush and snapshot timer, and flushes once more at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.deps import StateDep
+from service.api.schemas import error_responses
+from service.core.drift import ColumnReport, DriftMonitor, DriftReport
+from service.state import AppState
+
+
+@contextlib.asynccontextmanager
+async def _monitoring(app: FastAPI) -> AsyncIterator[None]:
+    monitor = _monitor(app.state.tabserve)
+    monitor.start()
+    timer = asyncio.create_task(monitor.run())
+    try:
+        yield
+    finally:
+        timer.cancel()
+        monitor.close()
+
+
+router = APIRouter(tags=["models"], lifespan=_monitoring)
+
+
+class BinDrift(BaseModel):
+    """One bin: its training share and what the window saw."""
+
+    label: str = Field(
+        description="`[4.8, 5.1)` for a numeric range, the category or class itself, "
+        "`<missing>` or `<unseen>` (a category training never saw)."
+    )
+    reference: float = Field(description="Share of the training rows in this bin.")
+    share: float | None = Field(description="Share of the window's rows (null: no rows).")
+    rows: int = Field(description="Rows of the window in this bin.")
+
+
+class FeatureDrift(BaseModel):
+    """One feature (or the prediction) over the window."""
+
+    name: str
+    type: str = Field(description="`number` or `category` (classes, for the prediction).")
+    rows: int = Field(description="Rows in the window.")
+    psi: float | None = Field(
+        description="Population stability index against the training bins (null: no rows)."
+    )
+    drifting: bool = Field(description="Whether the PSI is above `psi_threshold`.")
+    missing_rate: float | None = Field(
+        default=None, description="Share of the rows without a value (null for the prediction)."
+    )
+    out_of_range_rate: float | None = Field(
+        default=None,
+        description="Share of the rows outside the training [min, max] (numeric features only).",
+    )
+    bins: list[BinDrift]
+
+
+class DriftResponse(BaseModel):
+    """Drift of one model version over the sliding window."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "model": "iris",
+                "version": 1,
+                "window_seconds": 3600.0,
+                "covered_seconds": 3600.0,
+                "since": "2026-11-25T22:00:00Z",
+                "rows": 150,
+                "psi_threshold": 0.2,
+                "top_drifting": ["petal_length_cm"],
+                "prediction": {
+                    "name": "prediction",
+                    "type": "category",
+                    "rows": 150,
+                    "psi": 0.41,
+                    "drifting": True,
+                    "bins": [{"label": "setosa", "reference": 0.33, "share": 0.1, "rows": 15}],
+                },
+                "features": [
+                    {
+                        "name": "petal_length_cm",
+                        "type": "number",
+                        "rows": 150,
+                        "psi": 6.1,
+                        "drifting": True,
+                        "missing_rate": 0.0,
+                        "out_of_range_rate": 0.52,
+                        "bins": [
+                            {"label": "(-inf, 1.4)", "reference": 0.073, "share": 0.0, "rows": 0}
+                        ],
+                    }
+                ],
+            }
+        }
+    )
+
+    model: str
+    version: int
+    window_seconds: float = Field(
+        description="The configured window (TABSERVE_DRIFT_WINDOW_SECONDS)."
+    )
+    covered_seconds: float = Field(
+        description="What the figures cover: the window, or less if the process is younger."
+    )
+    since: datetime = Field(description="Start of the covered period (UTC).")
+    rows: int = Field(description="Rows served by this version in the covered period.")
+    psi_threshold: float = Field(description="PSI above which a feature counts as drifting.")
+    top_drifting: list[str] = Field(
+        description="Features whose PSI is above the threshold, highest first (at most 5)."
+    )
+    prediction: FeatureDrift | None = Field(
+        description="Predicted classes (or values, binned like the training target) against "
+        "the training target; null when the manifest has no target distribution."
+    )
+    features: list[FeatureDrift] = Field(description="Every feature, in the model's order.")
+
+
+@router.get(
+    "/models/{model}/drift",
+    summary="Drift of live inputs and predictions against the training data",
+    response_model=DriftResponse,
+    responses=error_responses(404, 503),
+)
+async def drift(
+    model: str,
+    state: StateDep,
+    version: Annotated[
+        int | None, Query(ge=1, description="A version; default: the model's default version.")
+    ] = None,
+) -> DriftResponse:
+    """Per feature, over the window: PSI against the training histogram (or categories),
+    missing and out-of-range rates, rows per bin; the same for the predictions.
+
+    Counts come from every worker process; see docs/drift.md for the PSI formula and
+    the window's exact meaning.
+    """
+    served = state.dataplane.model(model, version)
+    return _response(_monitor(state).report(served))
+
+
+def _monitor(state: AppState) -> DriftMonitor:
+    monitor = state.drift
+    if monitor is None:
+        raise RuntimeError("the drift router is included only when drift counting is on")
+    return monitor
+
+
+def _response(report: DriftReport) -> DriftResponse:
+    return DriftResponse(
+        model=report.model,
+        version=report.version,
+        window_seconds=report.window_seconds,
+        covered_seconds=report.covered_seconds,
+        since=datetime.fromtimestamp(report.since, UTC),
+        rows=report.rows,
+        psi_threshold=report.threshold,
+        top_drifting=report.top_drifting,
+        prediction=_column(report.prediction) if report.prediction is not None else None,
+        features=[_column(f) for f in report.features],
+    )
+
+
+def _column(column: ColumnReport) -> FeatureDrift:
+    return FeatureDrift(
+        name=column.name,
+        type=column.kind,
+        rows=column.rows,
+        psi=column.psi,
+        drifting=column.drifting,
+        missing_rate=column.missing_rate,
+        out_of_range_rate=column.out_of_range_rate,
+        bins=[
+            BinDrift(label=b.label, reference=b.reference, share=b.share, rows=b.rows)
+            for b in column.bins
+        ],
+    )

@@ -1,0 +1,338 @@
+"""Live drift and data quality: served inputs and predictions against the training statistics.
+
+`DriftMonitor.observe` is a data plane call listener: it bins each coalesced batch
+(`DriftReference.count`: vectorised, no per-row Python) and adds the counts to a
+numpy buffer per model version. `flush` moves the buffers into the Prometheus
+counters `tabserve_drift_rows_total` and `tabserve_drift_prediction_rows_total`
+(one `inc` per non-empty bin), on a short timer, before every `/metrics`
+exposition and at shutdown, so totals stay exact while the hot path never
+touches a counter. Out-of-range values are the existing
+`tabserve_out_of_range_values_total` (counted by validation), not counted again.
+
+`report` answers for a sliding window: it reads the counter totals (every
+worker's, in multiprocess mode) and subtracts a snapshot taken about
+`window_seconds` ago. Everything here runs on the event loop, so there are no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import Counter
+
+from service.core.dataplane import DataPlane
+from service.core.drift_reference import BinnedColumn, DriftReference, psi
+from service.core.drift_totals import counter_totals
+from service.core.metrics import ServiceMetrics
+from service.core.registry import ModelRegistry, ModelVersion
+from service.core.runtime import Prediction
+from service.settings import Settings
+
+log = logging.getLogger("tabserve.drift")
+
+SNAPSHOTS_PER_WINDOW = 60
+"""The window's start is known to within window / SNAPSHOTS_PER_WINDOW."""
+TOP_FEATURES = 5
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class BinReport:
+    """One bin of a feature or of the prediction over the window."""
+
+    label: str
+    reference: float
+    share: float | None
+    rows: int
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    """A feature (or the prediction) over the window."""
+
+    name: str
+    kind: str
+    rows: int
+    psi: float | None
+    drifting: bool
+    missing_rate: float | None
+    out_of_range_rate: float | None
+    bins: list[BinReport]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of one model version over the window."""
+
+    model: str
+    version: int
+    window_seconds: float
+    covered_seconds: float
+    since: float
+    rows: int
+    threshold: float
+    features: list[ColumnReport]
+    prediction: ColumnReport | None
+    top_drifting: list[str]
+
+
+@dataclass
+class _Tracked:
+    """One model version's reference, buffered counts and bound counters."""
+
+    reference: DriftReference
+    pending: npt.NDArray[np.intp]
+    counters: list[Counter]
+    positions: dict[tuple[str, str], int]
+    """Flat bin of (feature, bin label); the prediction's bins under feature ""."""
+    feature_index: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Totals:
+    bins: npt.NDArray[np.float64]
+    out_of_range: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    taken: float
+    totals: dict[Key, _Totals]
+
+
+class DriftMonitor:
+    """Counts what each model version serves per bin, and reports drift over a window."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        metrics: ServiceMetrics,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.window = settings.drift_window_seconds
+        self.flush_seconds = settings.drift_flush_seconds
+        self.threshold = settings.drift_psi_threshold
+        self.clock = clock
+        self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
+        self._tracked: dict[Key, _Tracked | None] = {}
+        self._snapshots: deque[_Snapshot] = deque()
+
+    def attach(self, dataplane: DataPlane) -> None:
+        """Count every model call, and flush before every exposition."""
+        dataplane.call_listeners.append(self.observe)
+        self.metrics.before_render.append(self.flush)
+
+    # --- hot path -------------------------------------------------------------------
+
+    def observe(
+        self, model: ModelVersion, features: npt.NDArray[Any], prediction: Prediction
+    ) -> None:
+        """Call listener: add one coalesced batch's rows per bin to the buffer."""
+        key = (model.name, model.version)
+        tracked = self._tracked[key] if key in self._tracked else self._track(model)
+        if tracked is None:
+            return
+        try:
+            tracked.pending += tracked.reference.count(features, prediction)
+        except Exception:
+            # Listeners must never fail a request: stop counting this version, say so once.
+            log.exception("drift counting failed for %s version %s; stopped", *key)
+            self._tracked[key] = None
+
+    # --- counters -------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Move the buffered counts into the Prometheus counters."""
+        for tracked in self._tracked.values():
+            if tracked is None or not tracked.pending.any():
+                continue
+            pending = tracked.pending
+            for index in np.flatnonzero(pending).tolist():
+                tracked.counters[index].inc(int(pending[index]))
+            pending[:] = 0
+
+    def _track(self, model: ModelVersion) -> _Tracked | None:
+        """Build a version's reference and bind its series (each bin's counter starts at 0)."""
+        key = (model.name, model.version)
+        if model.manifest is None:
+            return None
+        try:
+            reference = DriftReference(model.manifest)
+        except Exception:
+            log.exception("no drift reference for %s version %s", *key)
+            self._tracked[key] = None
+            return None
+        labels = (model.name, str(model.version))
+        metrics = self.metrics
+        counters: list[Counter] = []
+        positions: dict[tuple[str, str], int] = {}
+        for column in reference.features:
+            for offset, (label, share) in enumerate(
+                zip(column.labels, column.reference, strict=True)
+            ):
+                counters.append(metrics.drift_rows.labels(*labels, column.name, label))
+                metrics.drift_reference.labels(*labels, column.name, label).set(float(share))
+                positions[(column.name, label)] = column.start + offset
+        if reference.prediction is not None:
+            column = reference.prediction
+            for offset, (label, share) in enumerate(
+                zip(column.labels, column.reference, strict=True)
+            ):
+                counters.append(metrics.drift_prediction_rows.labels(*labels, label))
+                metrics.drift_prediction_reference.labels(*labels, label).set(float(share))
+                positions[("", label)] = column.start + offset
+        tracked = _Tracked(
+            reference,
+            np.zeros(reference.size, dtype=np.intp),
+            counters,
+            positions,
+            {column.name: i for i, column in enumerate(reference.features)},
+        )
+        self._tracked[key] = tracked
+        return tracked
+
+    # --- the window -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind every ready version's series and take the window's first snapshot."""
+        self._snapshot(self.clock(), self._totals())
+
+    async def run(self) -> None:
+        """Flush every `flush_seconds`; snapshot every `snapshot_every`. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                self.flush()
+                now = self.clock()
+                if not self._snapshots or now - self._snapshots[-1].taken >= self.snapshot_every:
+                    self._snapshot(now, self._totals())
+            except Exception:
+                log.exception("drift flush or snapshot failed; trying again")
+
+    def close(self) -> None:
+        """Flush what is buffered (at shutdown)."""
+        self.flush()
+
+    def report(self, model: ModelVersion) -> DriftReport:
+        """Drift of `model` from the snapshot about `window` seconds ago until now."""
+        now = self.clock()
+        totals = self._totals()
+        self._snapshot(now, totals)
+        base = self._snapshots[0]
+        tracked = self._tracked.get((model.name, model.version))
+        if tracked is None:
+            raise LookupError(f"no drift reference for {model.name} version {model.version}")
+        key = (model.name, model.version)
+        live = totals[key]
+        start = base.totals.get(key)
+        bins = live.bins - (start.bins if start is not None else 0)
+        out_of_range = live.out_of_range - (start.out_of_range if start is not None else 0)
+        reference = tracked.reference
+        features = [
+            self._column(column, bins, out_of_range[i] if column.kind == "number" else None)
+            for i, column in enumerate(reference.features)
+        ]
+        prediction = None
+        if reference.prediction is not None:
+            prediction = self._column(reference.prediction, bins, None, missing=False)
+        ranked = sorted(
+            (f for f in features if f.drifting), key=lambda f: f.psi or 0.0, reverse=True
+        )
+        return DriftReport(
+            model=model.name,
+            version=model.version,
+            window_seconds=self.window,
+            covered_seconds=now - base.taken,
+            since=time.time() - (now - base.taken),
+            rows=features[0].rows,
+            threshold=self.threshold,
+            features=features,
+            prediction=prediction,
+            top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
+        )
+
+    def _column(
+        self,
+        column: BinnedColumn,
+        bins: npt.NDArray[np.float64],
+        out_of_range: float | None,
+        *,
+        missing: bool = True,
+    ) -> ColumnReport:
+        counts = bins[column.start : column.stop]
+        rows = int(counts.sum())
+        value = psi(counts, column.reference)
+        return ColumnReport(
+            name=column.name,
+            kind=column.kind,
+            rows=rows,
+            psi=value,
+            drifting=value is not None and value > self.threshold,
+            missing_rate=float(counts[-1] / rows) if missing and rows else None,
+            out_of_range_rate=(
+                float(out_of_range / rows) if out_of_range is not None and rows else None
+            ),
+            bins=[
+                BinReport(label, float(share), float(n / rows) if rows else None, int(n))
+                for label, share, n in zip(column.labels, column.reference, counts, strict=True)
+            ],
+        )
+
+    def _snapshot(self, now: float, totals: dict[Key, _Totals]) -> None:
+        """Keep `totals` if the last snapshot is old enough; drop the ones the window passed."""
+        snapshots = self._snapshots
+        if not snapshots or now - snapshots[-1].taken >= self.snapshot_every:
+            snapshots.append(_Snapshot(now, totals))
+        # snapshots[0] stays the newest one at least `window` old, the start of the window
+        while len(snapshots) > 1 and snapshots[1].taken <= now - self.window:
+            snapshots.popleft()
+
+    def _totals(self) -> dict[Key, _Totals]:
+        """Every ready version's counter totals, laid out like its bins (flushed first)."""
+        self.flush()
+        for model in self.registry.all():
+            key = (model.name, model.version)
+            if model.ready and key not in self._tracked:
+                self._track(model)
+        metrics = self.metrics
+        raw = counter_totals(
+            [metrics.drift_rows, metrics.drift_prediction_rows, metrics.out_of_range]
+        )
+        totals: dict[Key, _Totals] = {}
+        for key, tracked in self._tracked.items():
+            if tracked is not None:
+                features = len(tracked.reference.features)
+                totals[key] = _Totals(np.zeros(tracked.reference.size), np.zeros(features))
+        for name, series in raw.items():
+            for labels, value in series.items():
+                found = dict(labels)
+                key = (found.get("model", ""), _version(found.get("version", "")))
+                tracked = self._tracked.get(key)
+                if tracked is None or key not in totals:
+                    continue
+                if name == "tabserve_out_of_range_values":
+                    index = tracked.feature_index.get(found.get("feature", ""))
+                    if index is not None:
+                        totals[key].out_of_range[index] = value
+                    continue
+                feature = found.get("feature", "")
+                position = tracked.positions.get((feature, found.get("bin", "")))
+                if position is not None:
+                    totals[key].bins[position] = value
+        return totals
+
+
+def _version(text: str) -> int:
+    return int(text) if text.isdigit() else -1

@@ -1,0 +1,290 @@
+"""Answered requests as CloudEvents over HTTP, in the format of KServe's payload logger.
+
+KServe's logger (kserve/kserve `pkg/logger`) POSTs two events per request in binary
+content mode: `org.kubeflow.serving.inference.request` with the request body and
+`org.kubeflow.serving.inference.response` with the answer, sharing `ce-id`, with
+the extension attributes `inferenceservicename`, `namespace`, `component`,
+`endpoint`, `metadata` and `recordedtime`. Receivers built for it (Knative
+brokers, Kafka bridges, KServe's message dumper) take these unmodified; see
+docs/payload-sink.md for what differs.
+
+The request listener (`offer`) runs on the event loop, so it only puts the
+record in a bounded queue, or drops and counts it when the queue is full. A
+sender thread with its own event loop encodes the events and POSTs them with one
+`httpx.AsyncClient` (kept-alive connections), at most `concurrency` at a time.
+Delivery is at most once: an event is sent once (a failed connect is retried
+once by the transport) and, if the receiver does not take it, counted as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from service.core.dataplane import Served
+from service.core.metrics import (
+    SINK_DROP_REASONS,
+    SINK_EVENTS,
+    SINK_FAILURE_REASONS,
+    ServiceMetrics,
+)
+from service.settings import Settings
+from service.sinks.payloads import PayloadEncoder
+from service.sinks.throttle import ThrottledLog
+
+log = logging.getLogger("tabserve.sink")
+
+EVENT_TYPES = {
+    "request": "org.kubeflow.serving.inference.request",
+    "response": "org.kubeflow.serving.inference.response",
+}
+TAKE_WAIT_SECONDS = 0.25  # how often an idle sender looks whether it should stop
+CANCEL_WAIT_SECONDS = 2.0  # after the drain period: time to cancel what is in flight
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """What the sink needs of the settings."""
+
+    url: str
+    events: tuple[str, ...]
+    queue_size: int
+    timeout: float
+    concurrency: int
+    drain: float
+    log_interval: float
+    source: str
+    namespace: str
+    component: str
+    endpoint: str
+    redact: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SinkConfig | None:
+        """The sink's configuration, or None when no `sink_url` is set."""
+        if settings.sink_url is None:
+            return None
+        events = SINK_EVENTS if settings.sink_events == "all" else (settings.sink_events,)
+        return cls(
+            url=str(settings.sink_url),
+            events=events,
+            queue_size=settings.sink_queue_size,
+            timeout=settings.sink_timeout_seconds,
+            concurrency=settings.sink_concurrency,
+            drain=settings.sink_drain_seconds,
+            log_interval=settings.sink_log_interval_seconds,
+            source=settings.sink_source or f"http://localhost:{settings.port}/",
+            namespace=settings.sink_namespace,
+            component=settings.sink_component,
+            endpoint=settings.sink_endpoint,
+            redact=frozenset(settings.log_redact),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One CloudEvent ready to POST: its kind (request/response), headers and body."""
+
+    kind: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class CloudEventSink:
+    """A bounded queue of answered requests and the thread that sends them as CloudEvents."""
+
+    def __init__(self, config: SinkConfig, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self._queue: queue.Queue[Served] = queue.Queue(config.queue_size)
+        self._encoder = PayloadEncoder(config.redact)
+        self._log = ThrottledLog(log, config.log_interval)
+        self._sent = {e: metrics.sink_sent.labels(e) for e in SINK_EVENTS}
+        self._dropped = {
+            (e, r): metrics.sink_dropped.labels(e, r)
+            for e in SINK_EVENTS
+            for r in SINK_DROP_REASONS
+        }
+        self._failed = {
+            (e, r): metrics.sink_failed.labels(e, r)
+            for e in SINK_EVENTS
+            for r in SINK_FAILURE_REASONS
+        }
+        self._static_headers = {
+            "content-type": "application/json",
+            "ce-specversion": "1.0",
+            "ce-source": config.source,
+            "ce-namespace": config.namespace,
+            "ce-component": config.component,
+            "ce-endpoint": config.endpoint,
+            "ce-metadata": "{}",
+        }
+        self._closing = threading.Event()
+        self._abandoned = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- the serving side ---------------------------------------------------------------
+
+    def offer(self, served: Served) -> None:
+        """The request listener: queue `served` in O(1), or drop and count it when full."""
+        try:
+            self._queue.put_nowait(served)
+        except queue.Full:
+            for kind in self.config.events:
+                self._dropped[kind, "queue_full"].inc()
+            self._log.warning(
+                "queue_full",
+                f"payload sink: queue full ({self.config.queue_size} requests waiting for "
+                f"{self.config.url}); dropping events",
+            )
+
+    def start(self) -> None:
+        """Start the sender thread (in the serving process, after any fork)."""
+        self._thread = threading.Thread(target=self._run, name="tabserve-sink", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Send what is queued, waiting at most the drain period; drop and count the rest.
+
+        Blocks the calling thread; stop offering before calling it.
+        """
+        thread = self._thread
+        if thread is None:
+            return
+        self._closing.set()
+        thread.join(self.config.drain)
+        if not thread.is_alive():
+            return
+        self._abandoned.set()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # RuntimeError: the loop closed meanwhile, so nothing is in flight
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._cancel_in_flight)
+        thread.join(CANCEL_WAIT_SECONDS)
+
+    # --- the sender thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:  # a bug here must not go unseen, nor take the process down
+            log.exception("payload sink stopped")
+
+    async def _main(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        concurrency = self.config.concurrency
+        transport = httpx.AsyncHTTPTransport(
+            retries=1,  # connect failures only (a receiver restarting), never a sent event
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        slots = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(transport=transport, timeout=self.config.timeout) as client:
+            while True:
+                served = await loop.run_in_executor(None, self._take)
+                if served is None:
+                    break
+                for event in self._events(served):
+                    await slots.acquire()
+                    if self._abandoned.is_set():
+                        slots.release()
+                        self._dropped[event.kind, "shutdown"].inc()
+                        continue
+                    task = loop.create_task(self._send(client, event))
+                    self._tasks.add(task)
+                    task.add_done_callback(lambda done: self._finished(done, slots))
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._drop_queued()
+
+    def _take(self) -> Served | None:
+        """The next record; None once closing with nothing queued, or once abandoned."""
+        while not self._abandoned.is_set():
+            try:
+                return self._queue.get(timeout=TAKE_WAIT_SECONDS)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return None
+        return None
+
+    def _events(self, served: Served) -> list[Event]:
+        """The record's events, encoded here, off the serving loop."""
+        events = []
+        request_id = served.request_id or str(uuid.uuid4())
+        for kind in self.config.events:
+            try:
+                if kind == "request":
+                    body, occurred = self._encoder.request(served), served.received
+                else:
+                    body = self._encoder.response(served)
+                    occurred = served.received + served.seconds
+            except Exception:
+                self._dropped[kind, "error"].inc()
+                log.exception("payload sink: cannot encode the %s event of %s", kind, request_id)
+                continue
+            headers = {
+                **self._static_headers,
+                "ce-id": request_id,
+                "ce-type": EVENT_TYPES[kind],
+                "ce-time": _rfc3339(occurred),
+                "ce-recordedtime": _rfc3339(time.time()),
+                "ce-inferenceservicename": served.model.name,
+            }
+            events.append(Event(kind, headers, body))
+        return events
+
+    async def _send(self, client: httpx.AsyncClient, event: Event) -> None:
+        try:
+            response = await client.post(self.config.url, content=event.body, headers=event.headers)
+        except asyncio.CancelledError:
+            self._dropped[event.kind, "shutdown"].inc()
+            raise
+        except httpx.TimeoutException as exc:
+            self._fail(event, "timeout", f"no answer within {self.config.timeout} s ({exc!r})")
+        except httpx.HTTPError as exc:
+            self._fail(event, "connection", f"cannot send ({exc!r})")
+        else:
+            if response.is_success:
+                self._sent[event.kind].inc()
+            else:
+                self._fail(event, "status", f"answered {response.status_code}")
+
+    def _fail(self, event: Event, reason: str, why: str) -> None:
+        self._failed[event.kind, reason].inc()
+        self._log.warning(
+            reason, f"payload sink: {self.config.url} {why}; the event is lost (at most once)"
+        )
+
+    def _finished(self, task: asyncio.Task[None], slots: asyncio.Semaphore) -> None:
+        self._tasks.discard(task)
+        slots.release()
+
+    def _cancel_in_flight(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _drop_queued(self) -> None:
+        """What the drain period left in the queue (nothing after a complete drain)."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+            for kind in self.config.events:
+                self._dropped[kind, "shutdown"].inc()
+
+
+def _rfc3339(seconds: float) -> str:
+    """A `time.time()` value as RFC 3339 in UTC with microseconds (`...T12:00:00.000001Z`)."""
+    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    return stamp.replace("+00:00", "Z")

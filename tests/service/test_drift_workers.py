@@ -1,0 +1,113 @@
+"""Drift counts with `serve --workers 2`: exact totals over both workers' metric files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.slow
+
+REQUESTS = 60
+FEATURES = 4
+ROW = [[6.1, 2.8, 4.7, 1.2]]
+
+
+def post_all(url: str) -> None:
+    """REQUESTS one-row requests on fresh connections from 8 threads (both workers answer)."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, limits=limits, timeout=30) as client:
+
+        def one(_: int) -> int:
+            answer = client.post("/v1/models/iris:predict", json={"instances": ROW})
+            return answer.status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(one, range(REQUESTS))) == {200}
+
+
+def scraped(url: str, metric: str) -> float:
+    """Sum of `metric`'s samples for iris version 2 in one scrape."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric
+        and sample.labels.get("model") == "iris"
+        and sample.labels.get("version") == "2"
+    )
+
+
+def per_file(folder: Path, metric: str) -> dict[str, float]:
+    """`metric` for iris version 2 in each process's counter file."""
+    found = {}
+    for path in sorted(folder.glob("counter_*.db")):
+        found[path.name] = sum(
+            sample.value
+            for family in MultiProcessCollector.merge([str(path)])
+            for sample in family.samples
+            if sample.name == metric
+            and sample.labels.get("model") == "iris"
+            and sample.labels.get("version") == "2"
+        )
+    return found
+
+
+def test_bins_add_up_exactly_across_two_workers(
+    launch: Callable[..., Any], models_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "metrics"
+    server = launch(
+        models_dir,
+        "--workers",
+        "2",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "TABSERVE_DRIFT_FLUSH_SECONDS": "0.1"},
+    )
+    url: str = server.url
+    post_all(url)
+    # A scrape flushes the worker that answers it; the other flushes on its 0.1 s timer.
+    expected = REQUESTS * FEATURES
+    deadline = time.monotonic() + 30
+    while scraped(url, "tabserve_drift_rows_total") < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scraped(url, "tabserve_drift_rows_total") == expected
+    assert scraped(url, "tabserve_drift_prediction_rows_total") == REQUESTS
+    # references are one set of shares, not one per worker
+    assert scraped(url, "tabserve_drift_reference_ratio") == pytest.approx(FEATURES)
+    files = per_file(folder, "tabserve_drift_rows_total")
+    assert len([n for n in files.values() if n > 0]) == 2, files  # both workers counted
+    assert sum(files.values()) == expected
+    # every worker's /drift covers both workers' rows
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, limits=limits, timeout=10) as client:
+        for _ in range(6):
+            report = client.get("/models/iris/drift").json()
+            assert report["rows"] == REQUESTS
+            assert all(f["rows"] == REQUESTS for f in report["features"])
+            assert report["prediction"]["rows"] == REQUESTS
+
+
+def test_workers_flush_what_they_buffered_when_they_stop(
+    launch: Callable[..., Any], models_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "metrics"
+    server = launch(
+        models_dir,
+        "--workers",
+        "2",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "TABSERVE_DRIFT_FLUSH_SECONDS": "60"},
+    )
+    post_all(server.url)
+    assert server.stop() == 0
+    # no scrape, no timer tick: each worker flushed its buffer as it shut down
+    files = per_file(folder, "tabserve_drift_rows_total")
+    assert len([n for n in files.values() if n > 0]) == 2, files
+    assert sum(files.values()) == REQUESTS * FEATURES
