@@ -326,6 +326,15 @@ class Settings(BaseSettings):
         le=256,
         description="Events in flight at once, per process (also the most open connections).",
     )
+    sink_cpu_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description=(
+            "Most of the process's CPU time the sender may take while serving (1: no limit); "
+            "what it cannot send within it is dropped and counted, so serving keeps the rest."
+        ),
+    )
     sink_drain_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import StateDep
 from service.api.schemas import error_responses
-from service.core.drift import ColumnReport, DriftMonitor, DriftReport
+from service.core.drift import DriftMonitor, DriftReport
 from service.state import AppState
 
 
@@ -160,31 +160,4 @@ def _monitor(state: AppState) -> DriftMonitor:
 
 
 def _response(report: DriftReport) -> DriftResponse:
-    return DriftResponse(
-        model=report.model,
-        version=report.version,
-        window_seconds=report.window_seconds,
-        covered_seconds=report.covered_seconds,
-        since=datetime.fromtimestamp(report.since, UTC),
-        rows=report.rows,
-        psi_threshold=report.threshold,
-        top_drifting=report.top_drifting,
-        prediction=_column(report.prediction) if report.prediction is not None else None,
-        features=[_column(f) for f in report.features],
-    )
-
-
-def _column(column: ColumnReport) -> FeatureDrift:
-    return FeatureDrift(
-        name=column.name,
-        type=column.kind,
-        rows=column.rows,
-        psi=column.psi,
-        drifting=column.drifting,
-        missing_rate=column.missing_rate,
-        out_of_range_rate=column.out_of_range_rate,
-        bins=[
-            BinDrift(label=b.label, reference=b.reference, share=b.share, rows=b.rows)
-            for b in column.bins
-        ],
-    )
+    return DriftResponse.model_validate(report, from_attributes=True)

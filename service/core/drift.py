@@ -1,12 +1,14 @@
 """Live drift and data quality: served inputs and predictions against the training statistics.
 
-`DriftMonitor.observe` is a data plane call listener: it bins each coalesced batch
-(`DriftReference.count`: vectorised, no per-row Python) and adds the counts to a
-numpy buffer per model version. `flush` moves the buffers into the Prometheus
-counters `tabserve_drift_rows_total` and `tabserve_drift_prediction_rows_total`
-(one `inc` per non-empty bin), on a short timer, before every `/metrics`
-exposition and at shutdown, so totals stay exact while the hot path never
-touches a counter. Out-of-range values are the existing
+`DriftMonitor.observe` is a data plane call listener: it keeps a reference to each
+coalesced batch and its prediction (an O(1) append). `flush` bins everything kept
+for a model version in one vectorised pass (`DriftReference.count`: no per-row
+Python) and adds the counts to the Prometheus counters `tabserve_drift_rows_total`
+and `tabserve_drift_prediction_rows_total` (one `inc` per non-empty bin). It runs
+on a short timer, before every `/metrics` exposition, before every drift report
+and at shutdown, so totals stay exact while a model call pays only for the
+append; a version with MAX_WAITING_ROWS rows waiting is binned at once, which
+bounds the memory. Out-of-range values are the existing
 `tabserve_out_of_range_values_total` (counted by validation), not counted again.
 
 `report` answers for a sliding window: it reads the counter totals (every
@@ -21,7 +23,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from prometheus_client import Counter
 from service.core.dataplane import DataPlane
 from service.core.drift_reference import BinnedColumn, DriftReference, psi
 from service.core.drift_totals import counter_totals
+from service.core.errors import ModelNotReadyError
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelRegistry, ModelVersion
 from service.core.runtime import Prediction
@@ -41,6 +45,8 @@ log = logging.getLogger("tabserve.drift")
 SNAPSHOTS_PER_WINDOW = 60
 """The window's start is known to within window / SNAPSHOTS_PER_WINDOW."""
 TOP_FEATURES = 5
+MAX_WAITING_ROWS = 8192
+"""Calls wait for the flush timer until this many rows wait; then they are binned at once."""
 
 Key = tuple[str, int]
 
@@ -60,7 +66,8 @@ class ColumnReport:
     """A feature (or the prediction) over the window."""
 
     name: str
-    kind: str
+    type: str
+    """`number` or `category` (classes, for the prediction)."""
     rows: int
     psi: float | None
     drifting: bool
@@ -77,9 +84,9 @@ class DriftReport:
     version: int
     window_seconds: float
     covered_seconds: float
-    since: float
+    since: datetime
     rows: int
-    threshold: float
+    psi_threshold: float
     features: list[ColumnReport]
     prediction: ColumnReport | None
     top_drifting: list[str]
@@ -87,14 +94,16 @@ class DriftReport:
 
 @dataclass
 class _Tracked:
-    """One model version's reference, buffered counts and bound counters."""
+    """One model version's reference, bound counters, and the calls not binned yet."""
 
     reference: DriftReference
-    pending: npt.NDArray[np.intp]
     counters: list[Counter]
     positions: dict[tuple[str, str], int]
     """Flat bin of (feature, bin label); the prediction's bins under feature ""."""
     feature_index: dict[str, int]
+    calls: list[tuple[npt.NDArray[Any], Prediction]] = field(default_factory=list)
+    rows: int = 0
+    """Rows in `calls`."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,10 @@ class DriftMonitor:
         self.clock = clock
         self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
         self._tracked: dict[Key, _Tracked | None] = {}
-        self._snapshots: deque[_Snapshot] = deque()
+        self.started = clock()
+        """When counting began: this app's counters are new then, and with workers the
+        supervisor builds the monitor before they fork, so nothing was counted before."""
+        self._snapshots: deque[_Snapshot] = deque([_Snapshot(self.started, {})])
 
     def attach(self, dataplane: DataPlane) -> None:
         """Count every model call, and flush before every exposition."""
@@ -139,29 +151,36 @@ class DriftMonitor:
     def observe(
         self, model: ModelVersion, features: npt.NDArray[Any], prediction: Prediction
     ) -> None:
-        """Call listener: add one coalesced batch's rows per bin to the buffer."""
+        """Call listener: keep the batch for the next flush (binned now if many rows wait)."""
         key = (model.name, model.version)
         tracked = self._tracked[key] if key in self._tracked else self._track(model)
         if tracked is None:
             return
-        try:
-            tracked.pending += tracked.reference.count(features, prediction)
-        except Exception:
-            # Listeners must never fail a request: stop counting this version, say so once.
-            log.exception("drift counting failed for %s version %s; stopped", *key)
-            self._tracked[key] = None
+        tracked.calls.append((features, prediction))
+        tracked.rows += features.shape[0]
+        if tracked.rows >= MAX_WAITING_ROWS:
+            self._count(key, tracked)
 
     # --- counters -------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move the buffered counts into the Prometheus counters."""
-        for tracked in self._tracked.values():
-            if tracked is None or not tracked.pending.any():
-                continue
-            pending = tracked.pending
-            for index in np.flatnonzero(pending).tolist():
-                tracked.counters[index].inc(int(pending[index]))
-            pending[:] = 0
+        """Bin the calls kept since the last flush and add them to the Prometheus counters."""
+        for key, tracked in list(self._tracked.items()):
+            if tracked is not None and tracked.calls:
+                self._count(key, tracked)
+
+    def _count(self, key: Key, tracked: _Tracked) -> None:
+        """One vectorised pass over every kept call of a version, one inc() per filled bin."""
+        calls, tracked.calls, tracked.rows = tracked.calls, [], 0
+        try:
+            counts = tracked.reference.count(*_joined(calls))
+        except Exception:
+            # Listeners must never fail a request: stop counting this version, say so once.
+            log.exception("drift counting failed for %s version %s; stopped", *key)
+            self._tracked[key] = None
+            return
+        for index in np.flatnonzero(counts).tolist():
+            tracked.counters[index].inc(int(counts[index]))
 
     def _track(self, model: ModelVersion) -> _Tracked | None:
         """Build a version's reference and bind its series (each bin's counter starts at 0)."""
@@ -195,7 +214,6 @@ class DriftMonitor:
                 positions[("", label)] = column.start + offset
         tracked = _Tracked(
             reference,
-            np.zeros(reference.size, dtype=np.intp),
             counters,
             positions,
             {column.name: i for i, column in enumerate(reference.features)},
@@ -206,8 +224,16 @@ class DriftMonitor:
     # --- the window -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind every ready version's series and take the window's first snapshot."""
-        self._snapshot(self.clock(), self._totals())
+        """Bind every ready version's series (their counters appear at 0) and snapshot.
+
+        A worker forked long after the others (gunicorn replacing one) inherits a
+        start older than the window; it cannot know the totals of a window ago, so
+        its window starts now instead.
+        """
+        now = self.clock()
+        if now - self._snapshots[0].taken > self.window:
+            self._snapshots.clear()
+        self._snapshot(now, self._totals())
 
     async def run(self) -> None:
         """Flush every `flush_seconds`; snapshot every `snapshot_every`. Runs until cancelled."""
@@ -226,15 +252,21 @@ class DriftMonitor:
         self.flush()
 
     def report(self, model: ModelVersion) -> DriftReport:
-        """Drift of `model` from the snapshot about `window` seconds ago until now."""
+        """Drift of `model` from the snapshot about `window` seconds ago until now.
+
+        ModelNotReadyError if counting failed for this version (and stopped).
+        """
         now = self.clock()
         totals = self._totals()
         self._snapshot(now, totals)
         base = self._snapshots[0]
-        tracked = self._tracked.get((model.name, model.version))
-        if tracked is None:
-            raise LookupError(f"no drift reference for {model.name} version {model.version}")
         key = (model.name, model.version)
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            raise ModelNotReadyError(
+                f"drift of model {model.name!r} version {model.version} is not counted: its "
+                "counting failed (the log says why); the model itself still serves"
+            )
         live = totals[key]
         start = base.totals.get(key)
         bins = live.bins - (start.bins if start is not None else 0)
@@ -255,9 +287,9 @@ class DriftMonitor:
             version=model.version,
             window_seconds=self.window,
             covered_seconds=now - base.taken,
-            since=time.time() - (now - base.taken),
+            since=datetime.fromtimestamp(time.time() - (now - base.taken), UTC),
             rows=features[0].rows,
-            threshold=self.threshold,
+            psi_threshold=self.threshold,
             features=features,
             prediction=prediction,
             top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
@@ -276,7 +308,7 @@ class DriftMonitor:
         value = psi(counts, column.reference)
         return ColumnReport(
             name=column.name,
-            kind=column.kind,
+            type=column.kind,
             rows=rows,
             psi=value,
             drifting=value is not None and value > self.threshold,
@@ -332,6 +364,19 @@ class DriftMonitor:
                 if position is not None:
                     totals[key].bins[position] = value
         return totals
+
+
+def _joined(
+    calls: list[tuple[npt.NDArray[Any], Prediction]],
+) -> tuple[npt.NDArray[Any], Prediction]:
+    """Several calls' rows and predictions as one batch."""
+    if len(calls) == 1:
+        return calls[0]
+    features = np.concatenate([f for f, _ in calls])
+    predict = np.concatenate([p.predict for _, p in calls])
+    probas = [p.proba for _, p in calls if p.proba is not None]
+    proba = np.concatenate(probas) if len(probas) == len(calls) else None
+    return features, Prediction(predict, proba)
 
 
 def _version(text: str) -> int:

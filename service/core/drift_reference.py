@@ -2,8 +2,9 @@
 
 Built once per model version from the manifest's training statistics. Every
 feature's bins, then the prediction's, lie side by side in one flat vector, so a
-whole coalesced batch is counted with one comparison over its numeric block, one
-C-level lookup per categorical column and one `bincount`:
+batch (every model call kept since the last flush) is counted with one comparison
+over its numeric block, one C-level lookup per categorical column and one
+`bincount`:
 
 * a numeric feature has the bins of its training histogram, `(-inf, e0)`,
   `[e0, e1)`, ..., `[e_last, +inf)` (a value's bin is

@@ -10,10 +10,12 @@ docs/payload-sink.md for what differs.
 
 The request listener (`offer`) runs on the event loop, so it only puts the
 record in a bounded queue, or drops and counts it when the queue is full. A
-sender thread with its own event loop encodes the events and POSTs them with one
-`httpx.AsyncClient` (kept-alive connections), at most `concurrency` at a time.
-Delivery is at most once: an event is sent once (a failed connect is retried
-once by the transport) and, if the receiver does not take it, counted as failed.
+sender thread with its own event loop encodes the events and POSTs them over
+kept-alive connections (`HttpPoster`), at most `concurrency` at a time, taking at
+most `cpu_share` of the CPU while the app serves (`CpuBudget`): a sink that cannot
+keep up drops events, it never slows predictions down by more than its share.
+Delivery is at most once: an event that the receiver does not take is counted
+as failed, never retried (only a kept-alive connection found closed is replaced).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import httpx
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from service.core.dataplane import Served
 from service.core.metrics import (
@@ -38,6 +40,8 @@ from service.core.metrics import (
     ServiceMetrics,
 )
 from service.settings import Settings
+from service.sinks.budget import CpuBudget
+from service.sinks.http import HttpPoster
 from service.sinks.payloads import PayloadEncoder
 from service.sinks.throttle import ThrottledLog
 
@@ -47,7 +51,9 @@ EVENT_TYPES = {
     "request": "org.kubeflow.serving.inference.request",
     "response": "org.kubeflow.serving.inference.response",
 }
-TAKE_WAIT_SECONDS = 0.25  # how often an idle sender looks whether it should stop
+POLL_SECONDS = 0.02  # how often an idle sender looks at its queue
+_PLAIN = re.compile(r"[!#-$&-~]*")  # printable ASCII but `"` and `%`: sent as it is
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 CANCEL_WAIT_SECONDS = 2.0  # after the drain period: time to cancel what is in flight
 
 
@@ -60,6 +66,7 @@ class SinkConfig:
     queue_size: int
     timeout: float
     concurrency: int
+    cpu_share: float
     drain: float
     log_interval: float
     source: str
@@ -80,6 +87,7 @@ class SinkConfig:
             queue_size=settings.sink_queue_size,
             timeout=settings.sink_timeout_seconds,
             concurrency=settings.sink_concurrency,
+            cpu_share=settings.sink_cpu_share,
             drain=settings.sink_drain_seconds,
             log_interval=settings.sink_log_interval_seconds,
             source=settings.sink_source or f"http://localhost:{settings.port}/",
@@ -106,6 +114,8 @@ class CloudEventSink:
         self.config = config
         self._queue: queue.Queue[Served] = queue.Queue(config.queue_size)
         self._encoder = PayloadEncoder(config.redact)
+        self._poster = HttpPoster(config.url, config.timeout, config.concurrency)
+        self._shown_url = _without_credentials(config.url)
         self._log = ThrottledLog(log, config.log_interval)
         self._sent = {e: metrics.sink_sent.labels(e) for e in SINK_EVENTS}
         self._dropped = {
@@ -121,10 +131,10 @@ class CloudEventSink:
         self._static_headers = {
             "content-type": "application/json",
             "ce-specversion": "1.0",
-            "ce-source": config.source,
-            "ce-namespace": config.namespace,
-            "ce-component": config.component,
-            "ce-endpoint": config.endpoint,
+            "ce-source": header_value(config.source),
+            "ce-namespace": header_value(config.namespace),
+            "ce-component": header_value(config.component),
+            "ce-endpoint": header_value(config.endpoint),
             "ce-metadata": "{}",
         }
         self._closing = threading.Event()
@@ -145,7 +155,7 @@ class CloudEventSink:
             self._log.warning(
                 "queue_full",
                 f"payload sink: queue full ({self.config.queue_size} requests waiting for "
-                f"{self.config.url}); dropping events",
+                f"{self._shown_url}); dropping events",
             )
 
     def start(self) -> None:
@@ -183,39 +193,38 @@ class CloudEventSink:
 
     async def _main(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        concurrency = self.config.concurrency
-        transport = httpx.AsyncHTTPTransport(
-            retries=1,  # connect failures only (a receiver restarting), never a sent event
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
-        slots = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(transport=transport, timeout=self.config.timeout) as client:
-            while True:
-                served = await loop.run_in_executor(None, self._take)
-                if served is None:
-                    break
+        poster = self._poster
+        slots = asyncio.Semaphore(self.config.concurrency)
+        budget = CpuBudget(self.config.cpu_share)
+        try:
+            while not self._abandoned.is_set():
+                try:
+                    served = self._queue.get_nowait()
+                except queue.Empty:
+                    if self._closing.is_set():
+                        break
+                    # Polled, not waited for: a blocking get would wake this thread on
+                    # every request the serving loop answers.
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
                 for event in self._events(served):
                     await slots.acquire()
                     if self._abandoned.is_set():
                         slots.release()
                         self._dropped[event.kind, "shutdown"].inc()
                         continue
-                    task = loop.create_task(self._send(client, event))
+                    task = loop.create_task(self._send(poster, event))
                     self._tasks.add(task)
                     task.add_done_callback(lambda done: self._finished(done, slots))
+                if not self._closing.is_set():  # once serving has stopped, drain at full speed
+                    pause = budget.overdraft()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            poster.close()
         self._drop_queued()
-
-    def _take(self) -> Served | None:
-        """The next record; None once closing with nothing queued, or once abandoned."""
-        while not self._abandoned.is_set():
-            try:
-                return self._queue.get(timeout=TAKE_WAIT_SECONDS)
-            except queue.Empty:
-                if self._closing.is_set():
-                    return None
-        return None
 
     def _events(self, served: Served) -> list[Event]:
         """The record's events, encoded here, off the serving loop."""
@@ -230,39 +239,43 @@ class CloudEventSink:
                     occurred = served.received + served.seconds
             except Exception:
                 self._dropped[kind, "error"].inc()
-                log.exception("payload sink: cannot encode the %s event of %s", kind, request_id)
+                self._log.warning(
+                    "error",
+                    f"payload sink: cannot encode the {kind} event of {request_id}",
+                    exc_info=True,
+                )
                 continue
             headers = {
                 **self._static_headers,
-                "ce-id": request_id,
+                "ce-id": header_value(request_id),
                 "ce-type": EVENT_TYPES[kind],
                 "ce-time": _rfc3339(occurred),
                 "ce-recordedtime": _rfc3339(time.time()),
-                "ce-inferenceservicename": served.model.name,
+                "ce-inferenceservicename": header_value(served.model.name),
             }
             events.append(Event(kind, headers, body))
         return events
 
-    async def _send(self, client: httpx.AsyncClient, event: Event) -> None:
+    async def _send(self, poster: HttpPoster, event: Event) -> None:
         try:
-            response = await client.post(self.config.url, content=event.body, headers=event.headers)
+            status = await poster.post(event.headers, event.body)
         except asyncio.CancelledError:
             self._dropped[event.kind, "shutdown"].inc()
             raise
-        except httpx.TimeoutException as exc:
-            self._fail(event, "timeout", f"no answer within {self.config.timeout} s ({exc!r})")
-        except httpx.HTTPError as exc:
-            self._fail(event, "connection", f"cannot send ({exc!r})")
+        except TimeoutError:
+            self._fail(event, "timeout", f"did not answer within {self.config.timeout} s")
+        except Exception as exc:  # OSError mostly; whatever it is, this event is lost
+            self._fail(event, "connection", f"cannot be reached ({exc!r})")
         else:
-            if response.is_success:
+            if 200 <= status < 300:
                 self._sent[event.kind].inc()
             else:
-                self._fail(event, "status", f"answered {response.status_code}")
+                self._fail(event, "status", f"answered {status}")
 
     def _fail(self, event: Event, reason: str, why: str) -> None:
         self._failed[event.kind, reason].inc()
         self._log.warning(
-            reason, f"payload sink: {self.config.url} {why}; the event is lost (at most once)"
+            reason, f"payload sink: {self._shown_url} {why}; the event is lost (at most once)"
         )
 
     def _finished(self, task: asyncio.Task[None], slots: asyncio.Semaphore) -> None:
@@ -282,6 +295,23 @@ class CloudEventSink:
                 return
             for kind in self.config.events:
                 self._dropped[kind, "shutdown"].inc()
+
+
+def header_value(value: str) -> str:
+    """An attribute as a `ce-*` header value, percent-encoded as the CloudEvents HTTP binding
+    says: space, `"`, `%` and everything outside printable ASCII (request ids and model
+    names never have them; anything else arrives intact all the same)."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return quote(value, safe=_HEADER_SAFE)
+
+
+def _without_credentials(url: str) -> str:
+    """`url` fit for a log line: no user or password."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _rfc3339(seconds: float) -> str:

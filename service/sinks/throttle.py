@@ -28,8 +28,11 @@ class ThrottledLog:
         self._next: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, kind: str, message: str) -> None:
-        """Log `message` unless a `kind` warning was logged less than `interval` ago."""
+    def warning(self, kind: str, message: str, *, exc_info: bool = False) -> None:
+        """Log `message` unless a `kind` warning was logged less than `interval` ago.
+
+        `exc_info`: add the exception being handled (with its traceback).
+        """
         now = self._clock()
         with self._lock:
             if now < self._next.get(kind, now):
@@ -39,4 +42,4 @@ class ThrottledLog:
             suppressed = self._suppressed.pop(kind, 0)
         if suppressed:
             message += f" ({suppressed} more since the last such warning)"
-        self.logger.warning(message)
+        self.logger.warning(message, exc_info=exc_info)

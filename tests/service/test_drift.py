@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.core.drift import MAX_WAITING_ROWS
 from service.core.drift_totals import counter_totals
 from service.core.registry import ModelState
 from service.core.runtime import Prediction
@@ -252,8 +253,8 @@ def test_the_window_forgets_rows_older_than_it(settings: Settings) -> None:
     app = create_app(
         settings.model_copy(update={"drift_window_seconds": 60.0, "drift_flush_seconds": 60.0})
     )
-    now = [1000.0]
     monitor = app.state.tabserve.drift
+    now = [monitor.started]
     monitor.clock = lambda: now[0]
     with TestClient(app) as client:
         send(client, "iris", iris_rows(shift=3.0))
@@ -286,6 +287,41 @@ def test_counts_buffered_at_shutdown_reach_the_counters(settings: Settings) -> N
         if ("model", "iris") in labels and ("version", "2") in labels
     ]
     assert sum(iris) == 150 * len(IRIS_FEATURES)
+
+
+def test_calls_wait_for_the_flush_until_too_many_rows_wait(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"drift_flush_seconds": 60.0}))
+    state = app.state.tabserve
+    rows = np.tile(iris_rows()[:1], (MAX_WAITING_ROWS - 1, 1))
+    prediction = Prediction(np.array(["setosa"] * len(rows)), np.tile([1.0, 0, 0], (len(rows), 1)))
+
+    def counted() -> float:
+        found = counter_totals([state.metrics.drift_prediction_rows])
+        return sum(
+            v for k, v in found["tabserve_drift_prediction_rows"].items() if ("version", "2") in k
+        )
+
+    with TestClient(app) as client:
+        model = state.registry.get("iris")
+        client.portal.call(state.drift.observe, model, rows, prediction)
+        assert counted() == 0  # kept for the next flush: the call itself counted nothing
+        one = Prediction(prediction.predict[:1], prediction.proba[:1])  # type: ignore[index]
+        client.portal.call(state.drift.observe, model, rows[:1], one)
+        assert counted() == MAX_WAITING_ROWS  # at the limit: binned at once, exactly
+
+
+def test_a_counting_failure_stops_counting_that_version_only(client: TestClient) -> None:
+    state = client.app.state.tabserve  # type: ignore[attr-defined]
+    model = state.registry.get("iris")
+    wrong = np.zeros((2, 7))  # not the model's width: binning it fails
+    client.portal.call(state.drift.observe, model, wrong, Prediction(np.zeros(2)))
+    assert client.get("/metrics").status_code == 200  # the flush failed quietly
+    broken = client.get("/models/iris/drift")
+    assert broken.status_code == 503
+    assert broken.json()["code"] == "model_not_ready"
+    assert "counting failed" in broken.json()["error"]
+    send(client, "iris", iris_rows()[:10])  # the model still serves
+    assert client.get("/models/iris/drift?version=1").status_code == 200
 
 
 def test_drift_off_means_no_route_no_series_and_no_listener(settings: Settings) -> None:

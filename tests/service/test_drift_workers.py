@@ -15,9 +15,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
-REQUESTS = 60
+REQUESTS = 200
 FEATURES = 4
 ROW = [[6.1, 2.8, 4.7, 1.2]]
+
+
+def two_workers(
+    launch: Callable[..., Any], models_dir: Path, folder: Path, flush_seconds: float
+) -> Any:
+    """`serve --workers 2` with its metric files in `folder`."""
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "TABSERVE_DRIFT_FLUSH_SECONDS": str(flush_seconds),
+    }
+    return launch(models_dir, "--workers", "2", env=env)
 
 
 def post_all(url: str) -> None:
@@ -65,13 +76,7 @@ def test_bins_add_up_exactly_across_two_workers(
     launch: Callable[..., Any], models_dir: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "metrics"
-    server = launch(
-        models_dir,
-        "--workers",
-        "2",
-        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "TABSERVE_DRIFT_FLUSH_SECONDS": "0.1"},
-    )
-    url: str = server.url
+    url: str = two_workers(launch, models_dir, folder, flush_seconds=0.1).url
     post_all(url)
     # A scrape flushes the worker that answers it; the other flushes on its 0.1 s timer.
     expected = REQUESTS * FEATURES
@@ -99,12 +104,7 @@ def test_workers_flush_what_they_buffered_when_they_stop(
     launch: Callable[..., Any], models_dir: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "metrics"
-    server = launch(
-        models_dir,
-        "--workers",
-        "2",
-        env={"PROMETHEUS_MULTIPROC_DIR": str(folder), "TABSERVE_DRIFT_FLUSH_SECONDS": "60"},
-    )
+    server = two_workers(launch, models_dir, folder, flush_seconds=60)
     post_all(server.url)
     assert server.stop() == 0
     # no scrape, no timer tick: each worker flushed its buffer as it shut down

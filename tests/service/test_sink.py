@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.settings import Settings
+from service.sinks.budget import CpuBudget
 from tests.service.conftest import ServerProcess, free_port
 
 IRIS_ROWS = [
@@ -49,13 +51,16 @@ class Receiver:
     """An HTTP/1.1 server in a thread that records every POST.
 
     Each POST waits for `gate` (set: no wait), then `delay` seconds, then is recorded
-    and answered with `status`.
+    and answered with `status` and a body framed as `answer` says: by content-length
+    ("length"), chunked ("chunked"), by closing the connection ("close"), or by
+    content-length on a connection closed right after without saying so ("stale").
     """
 
     def __init__(self) -> None:
         self.events: list[Received] = []
         self.connections = 0
         self.status = 202
+        self.answer = "length"
         self.delay = 0.0
         self.gate = threading.Event()
         self.gate.set()
@@ -79,8 +84,21 @@ class Receiver:
                     receiver.events.append(Received(self.path, headers, raw))
                     receiver.arrived.notify_all()
                 self.send_response(receiver.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                if receiver.answer == "chunked":
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"2\r\nok\r\n0\r\n\r\n")
+                elif receiver.answer == "close":  # the body ends with the connection
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"accepted")
+                    self.close_connection = True
+                else:
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    # "stale": keep-alive as far as the client knows, yet closed
+                    self.close_connection = receiver.answer == "stale"
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -256,6 +274,28 @@ def test_categories_missing_values_and_redaction(
     assert predict["data"] == [p["prediction"] for p in answer.json()["predictions"]]
 
 
+def test_attributes_outside_printable_ascii_are_percent_encoded(
+    sink_app: Callable[..., FastAPI], receiver: Receiver
+) -> None:
+    # HTTP request ids are plain ASCII; a caller of the data plane may use any string.
+    app = sink_app(sink_events="request", sink_endpoint="100%")
+    odd = 'café "1"'
+    with TestClient(app) as client:
+        state = app.state.tabserve
+        model = state.registry.ready("iris")
+        batch = model.schema.from_records([IRIS_ROWS[0]])
+
+        async def predict() -> None:
+            await state.dataplane.predict(model, batch, request_id=odd)
+
+        client.portal.call(predict)
+    [event] = receiver.wait_for(1)
+    assert event.headers["ce-id"] == "caf%C3%A9%20%221%22"
+    assert unquote(event.headers["ce-id"]) == odd
+    assert event.headers["ce-endpoint"] == "100%25"
+    assert event.body["id"] == odd
+
+
 def test_a_regressor_answer_has_no_probabilities(
     sink_app: Callable[..., FastAPI], receiver: Receiver
 ) -> None:
@@ -292,7 +332,26 @@ def test_one_kind_of_event_only(
     assert count(app, "sent", event=events) == 3
 
 
-def test_connections_are_reused(sink_app: Callable[..., FastAPI], receiver: Receiver) -> None:
+@pytest.mark.parametrize(
+    ("answer", "connections"), [("length", 1), ("chunked", 1), ("close", 12), ("stale", 12)]
+)
+def test_every_answer_framing_is_read_and_connections_are_reused_when_possible(
+    sink_app: Callable[..., FastAPI], receiver: Receiver, answer: str, connections: int
+) -> None:
+    receiver.answer = answer
+    app = sink_app(sink_concurrency=1)
+    with TestClient(app) as client:
+        for _ in range(6):
+            assert client.post("/models/iris/predict", json=IRIS_ROWS[0]).status_code == 200
+    assert len(receiver.wait_for(12)) == 12
+    assert count(app, "sent", event="request") + count(app, "sent", event="response") == 12
+    assert receiver.connections == connections
+
+
+def test_concurrent_events_share_a_bounded_set_of_connections(
+    sink_app: Callable[..., FastAPI], receiver: Receiver
+) -> None:
+    receiver.delay = 0.01
     app = sink_app(sink_concurrency=2)
     with TestClient(app) as client:
         for _ in range(10):
@@ -331,6 +390,23 @@ def test_non_2xx_answers_count_as_failed(
     assert count(app, "failed", event="request", reason="status") == 1
     assert count(app, "failed", event="response", reason="status") == 1
     assert count(app, "sent", event="request") == 0
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_never_into_the_log(
+    sink_app: Callable[..., FastAPI], receiver: Receiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    receiver.status = 401
+    url = receiver.url.replace("http://", "http://sink:s3cret@")
+    app = sink_app(sink_url=url, sink_events="request")
+    with TestClient(app) as client:
+        assert client.post("/models/iris/predict", json=IRIS_ROWS[0]).status_code == 200
+    [event] = receiver.wait_for(1)
+    assert event.headers["authorization"] == "Basic " + base64.b64encode(b"sink:s3cret").decode()
+    assert count(app, "failed", event="request", reason="status") == 1
+    [warning] = [line for line in capfd.readouterr().err.splitlines() if "payload sink" in line]
+    assert "answered 401" in warning
+    assert receiver.url in warning
+    assert "s3cret" not in warning
 
 
 def test_a_receiver_slower_than_the_timeout_counts_timeouts(
@@ -392,6 +468,38 @@ def test_shutdown_stops_waiting_after_the_drain_period(
     assert count(app, "dropped", event="request", reason="shutdown") == 3
     assert count(app, "dropped", event="response", reason="shutdown") == 3
     assert count(app, "sent", event="request") == 0
+
+
+def burn(cpu_seconds: float) -> None:
+    """Use this much CPU time on the calling thread."""
+    until = time.thread_time() + cpu_seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_the_cpu_budget_asks_for_the_pause_that_restores_the_share() -> None:
+    started = time.monotonic()
+    budget = CpuBudget(0.01, window=3600)
+    burn(0.02)
+    pause = budget.overdraft()
+    elapsed = time.monotonic() - started
+    # 0.02 s of CPU is 1 % of 2 s: the wall time so far plus the pause (a busy
+    # machine only stretches the wall time already spent).
+    assert 2.0 - elapsed <= pause <= 2.5
+    assert pause > 0.5
+
+
+def test_the_cpu_budget_forgets_a_window_that_is_over() -> None:
+    budget = CpuBudget(0.01, window=0.05)
+    burn(0.02)
+    time.sleep(0.06)
+    assert budget.overdraft() == 0.0
+
+
+def test_a_cpu_share_of_one_never_pauses() -> None:
+    budget = CpuBudget(1.0, window=3600)
+    burn(0.02)
+    assert budget.overdraft() == 0.0
 
 
 def test_settings_refuse_what_cannot_be_sent() -> None:
