@@ -23,12 +23,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.access_log import AccessLog
-from service.api import admin, catalog, drift, feedback, health, predictions, v1, v2
+from service.api import admin, catalog, drift, feedback, health, predictions, stream, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
 from service.api.fastpath import InferEndpoint, infer_target
 from service.api.middleware import RequestContextMiddleware
 from service.api.records import install_record_routes
+from service.api.stream_hub import StreamHub
 from service.core.loading import load_all
 from service.logs import configure_logging
 from service.settings import Settings
@@ -44,7 +45,11 @@ Predictions from versioned scikit-learn models over three APIs:
   (each model's route below shows its real features and an example);
 * **Open Inference Protocol** (KServe V2, what Triton, KServe and MLServer
   clients speak), with Triton's binary tensor extension;
-* **KServe V1**: `POST /v1/models/{name}:predict`.
+* **KServe V1**: `POST /v1/models/{name}:predict`;
+* **streams** (WebSocket, so not listed below): `/models/{name}/stream` and
+  `/models/{name}/versions/{v}/stream` take records as JSON messages and answer
+  each in order, with the same body as `POST /models/{name}/predict`
+  (see docs/streaming.md).
 
 Errors always have the shape `{"error": str, "code": str, "details": [...]}`,
 where each detail names the field, the value given and what was expected.
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     configure_logging(settings)
     state = AppState.build(settings)
     access = AccessLog(settings)
+    streams = StreamHub(state.metrics, settings.shutdown_grace_seconds)
     sink_config = SinkConfig.from_settings(settings)
     sink = CloudEventSink(sink_config, state.metrics) if sink_config is not None else None
     if preload:
@@ -95,7 +101,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         if sink is not None:
             sink.start()  # here, not in create_app: a forked worker needs its own thread
             state.dataplane.request_listeners.append(sink.offer)
-        restore = _drain_on_sigterm(state)
+        restore = _drain_on_sigterm(state, streams)
         poller = None
         if settings.poll_seconds > 0:
             poller = asyncio.create_task(_follow_directory(app, state))
@@ -124,6 +130,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         redoc_url=None,
     )
     app.state.tabserve = state
+    app.state.streams = streams
     if settings.fast_path:
         endpoint: ASGIApp = InferEndpoint(state.dataplane, settings)
         if settings.cors_origins:
@@ -131,7 +138,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings, access)
     install_docs(app)
     install_error_handlers(app)
-    for router in (health.router, v2.router, v1.router, catalog.router):
+    for router in (health.router, v2.router, v1.router, catalog.router, stream.router):
         app.include_router(router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
@@ -179,11 +186,13 @@ def _cors(app: ASGIApp, settings: Settings) -> ASGIApp:
     return CORSMiddleware(app, **_cors_options(settings))
 
 
-def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
+def _drain_on_sigterm(state: AppState, streams: StreamHub) -> Callable[[], None]:
     """Turn readiness false as soon as SIGTERM arrives, then let the server drain.
 
-    The server's own handler (uvicorn's) is kept and still called. Only the main
-    thread can set handlers; elsewhere (tests) this does nothing.
+    The server's own handler (uvicorn's) is kept and still called, once open
+    WebSocket streams have answered what they read and closed (uvicorn would cut
+    them off). Only the main thread can set handlers; elsewhere (tests) this does
+    nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
@@ -192,7 +201,7 @@ def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         state.draining = True
         if callable(previous):
-            previous(signum, frame)
+            streams.drain_then(lambda: previous(signum, frame))
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

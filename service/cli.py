@@ -32,10 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=run_serve)
 
     predict = commands.add_parser("predict", help="send rows from a CSV or JSON file")
-    predict.add_argument("file", type=Path, help="CSV with a header of feature names, or JSON")
+    predict.add_argument(
+        "file",
+        type=Path,
+        help="CSV with a header of feature names, or JSON; with --stream also JSON lines "
+        "(one message per line), or - for JSON lines on stdin",
+    )
     predict.add_argument("--model", required=True)
     predict.add_argument("--version", type=int)
     predict.add_argument("--url", default="http://127.0.0.1:8000")
+    predict.add_argument(
+        "--stream",
+        action="store_true",
+        help="send over one WebSocket, one message per record or line, and print each "
+        "answer as it arrives (docs/streaming.md)",
+    )
+    predict.add_argument(
+        "--window", type=_positive, default=32, help="with --stream: most unanswered messages"
+    )
     predict.set_defaults(handler=run_predict)
 
     log = commands.add_parser("log", help="the prediction log")
@@ -117,9 +131,19 @@ def run_log_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
+    return value
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Print the service's answer for the file's rows, one JSON line per row."""
     from service.client import ClientError, predict, read_records
+
+    if args.stream:
+        return run_stream(args)
 
     try:
         answer = predict(args.url, args.model, read_records(args.file), args.version)
@@ -133,6 +157,29 @@ def run_predict(args: argparse.Namespace) -> int:
     for row in answer["predictions"]:
         print(json.dumps(row))
     return 0
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    """Print each stream reply (answer or error) as one JSON line as it arrives."""
+    from service.client import ClientError
+    from service.stream_client import read_messages, stream, stream_url
+
+    url = stream_url(args.url, args.model, args.version)
+
+    def show(reply: dict[str, object]) -> None:
+        print(json.dumps(reply), flush=True)
+
+    try:
+        summary = stream(url, read_messages(args.file), args.window, show)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"stream {summary.connection_id}: {summary.sent} messages, {summary.answered} "
+        f"answered, {summary.errors} refused",
+        file=sys.stderr,
+    )
+    return 1 if summary.errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

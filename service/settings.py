@@ -381,6 +381,28 @@ class Settings(BaseSettings):
         description="The `ce-endpoint` attribute (KServe: `default` or `canary`, often empty).",
     )
 
+    # --- Streaming predictions over WebSocket (/models/{m}/stream, docs/streaming.md) ---
+    stream_window: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description=(
+            "Most messages one WebSocket stream may have in flight (read but not yet "
+            "answered). When the window is full the server stops reading from that socket "
+            "until an answer goes out, so a fast client is slowed down instead of buffered."
+        ),
+    )
+    stream_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description=(
+            "Largest stream message, in bytes: a larger one gets a `too_large` error message "
+            "and the stream stays open. Messages past 16 MiB (the server's WebSocket frame "
+            "limit) close the connection with 1009."
+        ),
+    )
+
     @property
     def predlog_database_url(self) -> str:
         """`predlog_url`, else the SQLite file in `data_dir`."""

@@ -71,6 +71,9 @@ class RequestContextMiddleware:
         self._latency: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -104,6 +107,39 @@ class RequestContextMiddleware:
         finally:
             in_flight.dec()
             self._record(scope, status, time.perf_counter() - started, request_id)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket gets a request id (echoed on the handshake) and one access-log line.
+
+        The line is written when the connection ends, with status 101 if it was
+        accepted (403 if refused before) and its whole duration. Streams limit their
+        own messages and have their own metrics (`tabserve_stream_*`), so neither the
+        body limit nor the HTTP request metrics apply.
+        """
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 403  # closed before accepting: the server answers the handshake with 403
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "websocket.accept":
+                status = 101
+                message["headers"] = [*message.get("headers", ()), id_header]
+            elif message["type"] == "websocket.http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header, *API_HEADERS]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access.enabled:
+                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+                model = scope["state"].get("model", "-")
+                seconds = time.perf_counter() - started
+                self.access.record("WS", scope["path"], route, status, seconds, model, request_id)
 
     def _limited(self, receive: Receive) -> Receive:
         """`receive` that raises TooLargeError once a streamed body passes the limit."""

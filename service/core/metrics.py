@@ -297,6 +297,25 @@ class ServiceMetrics:
             ["model", "version"],
             registry=reg,
         )
+        # --- prediction streams over WebSocket (service.api.stream) ---
+        self.stream_connections = Gauge(
+            "tabserve_stream_connections",
+            "WebSocket prediction streams open now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.stream_messages = Counter(
+            "tabserve_stream_messages",
+            "Stream messages answered, by model and code (`ok`, or the error code sent back).",
+            ["model", "code"],
+            registry=reg,
+        )
+        self.stream_rows = Counter(
+            "tabserve_stream_rows",
+            "Rows predicted for stream messages, by model and version.",
+            ["model", "version"],
+            registry=reg,
+        )
 
         # Payload sink (service.sinks): every event ends sent, dropped or failed.
         self.sink_sent = Counter(

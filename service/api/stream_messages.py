@@ -1,0 +1,214 @@
+"""The messages of a prediction stream: what a client sends and what it gets back.
+
+A client message is JSON (text or binary frame), one of:
+
+* a record object keyed by feature name;
+* a list of records;
+* an envelope `{"request_id": "...", "records": <record or list>}` (an object with a
+  `records` or `request_id` key is always read as an envelope).
+
+Each message gets exactly one reply, in the order the messages came: the answer
+of `POST /models/{m}/predict` (`model`, `version`, `request_id`, `predictions`), or
+the error shape `{"request_id", "error", "code", "details"}`. Records are checked
+exactly as the named-feature API checks them: the model's generated record model
+(`record_models.py`), then `FeatureSchema.from_rows`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from service.api.errors import MAX_DETAILS, error_response
+from service.api.limits import JsonLimits, check_document
+from service.api.record_models import record_model
+from service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
+from service.core.registry import ModelVersion
+from service.core.runtime import Prediction
+from service.core.validation import ValidatedBatch
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ENVELOPE_KEYS = frozenset({"request_id", "records"})
+SHAPE = 'a record object, a list of records, or {"request_id": ..., "records": [...]}'
+
+
+class MessageError(ServiceError):
+    """A message that is not a request at all: malformed JSON or the wrong shape."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, code: str, problems: list[Problem], reason: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.problems = problems
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message read as a request: its id and its records, not yet checked."""
+
+    request_id: str
+    records: list[Any]
+
+
+def read_message(
+    raw: str | bytes, fallback_id: str, max_bytes: int, limits: JsonLimits
+) -> tuple[str, Inbound | ServiceError]:
+    """The request id and the request a message carries, or the error to answer it with.
+
+    `fallback_id` is the id when the message names none (or cannot be read).
+    """
+    size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode())
+    if size > max_bytes:
+        return fallback_id, TooLargeError(
+            f"message is {size} bytes; the limit is {max_bytes} "
+            "(TABSERVE_STREAM_MAX_MESSAGE_BYTES)",
+            [Problem("message", f"at most {max_bytes} bytes", f"{size} bytes")],
+        )
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return fallback_id, MessageError(
+            f"message is not valid JSON: {exc}",
+            "malformed_json",
+            [Problem("message", "a JSON document", _start(raw))],
+            "malformed",
+        )
+    try:
+        check_document(document, limits)
+        return _unwrap(document, fallback_id)
+    except ServiceError as exc:
+        return fallback_id, exc
+
+
+def _unwrap(document: Any, fallback_id: str) -> tuple[str, Inbound | ServiceError]:
+    if isinstance(document, list):
+        return fallback_id, Inbound(fallback_id, document)
+    if not isinstance(document, dict):
+        return fallback_id, _shape_error("message", document)
+    if not ENVELOPE_KEYS.intersection(document):
+        return fallback_id, Inbound(fallback_id, [document])
+    given = document.get("request_id")
+    request_id = fallback_id
+    if given is not None:
+        if not isinstance(given, str) or not REQUEST_ID.match(given):
+            return fallback_id, _shape_error(
+                "request_id", given, "1 to 128 characters of A-Z a-z 0-9 . _ : -"
+            )
+        request_id = given
+    extra = sorted(set(document) - ENVELOPE_KEYS)
+    if extra:
+        return request_id, _shape_error(
+            "envelope", extra[0], 'only the keys "request_id" and "records"'
+        )
+    records = document.get("records")
+    if isinstance(records, dict):
+        return request_id, Inbound(request_id, [records])
+    if isinstance(records, list):
+        return request_id, Inbound(request_id, records)
+    return request_id, _shape_error("records", records, "a record object or a list of records")
+
+
+def _shape_error(field: str, value: Any, expected: str = SHAPE) -> MessageError:
+    problem = Problem(field, expected, value)
+    return MessageError(problem.describe(), "invalid_request", [problem], "schema")
+
+
+def _start(raw: str | bytes) -> str:
+    text = raw if isinstance(raw, str) else raw[:200].decode("utf-8", "replace")
+    return text[:200]
+
+
+class RecordChecker:
+    """One model version's record checks, as the named-feature API runs them."""
+
+    def __init__(self, model: ModelVersion) -> None:
+        assert model.manifest is not None
+        assert model.schema is not None
+        self.model = model
+        self.schema = model.schema
+        record = record_model(model.manifest, model.schema.example)
+        self._records: TypeAdapter[list[BaseModel]] = TypeAdapter(list[record])  # type: ignore[valid-type]
+        self._fields = [f"f{i}" for i in range(model.schema.width)]
+        self.classes = [str(c) for c in model.manifest.target.classes or []]
+
+    def check(self, records: list[Any]) -> ValidatedBatch:
+        """The rows ready for the model, or InvalidInputError / TooLargeError / MessageError."""
+        limit = self.schema.max_rows
+        if len(records) > limit:
+            raise TooLargeError(
+                f"message has {len(records)} rows; at most {limit} are allowed per message",
+                [Problem("records", f"at most {limit} rows", f"{len(records)} rows")],
+            )
+        try:
+            parsed = self._records.validate_python(records)
+        except ValidationError as exc:
+            raise _schema_error(exc) from exc
+        fields = self._fields
+        return self.schema.from_rows([[getattr(r, f) for f in fields] for r in parsed])
+
+    def answer(self, request_id: str, prediction: Prediction) -> bytes:
+        """The encoded answer: the body `POST /models/{m}/predict` would return."""
+        labels = prediction.predict.tolist()
+        if prediction.proba is None:
+            predictions = [{"prediction": label, "probabilities": None} for label in labels]
+        else:
+            classes = self.classes
+            predictions = [
+                {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
+                for label, row in zip(labels, prediction.proba.tolist(), strict=True)
+            ]
+        return orjson.dumps(
+            {
+                "model": self.model.name,
+                "version": self.model.version,
+                "request_id": request_id,
+                "predictions": predictions,
+            }
+        )
+
+
+def _schema_error(exc: ValidationError) -> MessageError:
+    """Pydantic's errors as the HTTP API reports them (its 422 `invalid_request`)."""
+    errors = exc.errors()
+    problems = []
+    for err in errors[:MAX_DETAILS]:
+        loc = list(err.get("loc", ()))
+        names = [p for p in loc if isinstance(p, str)]
+        rows = [p for p in loc if isinstance(p, int)]
+        missing = err.get("type") == "missing"
+        problems.append(
+            Problem(
+                field=names[-1] if names else "records",
+                expected="a value (it is required)" if missing else err.get("msg", "valid input"),
+                value=None if missing else err.get("input"),
+                row=rows[0] if rows else None,
+            )
+        )
+    message = "; ".join(p.describe() for p in problems[:5])
+    if len(errors) > 5:
+        message += f" (and {len(errors) - 5} more)"
+    return MessageError(message, "invalid_request", problems, "schema")
+
+
+def error_reply(request_id: str, exc: ServiceError) -> bytes:
+    """The encoded error: the HTTP API's error body, plus the message's request id."""
+    problems = exc.problems if isinstance(exc, InvalidInputError | TooLargeError) else []
+    if isinstance(exc, MessageError):
+        problems = exc.problems
+    body = orjson.loads(error_response(400, exc.message, exc.code, problems).body)
+    return orjson.dumps({"request_id": request_id, **body})
+
+
+def rejection_reason(exc: ServiceError) -> str | None:
+    """The `tabserve_validation_errors_total` reason of a refused message, if it is one."""
+    if isinstance(exc, MessageError | InvalidInputError):
+        return exc.reason
+    if isinstance(exc, TooLargeError):
+        return "too_large"
+    return None
