@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,6 +92,8 @@ def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = Non
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
+        # its own process group, so cleanup reaches gunicorn's workers too
+        start_new_session=True,
     )
     log.close()  # the child has its own copy
     url = f"http://127.0.0.1:{port}"
@@ -104,8 +107,15 @@ def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = Non
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    process.kill()
+    kill_group(process)
     raise RuntimeError("server did not become ready within 60 s")
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a server and every worker it forked (they share its process group)."""
+    with contextlib.suppress(ProcessLookupError):  # the group is gone: all have exited
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +138,7 @@ def launch() -> Iterator[Callable[..., ServerProcess]]:
 
     yield _launch
     for running in started:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
+        kill_group(running.process)
 
 
 class HeldRuntime:
