@@ -38,10 +38,12 @@ pytest: install
 
 test: lint typecheck pytest  ## everything CI runs
 
-bench: install  ## throughput and latency vs the seed-style baseline (prints one table)
+bench: install  ## throughput vs the seed-style baseline, then drift's cost and stream vs HTTP rows/s
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		echo "wrk not installable: using the slower Python load generator"
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.drift --together --rounds 4
+	$(BIN)/python -m bench.stream --seconds 5
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
