@@ -289,6 +289,15 @@ class Settings(BaseSettings):
             "Prometheus alert has its own threshold, 0.2, in its rule)."
         ),
     )
+    drift_min_rows: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Fewest rows in the window before `GET /models/{name}/drift` marks anything as "
+            "drifting: a handful of rows gives a large PSI by chance (the alerts want 100 rows "
+            "in their hour too). The PSI itself is always reported."
+        ),
+    )
 
     # --- Payload sink: every answer as CloudEvents over HTTP, KServe payload-logger format ---
     sink_url: HttpUrl | None = Field(

@@ -57,7 +57,9 @@ class FeatureDrift(BaseModel):
     psi: float | None = Field(
         description="Population stability index against the training bins (null: no rows)."
     )
-    drifting: bool = Field(description="Whether the PSI is above `psi_threshold`.")
+    drifting: bool = Field(
+        description="Whether the PSI is above `psi_threshold`, over at least `min_rows` rows."
+    )
     missing_rate: float | None = Field(
         default=None, description="Share of the rows without a value (null for the prediction)."
     )
@@ -81,6 +83,7 @@ class DriftResponse(BaseModel):
                 "since": "2026-11-25T22:00:00Z",
                 "rows": 150,
                 "psi_threshold": 0.2,
+                "min_rows": 100,
                 "top_drifting": ["petal_length_cm"],
                 "prediction": {
                     "name": "prediction",
@@ -119,6 +122,9 @@ class DriftResponse(BaseModel):
     since: datetime = Field(description="Start of the covered period (UTC).")
     rows: int = Field(description="Rows served by this version in the covered period.")
     psi_threshold: float = Field(description="PSI above which a feature counts as drifting.")
+    min_rows: int = Field(
+        description="Fewest rows in the window before anything counts as drifting."
+    )
     top_drifting: list[str] = Field(
         description="Features whose PSI is above the threshold, highest first (at most 5)."
     )

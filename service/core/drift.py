@@ -87,6 +87,7 @@ class DriftReport:
     since: datetime
     rows: int
     psi_threshold: float
+    min_rows: int
     features: list[ColumnReport]
     prediction: ColumnReport | None
     top_drifting: list[str]
@@ -133,6 +134,7 @@ class DriftMonitor:
         self.window = settings.drift_window_seconds
         self.flush_seconds = settings.drift_flush_seconds
         self.threshold = settings.drift_psi_threshold
+        self.min_rows = settings.drift_min_rows
         self.clock = clock
         self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
         self._tracked: dict[Key, _Tracked | None] = {}
@@ -290,6 +292,7 @@ class DriftMonitor:
             since=datetime.fromtimestamp(time.time() - (now - base.taken), UTC),
             rows=features[0].rows,
             psi_threshold=self.threshold,
+            min_rows=self.min_rows,
             features=features,
             prediction=prediction,
             top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
@@ -311,7 +314,7 @@ class DriftMonitor:
             type=column.kind,
             rows=rows,
             psi=value,
-            drifting=value is not None and value > self.threshold,
+            drifting=value is not None and value > self.threshold and rows >= self.min_rows,
             missing_rate=float(counts[-1] / rows) if missing and rows else None,
             out_of_range_rate=(
                 float(out_of_range / rows) if out_of_range is not None and rows else None

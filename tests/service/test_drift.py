@@ -105,6 +105,21 @@ def test_a_shifted_feature_drifts_and_the_others_stay_put(client: TestClient) ->
     assert prediction["psi"] > 0.2
 
 
+def test_a_few_rows_report_psi_but_nothing_drifts_below_min_rows(client: TestClient) -> None:
+    send(client, "iris", iris_rows(shift=3.0)[:99], chunk=33)
+    report = client.get("/models/iris/drift").json()
+    assert report["min_rows"] == 100
+    assert report["rows"] == 99
+    assert by_name(report)[SHIFTED]["psi"] > 0.2
+    assert by_name(report)[SHIFTED]["drifting"] is False
+    assert report["top_drifting"] == []
+    send(client, "iris", iris_rows(shift=3.0)[99:100], chunk=1)
+    report = client.get("/models/iris/drift").json()
+    assert report["rows"] == 100
+    # the first 100 iris rows hold two of three classes, so petal width moves too
+    assert report["top_drifting"][0] == SHIFTED
+
+
 def test_the_training_data_itself_does_not_drift(client: TestClient) -> None:
     send(client, "iris", iris_rows())
     report = client.get("/models/iris/drift").json()
