@@ -96,7 +96,7 @@ def dataset_from_log(
     return Dataset(
         name=model,
         source=f"log:{model}",
-        columns=[_column(name, kind) for name, kind in columns],
+        columns=[Column(name, kind) for name, kind in columns],
         features=features,
         target=target,
         target_name=manifest.target.name,
@@ -132,10 +132,6 @@ def original_dataset(manifest: Manifest) -> Dataset:
             numeric=frozenset(f.name for f in manifest.features if f.type == "number"),
         )
     raise TrainingError(f"cannot reload the original data source {source!r}")
-
-
-def _column(name: str, kind: str) -> Column:
-    return Column(name, "number" if kind == "number" else "category")
 
 
 def _feature_value(value: Any, kind: str, model: str, name: str, example: LoggedExample) -> Any:
