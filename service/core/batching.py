@@ -9,7 +9,11 @@ first request a little longer to gather company.
 
 Validation happens before a request joins a batch, so one bad request never
 fails its neighbours; a request whose caller went away is dropped before its
-batch is built.
+batch is built. Watching for that costs a task per request (~90 µs of CPU on the
+event loop, more than the rest of a V2 request), so a request starts watching
+only once it has waited `watch_after` in the queue: under ordinary load a call
+takes it long before, and a client that leaves a short queue costs one share of
+one call at most.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class BatchPolicy:
     max_wait: float = 0.0
     concurrency: int = 1
     max_queue_rows: int = 4096
+    watch_after: float = 0.25
+    """Seconds a queued request waits before it starts watching for its client leaving."""
 
     @property
     def enabled(self) -> bool:
@@ -55,7 +61,9 @@ class _Pending:
     future: asyncio.Future[Prediction]
     arrived: float
     started: bool = False
-    expiry: asyncio.TimerHandle | None = None
+    deadline: float | None = None
+    abandoned: Callable[[], Awaitable[Any]] | None = None
+    timer: asyncio.TimerHandle | None = None
     watcher: asyncio.Future[Any] | None = None
 
 
@@ -124,19 +132,40 @@ class Batcher:
         self._queued_rows += rows
         self._dispatch()
         if not pending.started:
-            if deadline is not None:
-                pending.expiry = loop.call_at(deadline, self._expire, pending)
-            if abandoned is not None:
-                pending.watcher = asyncio.ensure_future(abandoned())
-                pending.watcher.add_done_callback(lambda _: self._abandon(pending))
+            pending.deadline = deadline
+            pending.abandoned = abandoned
+            self._arm(pending, loop)
             self._report_queue()
         try:
             return await pending.future
         finally:
+            if pending.timer is not None:
+                pending.timer.cancel()
             if pending.watcher is not None:
                 pending.watcher.cancel()
 
+    def _arm(self, pending: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer per queued request: its deadline, or when it starts watching."""
+        deadline = pending.deadline
+        if pending.abandoned is not None and pending.watcher is None:
+            watch_at = loop.time() + self._policy.watch_after
+            if deadline is None or watch_at < deadline:
+                pending.timer = loop.call_at(watch_at, self._watch, pending)
+                return
+        if deadline is not None:
+            pending.timer = loop.call_at(deadline, self._expire, pending)
+
+    def _watch(self, pending: _Pending) -> None:
+        """Still queued after `watch_after`: drop the request if its client leaves."""
+        pending.timer = None
+        if pending.started or pending.future.done() or pending.abandoned is None:
+            return
+        pending.watcher = asyncio.ensure_future(pending.abandoned())
+        pending.watcher.add_done_callback(lambda _: self._abandon(pending))
+        self._arm(pending, asyncio.get_running_loop())
+
     def _expire(self, pending: _Pending) -> None:
+        pending.timer = None
         if not pending.started and not pending.future.done():
             self._report_rejected("deadline")
             pending.future.set_exception(
@@ -200,8 +229,9 @@ class Batcher:
             if head.future.done():  # expired, abandoned or cancelled while queued
                 continue
             head.started = True
-            if head.expiry is not None:
-                head.expiry.cancel()
+            if head.timer is not None:
+                head.timer.cancel()
+                head.timer = None
             taken.append(head)
             rows += head.rows
         if self._timer is not None and not self._queue:

@@ -243,3 +243,64 @@ async def test_a_client_that_leaves_while_queued_has_its_work_dropped(pool: Infe
     assert (await staying).predict.tolist() == [0.9]
     assert model.calls == [1, 1]
     assert events.rejections == ["disconnected"]
+
+
+async def test_a_request_taken_quickly_never_watches_its_client(pool: InferencePool) -> None:
+    """Watching costs a task per request, so it starts only after `watch_after` in the queue."""
+    model = RecordingModel()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64, watch_after=0.05))
+    watched: list[str] = []
+
+    async def watch(label: str) -> None:
+        watched.append(label)
+        await asyncio.Event().wait()
+
+    first = await occupy(batcher, model, 0.0)
+    quick = asyncio.ensure_future(batcher.submit(rows(0.1), abandoned=lambda: watch("quick")))
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    assert (await quick).predict.tolist() == [0.1]
+    await first
+    assert watched == []
+
+    first = await occupy(batcher, model, 0.0)
+    slow = asyncio.ensure_future(batcher.submit(rows(0.2), abandoned=lambda: watch("slow")))
+    await until(lambda: watched == ["slow"])
+    model.gate.set()
+    assert (await slow).predict.tolist() == [0.2]
+    await first
+
+
+async def test_a_deadline_before_watch_after_still_drops_the_request(pool: InferencePool) -> None:
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64, watch_after=5.0), None, events)
+    first = await occupy(batcher, model, 0.0)
+    loop = asyncio.get_running_loop()
+    late = asyncio.ensure_future(
+        batcher.submit(rows(0.5), deadline=loop.time() + 0.01, abandoned=asyncio.Event().wait)
+    )
+    with pytest.raises(DeadlineExceededError):
+        await late
+    model.gate.set()
+    await first
+    assert events.rejections == ["deadline"]
+
+
+async def test_a_watching_request_still_expires_at_its_deadline(pool: InferencePool) -> None:
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(
+        model.predict, pool, BatchPolicy(max_rows=64, watch_after=0.005), None, events
+    )
+    first = await occupy(batcher, model, 0.0)
+    loop = asyncio.get_running_loop()
+    late = asyncio.ensure_future(
+        batcher.submit(rows(0.5), deadline=loop.time() + 0.05, abandoned=asyncio.Event().wait)
+    )
+    with pytest.raises(DeadlineExceededError):
+        await late
+    model.gate.set()
+    await first
+    assert model.calls == [1]
+    assert events.rejections == ["deadline"]
