@@ -83,7 +83,7 @@ class DataPlane:
         batcher = model.batcher
         if batcher is None:
             batcher = model.batcher = self._batcher(model)
-        if model.metrics is not None and batch.out_of_range.any():
+        if batch.any_out_of_range and model.metrics is not None:
             model.metrics.count_out_of_range(batch.out_of_range)
         if not self.request_listeners:
             return await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)

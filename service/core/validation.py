@@ -31,6 +31,8 @@ class ValidatedBatch:
     features: npt.NDArray[Any]
     rows: int
     out_of_range: npt.NDArray[np.intp]
+    any_out_of_range: bool = True
+    """False when no value is out of range (then `out_of_range` is all zeros)."""
 
 
 class FeatureSchema:
@@ -61,6 +63,18 @@ class FeatureSchema:
                 top = int(np.argmax(stats.frequencies)) if stats.frequencies else 0
                 self.example.append(stats.categories[top] if stats.categories else "")
         self._numeric_idx = np.asarray(self.numeric, dtype=np.intp)
+        self._all_columns = np.arange(self.width)
+        # When every training range is finite and bounded, a value inside its range is
+        # also finite, present and bounded: one comparison accepts the common batch.
+        self._ranges_bounded = bool(
+            self.all_numeric
+            and np.isfinite(self.low).all()
+            and np.isfinite(self.high).all()
+            and np.abs(self.low).max(initial=0.0) <= MAX_MAGNITUDE
+            and np.abs(self.high).max(initial=0.0) <= MAX_MAGNITUDE
+        )
+        self._no_counts = np.zeros(self.width, dtype=np.intp)
+        self._no_counts.flags.writeable = False
 
     def example_batch(self) -> ValidatedBatch:
         """One typical row (medians, most frequent categories): used to warm models up."""
@@ -221,11 +235,13 @@ class FeatureSchema:
         out = data.copy()
         for j, i in enumerate(self.numeric):
             out[:, i] = numbers[:, j]
-        return ValidatedBatch(out, data.shape[0], checked)
+        return ValidatedBatch(out, data.shape[0], checked, bool(checked.any()))
 
     def _finish_numeric(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch:
-        counts = self._check_numbers(matrix, np.arange(self.width))
-        return ValidatedBatch(matrix, matrix.shape[0], counts)
+        if self._ranges_bounded and ((matrix >= self.low) & (matrix <= self.high)).all():
+            return ValidatedBatch(matrix, matrix.shape[0], self._no_counts, False)
+        counts = self._check_numbers(matrix, self._all_columns)
+        return ValidatedBatch(matrix, matrix.shape[0], counts, bool(counts.any()))
 
     def _check_numbers(
         self, numbers: npt.NDArray[np.float64], columns: npt.NDArray[np.intp]

@@ -84,6 +84,29 @@ def test_out_of_range_values_are_served_and_counted_per_feature(client: TestClie
     )
 
 
+def test_values_on_the_training_bounds_are_in_range(settings: Settings) -> None:
+    """The one-comparison accept path agrees with the full check at the edges."""
+    with TestClient(create_app(settings)) as client:
+        served = client.get("/models/iris").json()["versions"][1]
+        low = [f["min"] for f in served["features"]]
+        high = [f["max"] for f in served["features"]]
+        above = [*high[:3], high[3] + 1e-9]
+
+        def infer(rows: list[list[float]]) -> int:
+            tensor = {"name": "x", "shape": [len(rows), 4], "datatype": "FP64", "data": rows}
+            return client.post("/v2/models/iris/infer", json={"inputs": [tensor]}).status_code
+
+        assert infer([low, high]) == 200
+        assert infer([above]) == 200
+        found = samples(client)
+    labels = {"model": "iris", "version": "2"}
+    counted = {
+        feature: value(found, "tabserve_out_of_range_values_total", feature=feature, **labels)
+        for feature in ("sepal_length_cm", "petal_width_cm")
+    }
+    assert counted == {"sepal_length_cm": 0, "petal_width_cm": 1}
+
+
 def test_out_of_range_can_be_refused_instead(settings: Settings) -> None:
     strict = settings.model_copy(update={"reject_out_of_range": True})
     with TestClient(create_app(strict)) as client:
