@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.access_log import AccessLog
 from service.api.docs import DOCS_PAGES, STATIC_URL
 from service.api.errors import error_response
+from service.api.request_ids import new_request_id
 from service.core.errors import TooLargeError
 from service.core.metrics import ServiceMetrics
 from service.settings import Settings
@@ -199,7 +199,7 @@ def _request_id(scope: Scope) -> str:
     given = _header(scope, b"x-request-id")
     if given is not None and _REQUEST_ID.match(given):
         return given.decode()
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _content_length(scope: Scope) -> int | None:
