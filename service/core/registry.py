@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -37,6 +37,8 @@ class ModelVersion:
     error: str | None = None
     load_seconds: float | None = None
     batcher: Batcher | None = None
+    wire: dict[str, object] = field(default_factory=dict)
+    """What the APIs precompute per version on first use (e.g. the V2 express lane)."""
 
     @property
     def ready(self) -> bool:

@@ -237,9 +237,21 @@ class FeatureSchema:
             out[:, i] = numbers[:, j]
         return ValidatedBatch(out, data.shape[0], checked, bool(checked.any()))
 
-    def _finish_numeric(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch:
+    def accept_in_range(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch | None:
+        """The batch when every value lies within its training range, else None.
+
+        `matrix` must be float64 of shape [1..max_rows, width]. A None says only that
+        this shortcut does not apply (out of range, missing, non-finite, or a schema
+        with categories or unbounded ranges): `from_matrix` then checks in full.
+        """
         if self._ranges_bounded and ((matrix >= self.low) & (matrix <= self.high)).all():
             return ValidatedBatch(matrix, matrix.shape[0], self._no_counts, False)
+        return None
+
+    def _finish_numeric(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch:
+        accepted = self.accept_in_range(matrix)
+        if accepted is not None:
+            return accepted
         counts = self._check_numbers(matrix, self._all_columns)
         return ValidatedBatch(matrix, matrix.shape[0], counts, bool(counts.any()))
 
