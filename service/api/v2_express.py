@@ -53,6 +53,7 @@ class ExpressV2:
         self.classifier = classifier
         self.model_name = model.name
         self.model_version = str(model.version)
+        self._datatypes: dict[np.dtype[Any], str] = {}
 
     @classmethod
     def for_model(cls, model: ModelVersion) -> ExpressV2 | None:
@@ -86,10 +87,13 @@ class ExpressV2:
         rows = self._rows(tensor.get("shape"))
         if rows is None:
             return None
-        matrix = self._matrix(tensor.get("data"), rows, datatype == "FP32")
-        if matrix is None:
+        values = self._values(tensor.get("data"), rows)
+        if values is None:
             return None
-        batch = self.schema.accept_in_range(matrix)
+        if datatype == "FP32":
+            batch = self._fp32(values, rows)
+        else:
+            batch = self.schema.accept_flat(values, rows)
         return None if batch is None else ExpressRequest(batch, request_id)
 
     def _rows(self, shape: object) -> int | None:
@@ -100,7 +104,8 @@ class ExpressV2:
             return None
         return rows if 1 <= rows <= self.max_rows else None
 
-    def _matrix(self, data: object, rows: int, fp32: bool) -> npt.NDArray[np.float64] | None:
+    def _values(self, data: object, rows: int) -> list[int | float] | None:
+        """`data` as a flat list of rows * width JSON numbers, or None."""
         if type(data) is not list:
             return None
         types = set(map(type, data))
@@ -111,16 +116,17 @@ class ExpressV2:
             types = set(map(type, data))
         if len(data) != rows * self.width or not types <= _NUMBERS:
             return None
+        return data
+
+    def _fp32(self, values: list[int | float], rows: int) -> ValidatedBatch | None:
+        """As the general path does, FP32 values are rounded to float32 before the checks."""
         try:
-            values = np.asarray(data, dtype=np.float64)
+            wide = np.asarray(values, dtype=np.float64)
         except OverflowError:  # an integer beyond float64
             return None
-        if fp32:
-            # As the general path does: FP32 values are float32 (the range check
-            # below refuses any that overflowed to infinity).
-            with np.errstate(over="ignore"):
-                values = values.astype(np.float32).astype(np.float64)
-        return values.reshape(rows, self.width)
+        with np.errstate(over="ignore"):  # overflow to infinity is refused by the range check
+            matrix = wide.astype(np.float32).astype(np.float64).reshape(rows, self.width)
+        return self.schema.accept_in_range(matrix)
 
     def encode(self, prediction: Prediction, request_id: str | None) -> bytes:
         """The V2 JSON answer with the default outputs (predict, and predict_proba)."""
@@ -133,7 +139,7 @@ class ExpressV2:
         outputs: list[dict[str, object]] = [
             {
                 "name": "predict",
-                "datatype": datatype_of(labels),
+                "datatype": self._datatype(labels),
                 "shape": [rows],
                 "data": label_data,
             }
@@ -142,7 +148,7 @@ class ExpressV2:
             outputs.append(
                 {
                     "name": "predict_proba",
-                    "datatype": datatype_of(proba),
+                    "datatype": self._datatype(proba),
                     "shape": [rows, proba.shape[1]],
                     "data": _flat(proba),
                 }
@@ -155,6 +161,12 @@ class ExpressV2:
             document["id"] = request_id
         document["outputs"] = outputs
         return orjson.dumps(document, option=_DUMPS_OPTIONS)
+
+    def _datatype(self, array: npt.NDArray[Any]) -> str:
+        datatype = self._datatypes.get(array.dtype)
+        if datatype is None:
+            datatype = self._datatypes[array.dtype] = datatype_of(array)
+        return datatype
 
     def _general(self, prediction: Prediction, request_id: str | None) -> bytes:
         """Outputs of unusual dtypes, through the general encoder."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import le
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ MAX_PROBLEMS = 20
 # The largest magnitude a number may have. Tree models compute in float32, where a
 # larger value becomes infinity and scikit-learn raises; no tabular feature needs more.
 MAX_MAGNITUDE = float(np.finfo(np.float32).max)
+# Up to this many rows, comparing a flat list of JSON numbers in Python beats numpy's
+# per-call overhead (1.1 against 4.5 µs for one row of 20 features).
+_PYTHON_CHECK_ROWS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class FeatureSchema:
         )
         self._no_counts = np.zeros(self.width, dtype=np.intp)
         self._no_counts.flags.writeable = False
+        self._low_rows = [self.low.tolist() * n for n in range(_PYTHON_CHECK_ROWS + 1)]
+        self._high_rows = [self.high.tolist() * n for n in range(_PYTHON_CHECK_ROWS + 1)]
 
     def example_batch(self) -> ValidatedBatch:
         """One typical row (medians, most frequent categories): used to warm models up."""
@@ -247,6 +253,29 @@ class FeatureSchema:
         if self._ranges_bounded and ((matrix >= self.low) & (matrix <= self.high)).all():
             return ValidatedBatch(matrix, matrix.shape[0], self._no_counts, False)
         return None
+
+    def accept_flat(self, values: list[int | float], rows: int) -> ValidatedBatch | None:
+        """`accept_in_range` for a row-major list of `rows * width` JSON numbers.
+
+        The values must be int or float (not bool); None means only that the shortcut
+        does not apply. Python compares ints with floats exactly, so a value that
+        passes here stays within its range as float64.
+        """
+        if not self._ranges_bounded:
+            return None
+        if rows <= _PYTHON_CHECK_ROWS:
+            if not (
+                all(map(le, self._low_rows[rows], values))
+                and all(map(le, values, self._high_rows[rows]))
+            ):
+                return None
+            matrix = np.asarray(values, dtype=np.float64).reshape(rows, self.width)
+            return ValidatedBatch(matrix, rows, self._no_counts, False)
+        try:
+            matrix = np.asarray(values, dtype=np.float64).reshape(rows, self.width)
+        except OverflowError:  # an integer beyond float64
+            return None
+        return self.accept_in_range(matrix)
 
     def _finish_numeric(self, matrix: npt.NDArray[np.float64]) -> ValidatedBatch:
         accepted = self.accept_in_range(matrix)
