@@ -30,6 +30,7 @@ from service.api.fastpath import InferEndpoint, infer_target
 from service.api.middleware import RequestContextMiddleware
 from service.api.records import install_record_routes
 from service.api.stream_hub import StreamHub
+from service.core import heap
 from service.core.loading import load_all
 from service.logs import configure_logging
 from service.settings import Settings
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         state.loaded = True
         if state.predlog is not None:
             state.predlog.migrate()  # once, before the workers fork
+        heap.settle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         if not state.loaded:
             await anyio.to_thread.run_sync(load_all, settings, state.metrics, state.registry)
             state.loaded = True
+            heap.settle()
         if state.predlog is not None:
             await anyio.to_thread.run_sync(state.predlog.start, state.dataplane)
         install_record_routes(app, state.registry)

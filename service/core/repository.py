@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from service.core import heap
 from service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from service.core.loading import load_version
 from service.core.metrics import ServiceMetrics
@@ -86,6 +87,7 @@ class ModelRepository:
             self.registry.add(model)
         else:
             log.error("kept the serving %s version %s: the new load failed", name, version)
+        heap.settle()
         return model
 
     def _loaded(self, name: str, version: int) -> bool:
@@ -98,6 +100,7 @@ class ModelRepository:
         """Stop serving one version; requests already holding it finish on it."""
         model = self.registry.remove(name, version)
         log.info("model %s version %s unloaded", name, version)
+        heap.settle(full=True)
         return model
 
     def set_default(self, name: str, version: int | None) -> ModelVersion:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 
@@ -140,3 +141,13 @@ def test_exposition_passes_promtool(client: TestClient) -> None:
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_loaded_models_are_frozen_out_of_garbage_collection(settings: Settings) -> None:
+    """Full collections must not walk the models' objects (their pauses set the p99)."""
+    with TestClient(create_app(settings)) as client:
+        model = client.app.state.tabserve.dataplane.model("iris", 1)  # type: ignore[attr-defined]
+        assert gc.get_freeze_count() > 0
+        collected = {id(o) for o in gc.get_objects()}
+        assert id(model.manifest) not in collected
+        assert id(model.schema) not in collected
