@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 
 
+SETTLE_SECONDS = 0.5
+
+
 @dataclass(frozen=True)
 class LoadResult:
     """What one load run measured."""
@@ -33,7 +36,15 @@ def wrk_available() -> bool:
 def run_load(
     url: str, body: bytes, connections: int, seconds: float, workdir: Path, cpu: int | None
 ) -> LoadResult:
-    """POST `body` to `url` from `connections` connections for `seconds`."""
+    """POST `body` to `url` from `connections` connections for `seconds`.
+
+    It first pauses briefly: when a run ends, its clients drop the requests they
+    have in flight, and the server computes queued requests whose clients left
+    less than 0.25 s ago (watching costs more than the work, see
+    `service.core.batching`); without the pause the next run would start against
+    a queue still full of them.
+    """
+    time.sleep(SETTLE_SECONDS)
     if wrk_available():
         return _wrk(url, body, connections, seconds, workdir, cpu)
     return asyncio.run(_python_load(url, body, connections, seconds))
