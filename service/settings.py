@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         description=(
             "Most rows one model call takes when concurrent requests are coalesced "
             "(adaptive batching); 1 turns batching off."
+        ),
+    )
+    batch_max_rows_by_model: dict[str, PositiveInt] = Field(
+        default_factory=dict,
+        description=(
+            'batch_max_rows for particular models, by name, as JSON (e.g. {"forest": 64}): '
+            "a model whose engine slows per row in large calls, or one that must answer "
+            "each request alone."
         ),
     )
     batch_max_wait_ms: float = Field(

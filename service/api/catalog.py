@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import StateDep
 from service.api.schemas import error_responses
-from service.core.registry import ModelRegistry, ModelVersion
+from service.core.registry import ModelVersion
+from service.state import AppState
 
 router = APIRouter(tags=["models"])
 
@@ -31,6 +32,9 @@ class VersionSummary(BaseModel):
     state: str = Field(description="`ready`, `loading` or `failed`.")
     error: str | None = Field(default=None, description="Why it failed to load, if it did.")
     engine: str
+    batch_max_rows: int = Field(
+        description="Most rows one model call takes when requests are coalesced."
+    )
     task: str | None = None
     estimator: str | None = None
     created_at: datetime | None = None
@@ -51,7 +55,7 @@ class ModelSummary(BaseModel):
 @router.get("/models", summary="List models and versions", response_model=list[ModelSummary])
 async def list_served(state: StateDep) -> list[ModelSummary]:
     """Every model with every version, its state and training metrics."""
-    return [_summary(state.registry, name) for name in state.registry.names()]
+    return [_summary(state, name) for name in state.registry.names()]
 
 
 @router.get(
@@ -62,24 +66,25 @@ async def list_served(state: StateDep) -> list[ModelSummary]:
 )
 async def describe(model: str, state: StateDep) -> ModelSummary:
     """One model's versions with their features, classes and metrics."""
-    return _summary(state.registry, model)
+    return _summary(state, model)
 
 
-def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
-    versions = registry.versions(name)
+def _summary(state: AppState, name: str) -> ModelSummary:
+    registry = state.registry
     return ModelSummary(
         name=name,
         default_version=registry.get(name).version,
-        versions=[_version(m) for m in versions],
+        versions=[_version(m, state.dataplane.batch_rows(m)) for m in registry.versions(name)],
     )
 
 
-def _version(model: ModelVersion) -> VersionSummary:
+def _version(model: ModelVersion, batch_rows: int) -> VersionSummary:
     summary = VersionSummary(
         version=model.version,
         state=model.state.value,
         error=model.error,
         engine=model.runtime.engine,
+        batch_max_rows=batch_rows,
     )
     manifest = model.manifest
     if manifest is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy.typing as npt
@@ -102,12 +102,19 @@ class DataPlane:
             listener(served)
         return prediction
 
+    def batch_rows(self, model: ModelVersion) -> int:
+        """Most rows one call of `model` takes."""
+        return model.batch_rows if model.batch_rows is not None else self.policy.max_rows
+
     def _batcher(self, model: ModelVersion) -> Batcher:
         bound = model.metrics
         observe = None
         if bound is not None or self.call_listeners:
             observe = self._observer(model, bound)
-        return Batcher(model.runtime.predict, self.pool, self.policy, observe, bound)
+        policy = self.policy
+        if model.batch_rows is not None:
+            policy = replace(policy, max_rows=model.batch_rows)
+        return Batcher(model.runtime.predict, self.pool, policy, observe, bound)
 
     def _observer(self, model: ModelVersion, bound: ModelMetrics | None) -> CallObserver:
         """Per-call metrics (rows, time, predicted classes) and call listeners, on the batch."""

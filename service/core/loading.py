@@ -69,6 +69,7 @@ def load_version(
     model.load_seconds = time.perf_counter() - started
     model.manifest = manifest
     model.schema = schema
+    model.batch_rows = settings.batch_max_rows_by_model.get(name)
     classes = [str(c) for c in manifest.target.classes or []]
     model.metrics = metrics.for_model(name, version, classes, manifest.feature_names)
     model.state = ModelState.READY

@@ -37,6 +37,8 @@ class ModelVersion:
     error: str | None = None
     load_seconds: float | None = None
     batcher: Batcher | None = None
+    batch_rows: int | None = None
+    """Most rows per model call for this version (None: the global batch_max_rows)."""
     wire: dict[str, object] = field(default_factory=dict)
     """What the APIs precompute per version on first use (e.g. the V2 express lane)."""
 
