@@ -29,6 +29,7 @@ from service.core.metrics import ServiceMetrics
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+BARE = "bare ASGI stack (bench/bare.py)"
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet = ["--port", str(port), "--log-level", "warning"]
     with process([*serve, *quiet], port, "0", work / "tabserve-quiet.log") as url:
         rows.append(measure(url, SCENARIOS[1], "tabserve, no access log", args.seconds, work, 1))
+    port += 1
+    bare = [sys.executable, "-m", "bench.bare", str(port)]
+    with process(bare, port, "0", work / "bare.log") as url:
+        rows.append(measure(url, SCENARIOS[3], BARE, args.seconds, work, 1))
     if not args.skip_baseline:
         for model in SPECS:
             port += 1
@@ -221,18 +226,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(rows: list[Row], costs: dict[str, dict[str, float]]) -> str:
-    """The results as a Markdown table, with the ratio to the baseline in the same run."""
+    """The results as a Markdown table, with ratios to the baseline and to the bare stack.
+
+    "of bare stack" compares one-row scenarios on one pinned core with the bare ASGI
+    app (whose model costs nothing): how near tabserve comes to the HTTP stack's
+    own limit.
+    """
     baseline = {r.scenario: r for r in rows if r.server == "seed-style baseline"}
+    stack = next((r for r in rows if r.server == BARE), None)
     lines = [
-        "| scenario | server | requests/s | p50 ms | p99 ms | rows/s | x baseline | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | server | requests/s | p50 ms | p99 ms | rows/s | x baseline "
+        "| of bare stack | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         base = baseline.get(r.scenario)
         ratio = f"{r.requests_per_s / base.requests_per_s:.1f}x" if base and r is not base else ""
+        share = ""
+        pinned = r.server.startswith("tabserve") and "worker" not in r.server
+        if stack is not None and pinned and "1 row" in r.scenario:
+            share = f"{r.requests_per_s / stack.requests_per_s:.0%}"
         lines.append(
             f"| {r.scenario} | {r.server} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | "
-            f"{r.p99_ms:.2f} | {r.rows_per_s:,.0f} | {ratio} | {r.errors} |"
+            f"{r.p99_ms:.2f} | {r.rows_per_s:,.0f} | {ratio} | {share} | {r.errors} |"
         )
     lines += ["", "| model/engine | µs per call, 1 row | µs per call, 64 rows |", "|---|---:|---:|"]
     for key, by_rows in costs.items():
