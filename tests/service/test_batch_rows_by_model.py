@@ -66,3 +66,8 @@ def test_queued_requests_are_not_coalesced_past_the_models_limit(
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="greater than 0"):
         Settings(batch_max_rows_by_model={"iris": 0})
+
+
+def test_the_environment_gives_the_map_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TABSERVE_BATCH_MAX_ROWS_BY_MODEL", '{"forest": 64, "iris": 1}')
+    assert Settings().batch_max_rows_by_model == {"forest": 64, "iris": 1}
