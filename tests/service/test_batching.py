@@ -304,3 +304,23 @@ async def test_a_watching_request_still_expires_at_its_deadline(pool: InferenceP
     await first
     assert model.calls == [1]
     assert events.rejections == ["deadline"]
+
+
+async def test_each_queued_request_expires_at_its_own_deadline(pool: InferencePool) -> None:
+    """One timer serves the whole queue: a later, shorter deadline still comes first."""
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
+    first = await occupy(batcher, model, 0.0)
+    loop = asyncio.get_running_loop()
+    patient = asyncio.ensure_future(batcher.submit(rows(0.1), deadline=loop.time() + 0.4))
+    hasty = asyncio.ensure_future(batcher.submit(rows(0.2), deadline=loop.time() + 0.03))
+    with pytest.raises(DeadlineExceededError):
+        await hasty
+    assert not patient.done()
+    with pytest.raises(DeadlineExceededError):
+        await patient
+    model.gate.set()
+    await first
+    assert events.rejections == ["deadline", "deadline"]
+    assert model.calls == [1]
