@@ -26,7 +26,7 @@ from service.access_log import AccessLog
 from service.api import admin, catalog, drift, feedback, health, predictions, stream, v1, v2
 from service.api.docs import install_docs
 from service.api.errors import install_error_handlers
-from service.api.fastpath import InferEndpoint, infer_target
+from service.api.fastpath import INFER_TARGET, InferEndpoint, infer_target
 from service.api.middleware import RequestContextMiddleware
 from service.api.records import install_record_routes
 from service.api.stream_hub import StreamHub
@@ -64,10 +64,13 @@ class ServingApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch V2 infer to the fast path; everything else through FastAPI."""
-        if self.fast_infer is not None and infer_target(scope) is not None:
-            scope["app"] = self
-            await self.fast_infer(scope, receive, send)
-            return
+        if self.fast_infer is not None:
+            target = infer_target(scope)
+            if target is not None:
+                scope["app"] = self
+                scope[INFER_TARGET] = target
+                await self.fast_infer(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 

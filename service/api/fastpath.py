@@ -33,6 +33,8 @@ SUFFIX = "/infer"
 _LENGTH = HEADER_LENGTH.encode()
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()
 _EXPRESS = "v2_express"
+INFER_TARGET = "tabserve.infer_target"
+"""Scope key where the app leaves the (model, version) it matched, so it is parsed once."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class InferEndpoint:
         self.limits = json_limits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = infer_target(scope)
+        target = scope.get(INFER_TARGET) or infer_target(scope)
         assert target is not None
         name, version = target
         scope["route"] = DEFAULT_ROUTE if version is None else VERSION_ROUTE

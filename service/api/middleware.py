@@ -103,7 +103,10 @@ class RequestContextMiddleware:
                 )
                 await refusal(scope, receive, send_with_id)
                 return
-            await self.app(scope, self._limited(receive), send_with_id)
+            # A declared length bounds the body (the HTTP parser reads no further);
+            # only a chunked body needs counting as it streams in.
+            limited = receive if declared is not None else self._limited(receive)
+            await self.app(scope, limited, send_with_id)
         finally:
             in_flight.dec()
             self._record(scope, status, time.perf_counter() - started, request_id)

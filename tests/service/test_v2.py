@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,21 @@ def test_oversize_body_is_413(settings: Any) -> None:
     with TestClient(create_app(small)) as client:
         body = {"inputs": [tensor("x", [1.0] * 400, [100, 4])]}
         response = infer(client, "iris", body)
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+
+
+def test_a_chunked_body_past_the_limit_is_413(settings: Any) -> None:
+    """Without Content-Length the body is counted as it streams in."""
+    from service.app import create_app
+
+    small = settings.model_copy(update={"max_body_bytes": 1024})
+    payload = json.dumps({"inputs": [tensor("x", [1.0] * 400, [100, 4])]}).encode()
+    chunks = (payload[i : i + 256] for i in range(0, len(payload), 256))
+    with TestClient(create_app(small)) as client:
+        response = client.post(
+            "/v2/models/iris/infer", content=chunks, headers={"content-type": "application/json"}
+        )
     assert response.status_code == 413
     assert response.json()["code"] == "too_large"
 
