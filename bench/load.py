@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 
-
 SETTLE_SECONDS = 0.5
 
 
