@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.settings import Settings
+from tests.service.support import queue_behind_held_call
 
 IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
@@ -41,22 +41,9 @@ def test_the_model_reports_its_own_limit(client: TestClient) -> None:
 def test_queued_requests_are_not_coalesced_past_the_models_limit(
     client: TestClient, hold: Any
 ) -> None:
-    held = hold("iris")
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
-    threads = [threading.Thread(target=infer, args=(client,)) for _ in range(5)]
-    threads[0].start()
-    try:
-        assert held.entered.wait(timeout=30)
-        for thread in threads[1:]:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while model.batcher.queued_rows < 12 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert model.batcher.queued_rows == 12  # four requests wait behind the held call
-    finally:
-        held.release.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    requests = [partial(infer, client) for _ in range(5)]
+    # four requests (12 rows) wait behind the held call
+    queue_behind_held_call(client, hold("iris"), "iris", requests, queued_rows=12)
     text = client.get("/metrics").text
     # Five calls of three rows: with the global limit the four would share one call.
     assert 'tabserve_inference_batch_rows_count{model="iris",version="2"} 5.0' in text

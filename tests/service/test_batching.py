@@ -199,21 +199,6 @@ async def test_a_full_queue_refuses_at_once_and_the_queue_stays_bounded(
     assert model.calls == [1, 4]
 
 
-async def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(pool: InferencePool) -> None:
-    model = RecordingModel()
-    events = Events()
-    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
-    first = await occupy(batcher, model, 0.0)
-    loop = asyncio.get_running_loop()
-    late = asyncio.ensure_future(batcher.submit(rows(0.5), deadline=loop.time() + 0.01))
-    with pytest.raises(DeadlineExceededError, match="its work was dropped"):
-        await late
-    model.gate.set()
-    await first
-    assert model.calls == [1]  # the expired request never reached the model
-    assert events.rejections == ["deadline"]
-
-
 async def test_a_started_request_finishes_even_past_its_deadline(pool: InferencePool) -> None:
     model = RecordingModel()
     batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64))
@@ -271,38 +256,29 @@ async def test_a_request_taken_quickly_never_watches_its_client(pool: InferenceP
     await first
 
 
-async def test_a_deadline_before_watch_after_still_drops_the_request(pool: InferencePool) -> None:
+@pytest.mark.parametrize(
+    ("watch_after", "timeout", "watched"),
+    [(0.25, 0.01, False), (5.0, 0.01, True), (0.005, 0.05, True)],
+    ids=["no client to watch", "deadline before watching", "deadline while watching"],
+)
+async def test_a_request_whose_deadline_passes_in_the_queue_is_dropped(
+    pool: InferencePool, watch_after: float, timeout: float, watched: bool
+) -> None:
     model = RecordingModel()
     events = Events()
-    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64, watch_after=5.0), None, events)
+    policy = BatchPolicy(max_rows=64, watch_after=watch_after)
+    batcher = Batcher(model.predict, pool, policy, None, events)
     first = await occupy(batcher, model, 0.0)
     loop = asyncio.get_running_loop()
+    abandoned = asyncio.Event().wait if watched else None
     late = asyncio.ensure_future(
-        batcher.submit(rows(0.5), deadline=loop.time() + 0.01, abandoned=asyncio.Event().wait)
+        batcher.submit(rows(0.5), deadline=loop.time() + timeout, abandoned=abandoned)
     )
-    with pytest.raises(DeadlineExceededError):
+    with pytest.raises(DeadlineExceededError, match="its work was dropped"):
         await late
     model.gate.set()
     await first
-    assert events.rejections == ["deadline"]
-
-
-async def test_a_watching_request_still_expires_at_its_deadline(pool: InferencePool) -> None:
-    model = RecordingModel()
-    events = Events()
-    batcher = Batcher(
-        model.predict, pool, BatchPolicy(max_rows=64, watch_after=0.005), None, events
-    )
-    first = await occupy(batcher, model, 0.0)
-    loop = asyncio.get_running_loop()
-    late = asyncio.ensure_future(
-        batcher.submit(rows(0.5), deadline=loop.time() + 0.05, abandoned=asyncio.Event().wait)
-    )
-    with pytest.raises(DeadlineExceededError):
-        await late
-    model.gate.set()
-    await first
-    assert model.calls == [1]
+    assert model.calls == [1]  # the expired request never reached the model
     assert events.rejections == ["deadline"]
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from service.core.drift_totals import counter_totals
 from service.core.registry import ModelState
 from service.core.runtime import Prediction
 from service.settings import Settings
+from tests.service.support import queue_behind_held_call
 from training.datasets import load_bundled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,26 +177,10 @@ def test_bins_are_counted_exactly_in_the_metrics(client: TestClient) -> None:
 
 
 def test_coalesced_requests_are_counted_once_each(client: TestClient, hold: Any) -> None:
-    held = hold("iris")
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
     rows = iris_rows()
-    threads = [
-        threading.Thread(target=send, args=(client, "iris", rows[i : i + 3], 3))
-        for i in range(0, 18, 3)
-    ]
-    threads[0].start()
-    try:
-        assert held.entered.wait(timeout=30)
-        for thread in threads[1:]:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while model.batcher.queued_rows < 15 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert model.batcher.queued_rows == 15  # five requests wait for one call
-    finally:
-        held.release.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    requests = [partial(send, client, "iris", rows[i : i + 3], 3) for i in range(0, 18, 3)]
+    # five requests (15 rows) wait for one call
+    queue_behind_held_call(client, hold("iris"), "iris", requests, queued_rows=15)
     report = client.get("/models/iris/drift").json()
     assert report["rows"] == 18
     assert (
