@@ -9,12 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request
 from pydantic import BaseModel, Discriminator, Tag
+from starlette.routing import Route
 
 from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
 from service.api.limits import enforce_json_limits
 from service.api.middleware import request_id_of
 from service.api.record_models import PredictResponse, RecordPrediction, record_model
+from service.api.records_express import RecordsEndpoint
 from service.api.schemas import error_responses
 from service.core.dataplane import DataPlane
 from service.core.registry import ModelRegistry, ModelVersion
@@ -81,6 +83,11 @@ def _add_route(
     )
     which = f"version {version}" if version is not None else "the default version"
     manifest = model.manifest
+    state = app.state.tabserve
+    express = None
+    if state.settings.fast_path:
+        express = RecordsEndpoint(state.dataplane, state.settings, name, version)
+        app.router.routes.append(Route(path, express, methods=["POST"]))
     app.add_api_route(
         path,
         endpoint,
@@ -97,6 +104,10 @@ def _add_route(
         operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
         dependencies=[Depends(enforce_json_limits)],
     )
+    if express is not None:
+        general = app.router.routes[-1]
+        assert isinstance(general, Route)
+        express.general = general
 
 
 def _one_or_many(body: Any) -> str:

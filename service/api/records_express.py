@@ -1,0 +1,207 @@
+"""The named-feature request most clients send, answered without FastAPI's per-request work.
+
+`POST /models/{m}/predict` is a FastAPI route so that `/docs` shows each model's
+real features, and FastAPI pays for that on every request: dependency solving,
+the body through a Pydantic union of generated record models, the answer through
+the response model and `jsonable_encoder`. That was three times the cost of the
+V2 path (`docs/benchmarks.md`).
+
+So a plain route on the same path sits in front of each record route. It decodes
+the common body (one record, or a list of records, each with exactly the model's
+feature names and numbers within their training ranges, for a model whose inputs
+are all numeric) and answers it itself; anything else, errors included, goes on
+to the FastAPI route with the body replayed, which answers exactly as it always
+has. The answer has the same JSON as the FastAPI route's (its numbers written by
+orjson: `0.00001` where Python writes `1e-05`, the same value);
+`tests/service/test_records_express.py` compares the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
+from service.api.middleware import request_id_of
+from service.core.dataplane import DataPlane
+from service.core.errors import ServiceError
+from service.core.registry import ModelVersion
+from service.core.runtime import Prediction
+from service.core.validation import ValidatedBatch
+from service.settings import Settings
+
+_NUMBERS = frozenset({int, float})
+_TIMEOUT = TIMEOUT_HEADER.lower().encode()
+_LANE = "records_express"
+
+
+class RecordsExpress:
+    """One model version's express decoder and encoder for records."""
+
+    def __init__(self, model: ModelVersion, classes: list[str], classifier: bool) -> None:
+        assert model.schema is not None
+        self.schema = model.schema
+        self.names = model.schema.names
+        self.width = model.schema.width
+        self.classes = classes
+        self.classifier = classifier
+        self.model_name = model.name
+        self.version = model.version
+
+    @classmethod
+    def for_model(cls, model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+        """The lane for `model`, or None when its records never fit it."""
+        schema, manifest = model.schema, model.manifest
+        if schema is None or manifest is None or not schema.all_numeric:
+            return None
+        if max(map(len, schema.names)) > settings.max_string_length:
+            return None  # such a key is refused (413) by the general path
+        classes = manifest.target.classes
+        classifier = manifest.task == "classification"
+        if classifier:
+            kinds = {type(c) for c in classes or []}
+            if kinds not in ({str}, {int}):
+                return None  # labels the response model might convert: the general path
+        return cls(model, [str(c) for c in classes or []], classifier)
+
+    def decode(self, body: bytes) -> ValidatedBatch | None:
+        """The rows of `body` if it has the express shape and passes validation, else None."""
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(document) is dict:
+            records: list[Any] = [document]
+        elif type(document) is list and document:
+            records = document
+        else:
+            return None
+        if len(records) > self.schema.max_rows:
+            return None
+        names, width = self.names, self.width
+        values: list[Any] = []
+        for record in records:
+            if type(record) is not dict or len(record) != width:
+                return None
+            try:
+                values.extend([record[name] for name in names])
+            except KeyError:
+                return None
+        if not set(map(type, values)) <= _NUMBERS:
+            return None
+        return self.schema.accept_flat(values, len(records))
+
+    def encode(self, prediction: Prediction, request_id: str) -> bytes:
+        """The body the FastAPI route's `PredictResponse` would have."""
+        labels = prediction.predict.tolist()
+        proba = prediction.proba if self.classifier else None
+        if proba is None:
+            answers = [{"prediction": label, "probabilities": None} for label in labels]
+        else:
+            classes = self.classes
+            answers = [
+                {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
+                for label, row in zip(labels, proba.tolist(), strict=True)
+            ]
+        return orjson.dumps(
+            {
+                "model": self.model_name,
+                "version": self.version,
+                "request_id": request_id,
+                "predictions": answers,
+            }
+        )
+
+
+class RecordsEndpoint:
+    """ASGI app of the plain route in front of one record route (`general`)."""
+
+    def __init__(
+        self, dataplane: DataPlane, settings: Settings, name: str, version: int | None
+    ) -> None:
+        self.dataplane = dataplane
+        self.settings = settings
+        self.name = name
+        self.version = version
+        self.general: Route | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.general is not None
+        # FastAPI's router names only its own routes in the scope; metrics and the
+        # access log read the route template from there.
+        scope["route"] = self.general
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left before sending its body
+        try:
+            model: ModelVersion | None = self.dataplane.model(self.name, self.version)
+        except ServiceError:
+            model = None  # the general route gives the 404 or 503
+        lane = _lane(model, self.settings) if model is not None else None
+        batch = lane.decode(body) if lane is not None else None
+        if model is None or lane is None or batch is None:
+            await self.general.handle(scope, _replay(body, receive), send)
+            return
+        scope.setdefault("state", {})["model"] = self.name
+        request_id = request_id_of(scope)
+        prediction = await self.dataplane.predict(
+            model,
+            batch,
+            deadline=deadline_for(_header(scope, _TIMEOUT), self.settings),
+            abandoned=lambda: client_gone(receive),
+            request_id=request_id,
+        )
+        payload = lane.encode(prediction, request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(payload)).encode("latin-1")),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+    lane = model.wire.get(_LANE)
+    if lane is None and _LANE not in model.wire:
+        lane = model.wire[_LANE] = RecordsExpress.for_model(model, settings)
+    return lane if isinstance(lane, RecordsExpress) else None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that gives `body` once more, then whatever the client sends next."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
