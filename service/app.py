@@ -11,9 +11,9 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import anyio
@@ -58,12 +58,18 @@ where each detail names the field, the value given and what was expected.
 
 
 class ServingApp(FastAPI):
-    """FastAPI, except that V2 infer requests go straight to `fast_infer` when set."""
+    """FastAPI, except that V2 infer and record requests go to fast paths when set.
+
+    `fast_records` maps each record route's exact path to its endpoint (rebuilt
+    with the routes); `wrap_fast` wraps an endpoint in the request bookkeeping.
+    """
 
     fast_infer: ASGIApp | None = None
+    fast_records: Mapping[str, ASGIApp] = MappingProxyType({})
+    wrap_fast: Callable[[ASGIApp], ASGIApp] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch V2 infer to the fast path; everything else through FastAPI."""
+        """Dispatch V2 infer and records to the fast paths; everything else through FastAPI."""
         if self.fast_infer is not None:
             target = infer_target(scope)
             if target is not None:
@@ -71,6 +77,16 @@ class ServingApp(FastAPI):
                 scope[INFER_TARGET] = target
                 await self.fast_infer(scope, receive, send)
                 return
+            if scope["type"] == "http" and scope["method"] == "POST":
+                records = self.fast_records.get(scope["path"])
+                if records is not None:
+                    scope["app"] = self
+                    await records(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+    async def general(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own handling, for what a fast path leaves."""
         await super().__call__(scope, receive, send)
 
 
@@ -138,10 +154,14 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     app.state.tabserve = state
     app.state.streams = streams
     if settings.fast_path:
-        endpoint: ASGIApp = InferEndpoint(state.dataplane, settings)
-        if settings.cors_origins:
-            endpoint = _cors(endpoint, settings)
-        app.fast_infer = RequestContextMiddleware(endpoint, state.metrics, settings, access)
+
+        def wrap_fast(endpoint: ASGIApp) -> ASGIApp:
+            if settings.cors_origins:
+                endpoint = _cors(endpoint, settings)
+            return RequestContextMiddleware(endpoint, state.metrics, settings, access)
+
+        app.wrap_fast = wrap_fast
+        app.fast_infer = wrap_fast(InferEndpoint(state.dataplane, settings))
     install_docs(app)
     install_error_handlers(app)
     for router in (health.router, v2.router, v1.router, catalog.router, stream.router):

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from service.api.asgi_io import header, read_body, send_json
 from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
 from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
@@ -88,11 +89,11 @@ class InferEndpoint:
         try:
             number = None if version is None else parse_version(name, version)
             model = self.dataplane.model(name, number)
-            body = await _read_body(receive)
+            body = await read_body(receive)
             if body is None:
                 return  # the client left before sending its body: nobody to answer
-            header_length = _header(scope, _LENGTH)
-            deadline = deadline_for(_header(scope, _TIMEOUT), self.settings)
+            header_length = header(scope, _LENGTH)
+            deadline = deadline_for(header(scope, _TIMEOUT), self.settings)
             express = _express(model) if header_length is None else None
             decoded = express.decode(body) if express is not None else None
             if express is not None and decoded is not None:
@@ -103,7 +104,7 @@ class InferEndpoint:
                     abandoned=lambda: client_gone(receive),
                     request_id=request_id_of(scope),
                 )
-                await _send_json(send, express.encode(prediction, decoded.request_id))
+                await send_json(send, express.encode(prediction, decoded.request_id))
                 return
             response = await run_inference(
                 self.dataplane,
@@ -128,36 +129,3 @@ def _express(model: ModelVersion) -> ExpressV2 | None:
     if lane is None and _EXPRESS not in model.wire:
         lane = model.wire[_EXPRESS] = ExpressV2.for_model(model)
     return lane if isinstance(lane, ExpressV2) else None
-
-
-async def _send_json(send: Send, payload: bytes) -> None:
-    """A 200 with a JSON body: the headers Starlette's Response would send."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-length", str(len(payload)).encode("latin-1")),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None

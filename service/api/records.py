@@ -8,8 +8,8 @@ import inspect
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
-from starlette.routing import Route
 
 from service.api.deadlines import predict_for
 from service.api.deps import DataPlaneDep
@@ -33,29 +33,38 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     """
     kept = [r for r in app.router.routes if not getattr(r, "tabserve_records", False)]
     app.router.routes[:] = kept
+    express: dict[str, Any] = {}
+    wrap = getattr(app, "wrap_fast", None)  # set when the fast path is on (see app.py)
     for name in registry.names():
         versions = registry.versions(name)
         default = registry.get(name)
-        if default.manifest is not None:
-            _add_route(app, f"/models/{name}/predict", name, None, default)
-        for model in versions:
-            if model.manifest is not None:
-                path = f"/models/{name}/versions/{model.version}/predict"
-                _add_route(app, path, name, model.version, model)
+        targets = [(f"/models/{name}/predict", None, default)] + [
+            (f"/models/{name}/versions/{m.version}/predict", m.version, m) for m in versions
+        ]
+        for path, version, model in targets:
+            if model.manifest is None:
+                continue
+            route = _add_route(app, path, name, version, model)
+            if wrap is not None:
+                state = app.state.tabserve
+                endpoint = RecordsEndpoint(state.dataplane, state.settings, name, version, route)
+                express[path] = wrap(endpoint)
     app.add_api_route(
         "/models/{model}/predict",
         predict_unserved,
         methods=["POST"],
         include_in_schema=False,
     )
-    for route in app.router.routes[len(kept) :]:
-        route.tabserve_records = True  # type: ignore[attr-defined]
+    for added in app.router.routes[len(kept) :]:
+        added.tabserve_records = True  # type: ignore[attr-defined]
     app.openapi_schema = None
+    if wrap is not None:
+        app.fast_records = express  # type: ignore[attr-defined]
 
 
 def _add_route(
     app: FastAPI, path: str, name: str, version: int | None, model: ModelVersion
-) -> None:
+) -> APIRoute:
     assert model.manifest is not None
     assert model.schema is not None
     record = record_model(model.manifest, model.schema.example)
@@ -83,11 +92,6 @@ def _add_route(
     )
     which = f"version {version}" if version is not None else "the default version"
     manifest = model.manifest
-    state = app.state.tabserve
-    express = None
-    if state.settings.fast_path:
-        express = RecordsEndpoint(state.dataplane, state.settings, name, version)
-        app.router.routes.append(Route(path, express, methods=["POST"]))
     app.add_api_route(
         path,
         endpoint,
@@ -104,10 +108,9 @@ def _add_route(
         operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
         dependencies=[Depends(enforce_json_limits)],
     )
-    if express is not None:
-        general = app.router.routes[-1]
-        assert isinstance(general, Route)
-        express.general = general
+    route = app.router.routes[-1]
+    assert isinstance(route, APIRoute)
+    return route
 
 
 def _one_or_many(body: Any) -> str:

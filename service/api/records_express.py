@@ -6,13 +6,14 @@ the body through a Pydantic union of generated record models, the answer through
 the response model and `jsonable_encoder`. That was three times the cost of the
 V2 path (`docs/benchmarks.md`).
 
-So a plain route on the same path sits in front of each record route. It decodes
-the common body (one record, or a list of records, each with exactly the model's
-feature names and numbers within their training ranges, for a model whose inputs
-are all numeric) and answers it itself; anything else, errors included, goes on
-to the FastAPI route with the body replayed, which answers exactly as it always
-has. The answer has the same JSON as the FastAPI route's (its numbers written by
-orjson: `0.00001` where Python writes `1e-05`, the same value);
+So the app answers each record route's exact path before FastAPI's router, as it
+does V2 infer (`fastpath.py`). It decodes the common body (one record, or a list
+of records, each with exactly the model's feature names and numbers within their
+training ranges, for a model whose inputs are all numeric) and answers it
+itself; anything else, errors included, goes on through FastAPI to the record
+route with the body replayed, which answers exactly as it always has. The answer
+has the same JSON as the FastAPI route's (its numbers written by orjson:
+`0.00001` where Python writes `1e-05`, the same value);
 `tests/service/test_records_express.py` compares the two.
 """
 
@@ -21,10 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
+from service.api.asgi_io import header, read_body, replay, send_json
 from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
+from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
 from service.core.errors import ServiceError
@@ -117,23 +121,30 @@ class RecordsExpress:
 
 
 class RecordsEndpoint:
-    """ASGI app of the plain route in front of one record route (`general`)."""
+    """ASGI endpoint for one record route's path, answered before FastAPI's router.
+
+    The app dispatches here by exact path (wrapped in RequestContextMiddleware);
+    bodies the lane does not take go to `scope["app"].general`, FastAPI's own
+    stack, with the body replayed.
+    """
 
     def __init__(
-        self, dataplane: DataPlane, settings: Settings, name: str, version: int | None
+        self,
+        dataplane: DataPlane,
+        settings: Settings,
+        name: str,
+        version: int | None,
+        route: APIRoute,
     ) -> None:
         self.dataplane = dataplane
         self.settings = settings
         self.name = name
         self.version = version
-        self.general: Route | None = None
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.general is not None
-        # FastAPI's router names only its own routes in the scope; metrics and the
-        # access log read the route template from there.
-        scope["route"] = self.general
-        body = await _read_body(receive)
+        scope["route"] = self.route  # what metrics and the access log name the request by
+        body = await read_body(receive)
         if body is None:
             return  # the client left before sending its body
         try:
@@ -143,29 +154,25 @@ class RecordsEndpoint:
         lane = _lane(model, self.settings) if model is not None else None
         batch = lane.decode(body) if lane is not None else None
         if model is None or lane is None or batch is None:
-            await self.general.handle(scope, _replay(body, receive), send)
+            await scope["app"].general(scope, replay(body, receive), send)
             return
         scope.setdefault("state", {})["model"] = self.name
         request_id = request_id_of(scope)
-        prediction = await self.dataplane.predict(
-            model,
-            batch,
-            deadline=deadline_for(_header(scope, _TIMEOUT), self.settings),
-            abandoned=lambda: client_gone(receive),
-            request_id=request_id,
-        )
-        payload = lane.encode(prediction, request_id)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(payload)).encode("latin-1")),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        try:
+            prediction = await self.dataplane.predict(
+                model,
+                batch,
+                deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
+                abandoned=lambda: client_gone(receive),
+                request_id=request_id,
+            )
+        except ServiceError as exc:
+            await (await on_service_error(Request(scope), exc))(scope, receive, send)
+            return
+        except Exception as exc:
+            await (await on_unexpected(Request(scope), exc))(scope, receive, send)
+            return
+        await send_json(send, lane.encode(prediction, request_id))
 
 
 def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
@@ -173,35 +180,3 @@ def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
     if lane is None and _LANE not in model.wire:
         lane = model.wire[_LANE] = RecordsExpress.for_model(model, settings)
     return lane if isinstance(lane, RecordsExpress) else None
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` that gives `body` once more, then whatever the client sends next."""
-    given = False
-
-    async def again() -> Message:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None

@@ -132,3 +132,20 @@ def test_the_docs_still_show_the_record_routes(clients: tuple[TestClient, TestCl
     assert (
         "sepal_length_cm" in orjson.dumps(fast.get("/openapi.json").json()["components"]).decode()
     )
+
+
+def test_a_body_left_to_fastapi_is_counted_once(clients: tuple[TestClient, TestClient]) -> None:
+    """The fallback runs FastAPI's stack with its bookkeeping already done, not twice."""
+    fast, _ = clients
+    out_of_range = {**SETOSA, "sepal_length_cm": 50.0}
+    for _ in range(2):
+        response = fast.post("/models/iris/predict", json=out_of_range)
+        assert response.status_code == 200
+        assert response.headers.get_list("x-request-id") == [response.json()["request_id"]]
+    response = fast.post("/models/iris/predict", json={"sepal_length_cm": "x"})
+    assert response.status_code == 422
+    text = fast.get("/metrics").text
+    route = 'method="POST",route="/models/iris/predict"'
+    assert f'tabserve_http_requests_total{{{route},status="200"}} 2.0' in text
+    assert f'tabserve_http_requests_total{{{route},status="422"}} 1.0' in text
+    assert 'tabserve_out_of_range_values_total{feature="sepal_length_cm",model="iris",' in text

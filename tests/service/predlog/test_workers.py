@@ -55,22 +55,24 @@ def test_rows_from_two_workers_all_reach_the_log_and_feedback_counts_add_up(
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         },
     )
-    # Fresh connections from 8 threads at once, so both workers take requests.
+    # Fresh connections from 8 threads at once, until both workers have taken requests:
+    # a generated request id starts with its worker's own 16-digit prefix.
     limits = httpx.Limits(max_keepalive_connections=0)
+    served: list[str] = []
     with httpx.Client(base_url=server.url, limits=limits, timeout=30) as client:
 
-        def send(i: int) -> int:
-            answer = client.post(
-                "/models/iris/predict", json=[IRIS, IRIS], headers={"x-request-id": f"w{i}"}
-            )
-            return answer.status_code
+        def send(_: int) -> str:
+            answer = client.post("/models/iris/predict", json=[IRIS, IRIS])
+            assert answer.status_code == 200
+            return str(answer.json()["request_id"])
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            assert list(pool.map(send, range(40))) == [200] * 40
+            while len(served) < 40 or len({rid[:16] for rid in served}) < 2:
+                assert len(served) < 800, "one worker took every request"
+                served += pool.map(send, range(40))
+    rows = 2 * len(served)
     # Ground truth for every row, retried until the worker that predicted it has written it.
-    pending = [
-        {"request_id": f"w{i}", "row": r, "truth": "setosa"} for i in range(40) for r in (0, 1)
-    ]
+    pending = [{"request_id": rid, "row": r, "truth": "setosa"} for rid in served for r in (0, 1)]
     deadline = time.monotonic() + 30
     while pending and time.monotonic() < deadline:
         with httpx.Client(base_url=server.url) as client:
@@ -85,13 +87,13 @@ def test_rows_from_two_workers_all_reach_the_log_and_feedback_counts_add_up(
     assert pending == []
     metrics = httpx.get(server.url + "/metrics").text
     # Each worker counted the truths it accepted; the scrape sums both processes.
-    assert scrape_text(metrics, "tabserve_feedback_rows_total", model="iris", version="2") == 80
+    assert scrape_text(metrics, "tabserve_feedback_rows_total", model="iris", version="2") == rows
     per_worker = written_per_worker(tmp_path / "metrics")
     assert len(per_worker) == 2  # both workers wrote rows (a file holds one process's counts)
-    assert sum(per_worker) == 80
+    assert sum(per_worker) == rows
     assert server.stop() == 0
     store = PredictionStore(f"sqlite:///{data / 'predictions.db'}")
     keys = {(p.row.request_id, p.row.row) for p in store.page("iris", limit=1000)}
-    assert keys == {(f"w{i}", r) for i in range(40) for r in (0, 1)}
-    assert len(store.labelled("iris")) == 80
+    assert keys == {(rid, r) for rid in served for r in (0, 1)}
+    assert len(store.labelled("iris")) == rows
     store.dispose()
