@@ -163,6 +163,15 @@ class HeldRuntime:
 
 
 @pytest.fixture
+def fast_and_general(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two apps on the same models: fast paths on, and off (everything through FastAPI)."""
+    express = create_app(settings)
+    general = create_app(settings.model_copy(update={"fast_path": False}))
+    with TestClient(express) as fast, TestClient(general) as slow:
+        yield fast, slow
+
+
+@pytest.fixture
 def hold(client: TestClient) -> Iterator[Callable[[str], HeldRuntime]]:
     """`hold("iris")` makes the default iris version's predictions wait for `.release`."""
     held: list[HeldRuntime] = []

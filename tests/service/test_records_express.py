@@ -8,11 +8,9 @@ values: orjson writes 1e-05 as 0.00001.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 
 from service.api.records_express import RecordsExpress
@@ -63,14 +61,6 @@ LEFT: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def clients(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    express = create_app(settings)
-    general = create_app(settings.model_copy(update={"fast_path": False}))
-    with TestClient(express) as fast, TestClient(general) as slow:
-        yield fast, slow
-
-
 def answer(client: TestClient, path: str, body: Any) -> tuple[int, Any, str]:
     response = client.post(
         path,
@@ -81,9 +71,9 @@ def answer(client: TestClient, path: str, body: Any) -> tuple[int, Any, str]:
 
 
 def test_express_and_general_routes_answer_alike(
-    clients: tuple[TestClient, TestClient], settings: Settings
+    fast_and_general: tuple[TestClient, TestClient], settings: Settings
 ) -> None:
-    fast, slow = clients
+    fast, slow = fast_and_general
     for path, body in taken(settings) + LEFT:
         assert answer(fast, path, body) == answer(slow, path, body), (path, body)
 
@@ -95,9 +85,9 @@ def lane(client: TestClient, name: str, version: int | None = None) -> RecordsEx
 
 
 def test_the_route_takes_the_common_bodies_and_leaves_the_rest(
-    clients: tuple[TestClient, TestClient], settings: Settings
+    fast_and_general: tuple[TestClient, TestClient], settings: Settings
 ) -> None:
-    fast, _ = clients
+    fast, _ = fast_and_general
     for path, body in taken(settings):
         name = path.split("/")[2]
         version = int(path.split("/")[4]) if "/versions/" in path else None
@@ -113,9 +103,9 @@ def test_the_route_takes_the_common_bodies_and_leaves_the_rest(
 
 
 def test_express_answers_are_counted_and_logged_under_the_route(
-    clients: tuple[TestClient, TestClient],
+    fast_and_general: tuple[TestClient, TestClient],
 ) -> None:
-    fast, _ = clients
+    fast, _ = fast_and_general
     for _ in range(3):
         assert answer(fast, "/models/iris/predict", [SETOSA, VIRGINICA])[0] == 200
     text = fast.get("/metrics").text
@@ -125,8 +115,10 @@ def test_express_answers_are_counted_and_logged_under_the_route(
     ) in text
 
 
-def test_the_docs_still_show_the_record_routes(clients: tuple[TestClient, TestClient]) -> None:
-    fast, _ = clients
+def test_the_docs_still_show_the_record_routes(
+    fast_and_general: tuple[TestClient, TestClient],
+) -> None:
+    fast, _ = fast_and_general
     paths = fast.get("/openapi.json").json()["paths"]
     assert "post" in paths["/models/iris/predict"]
     assert (
@@ -134,9 +126,11 @@ def test_the_docs_still_show_the_record_routes(clients: tuple[TestClient, TestCl
     )
 
 
-def test_a_body_left_to_fastapi_is_counted_once(clients: tuple[TestClient, TestClient]) -> None:
+def test_a_body_left_to_fastapi_is_counted_once(
+    fast_and_general: tuple[TestClient, TestClient],
+) -> None:
     """The fallback runs FastAPI's stack with its bookkeeping already done, not twice."""
-    fast, _ = clients
+    fast, _ = fast_and_general
     out_of_range = {**SETOSA, "sepal_length_cm": 50.0}
     for _ in range(2):
         response = fast.post("/models/iris/predict", json=out_of_range)

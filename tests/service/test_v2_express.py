@@ -8,7 +8,6 @@ really have taken the common bodies (else identical answers would prove nothing)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,9 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.v2_express import ExpressV2
-from service.app import create_app
 from service.core.registry import ModelVersion
-from service.settings import Settings
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -82,14 +79,6 @@ LEFT: list[tuple[str, bytes]] = [
 ]
 
 
-@pytest.fixture
-def clients(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    express = create_app(settings)
-    general = create_app(settings.model_copy(update={"fast_path": False}))
-    with TestClient(express) as fast, TestClient(general) as slow:
-        yield fast, slow
-
-
 def answers(client: TestClient, target: str, payload: bytes) -> tuple[int, bytes, str]:
     response = client.post(
         f"/v2/models/{target}/infer",
@@ -101,9 +90,9 @@ def answers(client: TestClient, target: str, payload: bytes) -> tuple[int, bytes
 
 @pytest.mark.parametrize(("target", "payload"), TAKEN + LEFT)
 def test_express_and_general_paths_answer_alike(
-    clients: tuple[TestClient, TestClient], target: str, payload: bytes
+    fast_and_general: tuple[TestClient, TestClient], target: str, payload: bytes
 ) -> None:
-    fast, slow = clients
+    fast, slow = fast_and_general
     assert answers(fast, target, payload) == answers(slow, target, payload)
 
 
@@ -116,9 +105,9 @@ def lane(client: TestClient, target: str) -> ExpressV2 | None:
 
 
 def test_the_lane_takes_the_common_bodies_and_leaves_the_rest(
-    clients: tuple[TestClient, TestClient],
+    fast_and_general: tuple[TestClient, TestClient],
 ) -> None:
-    fast, _ = clients
+    fast, _ = fast_and_general
     for target, payload in TAKEN:
         express = lane(fast, target)
         assert express is not None
@@ -128,14 +117,16 @@ def test_the_lane_takes_the_common_bodies_and_leaves_the_rest(
         assert express is None or express.decode(payload) is None, payload
 
 
-def test_a_model_with_categories_has_no_lane(clients: tuple[TestClient, TestClient]) -> None:
-    assert lane(clients[0], "churn") is None
+def test_a_model_with_categories_has_no_lane(
+    fast_and_general: tuple[TestClient, TestClient],
+) -> None:
+    assert lane(fast_and_general[0], "churn") is None
 
 
 def test_express_answers_count_in_metrics_like_any_other(
-    clients: tuple[TestClient, TestClient],
+    fast_and_general: tuple[TestClient, TestClient],
 ) -> None:
-    fast, _ = clients
+    fast, _ = fast_and_general
     for _ in range(3):
         assert answers(fast, "iris", TAKEN[1][1])[0] == 200
     text = fast.get("/metrics").text
