@@ -40,8 +40,11 @@ class Scenario:
     model: str
     rows: int
     connections: int
+    records: bool = False
+    """Rows by feature name to POST /models/{m}/predict, instead of V2 infer."""
 
 
+RECORDS = Scenario("forest, 1 record by name, 64 conn", "forest", 1, 64, records=True)
 SCENARIOS = [
     Scenario("forest, 1 row, 16 conn", "forest", 1, 16),
     Scenario("forest, 1 row, 64 conn", "forest", 1, 64),
@@ -69,6 +72,13 @@ def v2_body(rows: int) -> bytes:
     data = sample_rows(rows)
     tensor = {"name": "x", "shape": list(data.shape), "datatype": "FP64", "data": data.ravel()}
     return orjson.dumps({"inputs": [tensor]}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def records_body(rows: int) -> bytes:
+    """The same rows as records keyed by feature name (x0 ... x19), for the records route."""
+    data = sample_rows(rows)
+    records = [{f"x{i}": value for i, value in enumerate(row)} for row in data.tolist()]
+    return orjson.dumps(records[0] if rows == 1 else records)
 
 
 def progress(message: str) -> None:
@@ -114,8 +124,12 @@ def measure(
     url: str, scenario: Scenario, server: str, seconds: float, work: Path, cpu: int | None
 ) -> Row:
     """Warm up, then one timed load run."""
-    body = v2_body(scenario.rows)
-    target = f"{url}/v2/models/{scenario.model}/infer"
+    if scenario.records:
+        body = records_body(scenario.rows)
+        target = f"{url}/models/{scenario.model}/predict"
+    else:
+        body = v2_body(scenario.rows)
+        target = f"{url}/v2/models/{scenario.model}/infer"
     run_load(target, body, scenario.connections, 1.0, work, cpu)
     result: LoadResult = run_load(target, body, scenario.connections, seconds, work, cpu)
     progress(f"{server:>22} | {scenario.label:<26} {result.requests_per_s:>9,.0f} req/s")
@@ -178,11 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
     port = 8700
     with process([*serve, "--port", str(port)], port, "0", work / "tabserve.log") as url:
-        rows += [measure(url, s, "tabserve", args.seconds, work, 1) for s in SCENARIOS]
+        rows += [measure(url, s, "tabserve", args.seconds, work, 1) for s in [*SCENARIOS, RECORDS]]
     port += 1
     quiet = ["--port", str(port), "--log-level", "warning"]
     with process([*serve, *quiet], port, "0", work / "tabserve-quiet.log") as url:
         rows.append(measure(url, SCENARIOS[1], "tabserve, no access log", args.seconds, work, 1))
+    port += 1
+    general = {"TABSERVE_FAST_PATH": "false"}
+    log = work / "tabserve-general.log"
+    with process([*serve, "--port", str(port)], port, "0", log, general) as url:
+        rows.append(measure(url, RECORDS, "tabserve, fast paths off", args.seconds, work, 1))
     port += 1
     bare = [sys.executable, "-m", "bench.bare", str(port)]
     with process(bare, port, "0", work / "bare.log") as url:
@@ -244,7 +263,7 @@ def render(rows: list[Row], costs: dict[str, dict[str, float]]) -> str:
         ratio = f"{r.requests_per_s / base.requests_per_s:.1f}x" if base and r is not base else ""
         share = ""
         pinned = r.server.startswith("tabserve") and "worker" not in r.server
-        if stack is not None and pinned and "1 row" in r.scenario:
+        if stack is not None and pinned and ("1 row" in r.scenario or "1 record" in r.scenario):
             share = f"{r.requests_per_s / stack.requests_per_s:.0%}"
         lines.append(
             f"| {r.scenario} | {r.server} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | "
