@@ -125,7 +125,4 @@ class InferEndpoint:
 
 def _express(model: ModelVersion) -> ExpressV2 | None:
     """The model version's express lane, built on first use (None: it has none)."""
-    lane = model.wire.get(_EXPRESS)
-    if lane is None and _EXPRESS not in model.wire:
-        lane = model.wire[_EXPRESS] = ExpressV2.for_model(model)
-    return lane if isinstance(lane, ExpressV2) else None
+    return model.cached(_EXPRESS, lambda: ExpressV2.for_model(model))

@@ -176,7 +176,4 @@ class RecordsEndpoint:
 
 
 def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
-    lane = model.wire.get(_LANE)
-    if lane is None and _LANE not in model.wire:
-        lane = model.wire[_LANE] = RecordsExpress.for_model(model, settings)
-    return lane if isinstance(lane, RecordsExpress) else None
+    return model.cached(_LANE, lambda: RecordsExpress.for_model(model, settings))

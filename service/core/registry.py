@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar, cast
 
 from service.core.batching import Batcher
 from service.core.errors import ModelNotFoundError, ModelNotReadyError
@@ -12,6 +14,8 @@ from service.core.metrics import ModelMetrics
 from service.core.runtime import Runtime
 from service.core.validation import FeatureSchema
 from training.manifest import Manifest
+
+T = TypeVar("T")
 
 
 class ModelState(StrEnum):
@@ -40,12 +44,18 @@ class ModelVersion:
     batch_rows: int | None = None
     """Most rows per model call for this version (None: the global batch_max_rows)."""
     wire: dict[str, object] = field(default_factory=dict)
-    """What the APIs precompute per version on first use (e.g. the V2 express lane)."""
+    """What the APIs precompute per version on first use (see `cached`)."""
 
     @property
     def ready(self) -> bool:
         """Whether it can serve."""
         return self.state is ModelState.READY
+
+    def cached(self, key: str, build: Callable[[], T]) -> T:
+        """What `build()` gives, built once per version (an API's express lane, say)."""
+        if key not in self.wire:
+            self.wire[key] = build()
+        return cast(T, self.wire[key])
 
 
 class ModelRegistry:
