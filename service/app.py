@@ -61,12 +61,14 @@ class ServingApp(FastAPI):
     """FastAPI, except that V2 infer and record requests go to fast paths when set.
 
     `fast_records` maps each record route's exact path to its endpoint (rebuilt
-    with the routes); `wrap_fast` wraps an endpoint in the request bookkeeping.
+    with the routes); `wrap_fast` wraps an endpoint in the request bookkeeping and
+    `wrap_cors` wraps what a fast path answers itself in CORS (when configured).
     """
 
     fast_infer: ASGIApp | None = None
     fast_records: Mapping[str, ASGIApp] = MappingProxyType({})
     wrap_fast: Callable[[ASGIApp], ASGIApp] | None = None
+    wrap_cors: Callable[[ASGIApp], ASGIApp] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch V2 infer and records to the fast paths; everything else through FastAPI."""
@@ -156,12 +158,13 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     if settings.fast_path:
 
         def wrap_fast(endpoint: ASGIApp) -> ASGIApp:
-            if settings.cors_origins:
-                endpoint = _cors(endpoint, settings)
             return RequestContextMiddleware(endpoint, state.metrics, settings, access)
 
-        app.wrap_fast = wrap_fast
-        app.fast_infer = wrap_fast(InferEndpoint(state.dataplane, settings))
+        def wrap_cors(endpoint: ASGIApp) -> ASGIApp:
+            return _cors(endpoint, settings) if settings.cors_origins else endpoint
+
+        app.wrap_fast, app.wrap_cors = wrap_fast, wrap_cors
+        app.fast_infer = wrap_fast(wrap_cors(InferEndpoint(state.dataplane, settings)))
     install_docs(app)
     install_error_handlers(app)
     for router in (health.router, v2.router, v1.router, catalog.router, stream.router):

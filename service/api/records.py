@@ -35,6 +35,7 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     app.router.routes[:] = kept
     express: dict[str, Any] = {}
     wrap = getattr(app, "wrap_fast", None)  # set when the fast path is on (see app.py)
+    cors = getattr(app, "wrap_cors", None)
     for name in registry.names():
         versions = registry.versions(name)
         default = registry.get(name)
@@ -47,7 +48,9 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
             route = _add_route(app, path, name, version, model)
             if wrap is not None:
                 state = app.state.tabserve
-                endpoint = RecordsEndpoint(state.dataplane, state.settings, name, version, route)
+                endpoint = RecordsEndpoint(
+                    state.dataplane, state.settings, name, version, route, cors
+                )
                 express[path] = wrap(endpoint)
     app.add_api_route(
         "/models/{model}/predict",

@@ -19,12 +19,13 @@ has the same JSON as the FastAPI route's (its numbers written by orjson:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, replay, send_json
 from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
@@ -40,6 +41,7 @@ from service.settings import Settings
 _NUMBERS = frozenset({int, float})
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()
 _LANE = "records_express"
+_DECODED = "tabserve.records"
 
 
 class RecordsExpress:
@@ -125,7 +127,8 @@ class RecordsEndpoint:
 
     The app dispatches here by exact path (wrapped in RequestContextMiddleware);
     bodies the lane does not take go to `scope["app"].general`, FastAPI's own
-    stack, with the body replayed.
+    stack (CORS included), with the body replayed. What the lane answers itself
+    goes through `wrap_answer` (the CORS middleware, when origins are configured).
     """
 
     def __init__(
@@ -135,12 +138,14 @@ class RecordsEndpoint:
         name: str,
         version: int | None,
         route: APIRoute,
+        wrap_answer: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.settings = settings
         self.name = name
         self.version = version
         self.route = route
+        self._respond = wrap_answer(self._answer) if wrap_answer is not None else self._answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = self.route  # what metrics and the access log name the request by
@@ -156,6 +161,11 @@ class RecordsEndpoint:
         if model is None or lane is None or batch is None:
             await scope["app"].general(scope, replay(body, receive), send)
             return
+        scope[_DECODED] = (model, lane, batch)
+        await self._respond(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        model, lane, batch = scope.pop(_DECODED)
         scope.setdefault("state", {})["model"] = self.name
         request_id = request_id_of(scope)
         try:

@@ -433,3 +433,15 @@ def test_docs_pages_get_a_policy_that_lets_them_render(client: TestClient) -> No
             assert asset.status_code == 200, source
             assert "cache-control" not in asset.headers  # assets may be cached
             assert asset.headers["x-content-type-options"] == "nosniff"
+
+
+def test_record_answers_get_cors_headers_once_on_either_path(settings: Settings) -> None:
+    """The express answer and one left to FastAPI's route each pass one CORS layer."""
+    app = create_app(settings.model_copy(update={"cors_origins": [ORIGIN]}))
+    out_of_range = {**IRIS_ROW, "sepal_length_cm": 50.0}  # left to the FastAPI route
+    with TestClient(app) as client:
+        for payload in (IRIS_ROW, out_of_range):
+            answer = client.post("/models/iris/predict", json=payload, headers={"origin": ORIGIN})
+            assert answer.status_code == 200
+            assert answer.headers.get_list("access-control-allow-origin") == [ORIGIN]
+            assert answer.headers.get_list("vary") == ["Origin"]
