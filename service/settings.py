@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     fast_path: bool = Field(
         default=True,
         description=(
-            "Answer V2 infer requests before FastAPI's router (same behaviour, less "
-            "overhead per request); off: they go through the documented FastAPI routes."
+            "Answer V2 infer and record requests before FastAPI's router (same "
+            "behaviour, less overhead per request); off: they go through the "
+            "documented FastAPI routes."
         ),
     )
     queue_max_rows: int = Field(
