@@ -44,15 +44,35 @@ async def client_gone(receive: Receive) -> None:
             return
 
 
+async def predict_watched(
+    dataplane: DataPlane,
+    model: ModelVersion,
+    batch: ValidatedBatch,
+    *,
+    deadline: float,
+    receive: Receive,
+    request_id: str,
+) -> Prediction:
+    """`dataplane.predict`, dropped if the client behind `receive` leaves while queued."""
+    return await dataplane.predict(
+        model,
+        batch,
+        deadline=deadline,
+        abandoned=lambda: client_gone(receive),
+        request_id=request_id,
+    )
+
+
 async def predict_for(
     request: Request, dataplane: DataPlane, model: ModelVersion, batch: ValidatedBatch
 ) -> Prediction:
     """`dataplane.predict` with the request's deadline, dropped if its client leaves."""
     settings: Settings = request.app.state.tabserve.settings
-    return await dataplane.predict(
+    return await predict_watched(
+        dataplane,
         model,
         batch,
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
-        abandoned=lambda: client_gone(request.receive),
+        receive=request.receive,
         request_id=request_id_of(request.scope),
     )

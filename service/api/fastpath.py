@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, send_json
-from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
 from service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
@@ -97,11 +97,12 @@ class InferEndpoint:
             express = _express(model) if header_length is None else None
             decoded = express.decode(body) if express is not None else None
             if express is not None and decoded is not None:
-                prediction = await self.dataplane.predict(
+                prediction = await predict_watched(
+                    self.dataplane,
                     model,
                     decoded.batch,
                     deadline=deadline,
-                    abandoned=lambda: client_gone(receive),
+                    receive=receive,
                     request_id=request_id_of(scope),
                 )
                 await send_json(send, express.encode(prediction, decoded.request_id))

@@ -36,6 +36,7 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     express: dict[str, Any] = {}
     wrap = getattr(app, "wrap_fast", None)  # set when the fast path is on (see app.py)
     cors = getattr(app, "wrap_cors", None)
+    state = app.state.tabserve
     for name in registry.names():
         versions = registry.versions(name)
         default = registry.get(name)
@@ -47,7 +48,6 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
                 continue
             route = _add_route(app, path, name, version, model)
             if wrap is not None:
-                state = app.state.tabserve
                 endpoint = RecordsEndpoint(
                     state.dataplane, state.settings, name, version, route, cors
                 )

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, replay, send_json
-from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
@@ -169,11 +169,12 @@ class RecordsEndpoint:
         scope.setdefault("state", {})["model"] = self.name
         request_id = request_id_of(scope)
         try:
-            prediction = await self.dataplane.predict(
+            prediction = await predict_watched(
+                self.dataplane,
                 model,
                 batch,
                 deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
-                abandoned=lambda: client_gone(receive),
+                receive=receive,
                 request_id=request_id,
             )
         except ServiceError as exc:

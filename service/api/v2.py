@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from service import __version__
-from service.api.deadlines import TIMEOUT_HEADER, client_gone, deadline_for
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.deps import DataPlaneDep
 from service.api.limits import JsonLimits, check_strings
 from service.api.middleware import request_id_of
@@ -336,12 +336,8 @@ async def run_inference(
                 check_strings(tensor.name, tensor.data, limits)
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
-    prediction = await dataplane.predict(
-        model,
-        batch,
-        deadline=deadline,
-        abandoned=lambda: client_gone(receive),
-        request_id=request_id,
+    prediction = await predict_watched(
+        dataplane, model, batch, deadline=deadline, receive=receive, request_id=request_id
     )
     tensors = [_tensor(name, prediction) for name, _ in wanted]
     payload, json_length = encode_response(

@@ -111,9 +111,7 @@ class DataPlane:
         observe = None
         if bound is not None or self.call_listeners:
             observe = self._observer(model, bound)
-        policy = self.policy
-        if model.batch_rows is not None:
-            policy = replace(policy, max_rows=model.batch_rows)
+        policy = replace(self.policy, max_rows=self.batch_rows(model))
         return Batcher(model.runtime.predict, self.pool, policy, observe, bound)
 
     def _observer(self, model: ModelVersion, bound: ModelMetrics | None) -> CallObserver:
