@@ -9,6 +9,7 @@ within `shutdown_grace_seconds`, then the process exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
@@ -19,6 +20,7 @@ from prometheus_client import multiprocess
 from uvicorn_worker import UvicornWorker
 
 from service.app import app_from_environment, create_app
+from service.http_protocol import TabserveHttpProtocol
 from service.multiproc import ENV
 from service.settings import Settings
 
@@ -42,6 +44,7 @@ def _single_process(settings: Settings) -> int:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        http=http_protocol(settings),
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op
@@ -63,6 +66,13 @@ class TabserveWorker(UvicornWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+        # `self.app` is the _Supervisor that forked this worker, with its Settings.
+        self.config.http = http_protocol(self.app.settings)
+
+
+def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
+    """The HTTP protocol uvicorn runs: ours (one write per answer) or its own."""
+    return TabserveHttpProtocol if settings.coalesce_writes else "auto"
 
 
 def _worker_exited(_server: Any, worker: Any) -> None:

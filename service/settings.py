@@ -109,6 +109,13 @@ class Settings(BaseSettings):
             "documented FastAPI routes."
         ),
     )
+    coalesce_writes: bool = Field(
+        default=True,
+        description=(
+            "Send each HTTP answer's headers and body to the socket in one write "
+            "(one segment, one client wake-up); off: uvicorn's own two writes."
+        ),
+    )
     queue_max_rows: int = Field(
         default=4096,
         ge=1,

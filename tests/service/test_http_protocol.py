@@ -1,0 +1,263 @@
+"""One write per answer: the coalescing transport, uvicorn's protocol on it, a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from service.http_protocol import HOLD_BYTES, CoalescingTransport, TabserveHttpProtocol
+from service.server import http_protocol
+from service.settings import Settings
+
+
+class RecordingTransport(asyncio.Transport):
+    """A socket's transport stand-in: records every call in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        self.calls.append(("pause_reading", b""))
+
+    def resume_reading(self) -> None:
+        self.calls.append(("resume_reading", b""))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        addresses = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
+        return addresses.get(name, default)
+
+    @property
+    def writes(self) -> list[bytes]:
+        return [data for call, data in self.calls if call == "write"]
+
+
+def in_loop(scenario: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
+    async def main() -> None:
+        result = scenario(asyncio.get_running_loop())
+        if asyncio.iscoroutine(result):
+            await result
+
+    asyncio.run(main())
+
+
+def test_writes_in_one_loop_turn_reach_the_socket_as_one_write() -> None:
+    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"ok")
+        assert socket_side.calls == []
+        await asyncio.sleep(0)
+        assert socket_side.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+        transport.write(b"next")
+        await asyncio.sleep(0)
+        assert socket_side.writes[1:] == [b"next"]
+
+    in_loop(scenario)
+
+
+def test_close_sends_the_held_bytes_before_closing() -> None:
+    def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        transport.write(b"answer")
+        transport.close()
+        assert socket_side.calls == [("write", b"answer"), ("close", b"")]
+
+    in_loop(scenario)
+
+
+def test_other_transport_calls_come_after_the_writes_held_before_them() -> None:
+    def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        transport.write(b"first")
+        transport.pause_reading()
+        transport.write(b"second")
+        transport.resume_reading()
+        assert socket_side.calls == [
+            ("write", b"first"),
+            ("pause_reading", b""),
+            ("write", b"second"),
+            ("resume_reading", b""),
+        ]
+
+    in_loop(scenario)
+
+
+def test_a_write_reaching_the_hold_limit_goes_out_at_once() -> None:
+    def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        transport.write(b"headers\r\n\r\n")
+        assert socket_side.writes == []
+        body = b"x" * HOLD_BYTES
+        transport.write(body)
+        assert socket_side.writes == [b"headers\r\n\r\n" + body]
+
+    in_loop(scenario)
+
+
+def test_held_bytes_are_dropped_once_the_connection_is_closing() -> None:
+    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        transport.write(b"too late")
+        socket_side.closing = True  # the peer went away in this loop turn
+        await asyncio.sleep(0)
+        assert socket_side.writes == []
+
+    in_loop(scenario)
+
+
+def test_a_bytearray_reused_after_write_is_sent_as_it_was_written() -> None:
+    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
+        socket_side = RecordingTransport()
+        transport = CoalescingTransport(socket_side, loop)
+        buffer = bytearray(b"frame one")
+        transport.write(buffer)
+        buffer[:] = b"frame two"
+        await asyncio.sleep(0)
+        assert socket_side.writes == [b"frame one"]
+
+    in_loop(scenario)
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app answering every request with headers, then a body, as apps do."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    body = scope["path"].encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def exchange(protocol_class: type[HttpToolsProtocol], request: bytes) -> list[bytes]:
+    """The writes uvicorn's protocol makes on the socket while answering `request`."""
+    config = uvicorn.Config(hello, http=protocol_class, lifespan="off", log_level="warning")
+    config.load()
+    state = ServerState()
+    socket_side = RecordingTransport()
+    protocol = protocol_class(config=config, server_state=state, app_state={})
+    protocol.connection_made(socket_side)
+    protocol.data_received(request)
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if not state.tasks:
+            break
+    await asyncio.sleep(0)  # the end of the turn in which the answer was written
+    protocol.connection_lost(None)
+    return socket_side.writes
+
+
+@pytest.mark.parametrize(
+    ("protocol_class", "writes_per_answer"),
+    [(TabserveHttpProtocol, 1), (HttpToolsProtocol, 2)],
+    ids=["tabserve", "uvicorn-own"],
+)
+def test_each_answer_is_one_write_where_uvicorns_own_protocol_makes_two(
+    protocol_class: type[HttpToolsProtocol], writes_per_answer: int
+) -> None:
+    request = b"GET /first HTTP/1.1\r\nhost: t\r\n\r\n"
+    writes = asyncio.run(exchange(protocol_class, request))
+    assert len(writes) == writes_per_answer
+    answer = b"".join(writes)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n/first")
+
+
+def test_pipelined_requests_get_their_answers_in_order() -> None:
+    request = b"GET /one HTTP/1.1\r\nhost: t\r\n\r\nGET /two HTTP/1.1\r\nhost: t\r\n\r\n"
+    answer = b"".join(asyncio.run(exchange(TabserveHttpProtocol, request)))
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert answer.index(b"\r\n\r\n/one") < answer.index(b"\r\n\r\n/two")
+    assert answer.endswith(b"\r\n\r\n/two")
+
+
+def test_the_setting_picks_the_protocol() -> None:
+    assert http_protocol(Settings()) is TabserveHttpProtocol
+    assert http_protocol(Settings(coalesce_writes=False)) == "auto"
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """`count` HTTP/1.1 answers (status, body) read off one connection, in order."""
+    buffer = b""
+    answers: list[tuple[int, bytes]] = []
+    while len(answers) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} answers"
+        buffer += chunk
+        while b"\r\n\r\n" in buffer:
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            fields = dict(line.lower().split(b": ", 1) for line in lines[1:])
+            length = int(fields[b"content-length"])
+            if len(rest) < length:
+                break
+            answers.append((int(lines[0].split()[1]), rest[:length]))
+            buffer = rest[length:]
+    return answers
+
+
+def post(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.mark.parametrize("coalesce", ["true", "false"])
+def test_a_real_server_answers_pipelined_small_and_large_requests_in_order(
+    launch: Callable[..., Any], models_dir: Path, coalesce: str
+) -> None:
+    server = launch(models_dir, env={"TABSERVE_COALESCE_WRITES": coalesce})
+    port = int(server.url.rsplit(":", 1)[1])
+    setosa = {
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]
+    }
+    record = {
+        "sepal_length_cm": 6.7,
+        "sepal_width_cm": 3.0,
+        "petal_length_cm": 5.2,
+        "petal_width_cm": 2.3,
+    }
+    requests = [
+        post("/v2/models/iris/infer", orjson.dumps(setosa)),
+        b"GET /openapi.json HTTP/1.1\r\nhost: t\r\n\r\n",
+        post("/models/iris/predict", orjson.dumps(record)),
+        post("/v2/models/iris/infer", b'{"inputs": "nope"}'),
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(requests))
+        answers = read_answers(sock, len(requests))
+    statuses = [status for status, _ in answers]
+    assert statuses == [200, 200, 200, 400]
+    assert orjson.loads(answers[0][1])["outputs"][0]["data"] == ["setosa"]
+    schema = orjson.loads(answers[1][1])
+    assert len(answers[1][1]) > HOLD_BYTES
+    assert "/v2/models/{model}/infer" in schema["paths"]
+    assert orjson.loads(answers[2][1])["predictions"][0]["prediction"] == "virginica"
+    assert "inputs" in answers[3][1].decode()
