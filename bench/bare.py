@@ -3,9 +3,11 @@
 Parse a V2 JSON body with orjson, score a logistic regression in numpy (X·W + b,
 softmax; 20 features, 3 classes, fixed random weights), answer V2 JSON with
 orjson: no validation, batching, metrics, logging or request ids. Served by
-uvicorn (uvloop, httptools) like tabserve, it is what any server on this machine
-could at best reach with one core, so `make bench` prints tabserve's figures as a
-share of it. Started as `python -m bench.bare PORT`.
+uvicorn (uvloop, httptools) with tabserve's one-write-per-answer protocol, it is
+what any server on this machine could at best reach with one core, so `make bench`
+prints tabserve's figures as a share of it. Started as `python -m bench.bare PORT`;
+`python -m bench.bare PORT uvicorn` serves it with uvicorn's own protocol (two
+writes per answer) instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 import uvicorn
+
+from service.http_protocol import TabserveHttpProtocol
 
 _RNG = np.random.default_rng(0)
 _WEIGHTS = _RNG.normal(size=(20, 3))
@@ -71,5 +75,5 @@ if __name__ == "__main__":
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http="httptools" if sys.argv[2:] == ["uvicorn"] else TabserveHttpProtocol,
     )

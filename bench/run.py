@@ -30,6 +30,7 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "bare ASGI stack (bench/bare.py)"
+BARE_UVICORN = "bare ASGI stack, uvicorn's own writes"
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     with process([*serve, "--port", str(port)], port, "0", log, general) as url:
         rows.append(measure(url, RECORDS, "tabserve, fast paths off", args.seconds, work, 1))
     port += 1
-    bare = [sys.executable, "-m", "bench.bare", str(port)]
-    with process(bare, port, "0", work / "bare.log") as url:
-        rows.append(measure(url, SCENARIOS[3], BARE, args.seconds, work, 1))
+    own_writes = {"TABSERVE_COALESCE_WRITES": "false"}
+    log = work / "tabserve-uvicorn-writes.log"
+    with process([*serve, "--port", str(port)], port, "0", log, own_writes) as url:
+        label = "tabserve, uvicorn's own writes"
+        rows.append(measure(url, SCENARIOS[1], label, args.seconds, work, 1))
+    for label, protocol in ((BARE, []), (BARE_UVICORN, ["uvicorn"])):
+        port += 1
+        bare = [sys.executable, "-m", "bench.bare", str(port), *protocol]
+        with process(bare, port, "0", work / f"bare{len(protocol)}.log") as url:
+            rows.append(measure(url, SCENARIOS[3], label, args.seconds, work, 1))
     if not args.skip_baseline:
         for model in SPECS:
             port += 1
