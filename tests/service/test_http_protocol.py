@@ -157,6 +157,12 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def exchange(protocol_class: type[HttpToolsProtocol], request: bytes) -> list[bytes]:
     """The writes uvicorn's protocol makes on the socket while answering `request`."""
+    socket_side = await converse(protocol_class, request)
+    return socket_side.writes
+
+
+async def converse(protocol_class: type[HttpToolsProtocol], request: bytes) -> RecordingTransport:
+    """The socket's side of uvicorn's protocol answering `request`, every call in order."""
     config = uvicorn.Config(hello, http=protocol_class, lifespan="off", log_level="warning")
     config.load()
     state = ServerState()
@@ -170,7 +176,7 @@ async def exchange(protocol_class: type[HttpToolsProtocol], request: bytes) -> l
             break
     await asyncio.sleep(0)  # the end of the turn in which the answer was written
     protocol.connection_lost(None)
-    return socket_side.writes
+    return socket_side
 
 
 @pytest.mark.parametrize(
@@ -195,6 +201,15 @@ def test_pipelined_requests_get_their_answers_in_order() -> None:
     assert answer.count(b"HTTP/1.1 200 OK") == 2
     assert answer.index(b"\r\n\r\n/one") < answer.index(b"\r\n\r\n/two")
     assert answer.endswith(b"\r\n\r\n/two")
+
+
+def test_a_closing_connection_gets_its_answer_in_one_write_before_the_close() -> None:
+    request = b"GET /last HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+    socket_side = asyncio.run(converse(TabserveHttpProtocol, request))
+    calls = [call for call, _ in socket_side.calls]
+    assert calls[:2] == ["write", "close"]
+    assert "write" not in calls[2:]
+    assert socket_side.calls[0][1].endswith(b"\r\n\r\n/last")
 
 
 def test_the_setting_picks_the_protocol() -> None:
