@@ -262,11 +262,12 @@ def render(rows: list[Row], costs: dict[str, dict[str, float]]) -> str:
     baseline = {r.scenario: r for r in rows if r.server == "seed-style baseline"}
     stack = next((r for r in rows if r.server == BARE), None)
     lines = [
-        "| scenario | server | requests/s | p50 ms | p99 ms | rows/s | x baseline "
-        "| of bare stack | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | server | requests/s | p50 ms | p99 ms | rows/s | engine µs per call "
+        "| x baseline | of bare stack | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        engine = _engine_cost(r, costs)
         base = baseline.get(r.scenario)
         ratio = f"{r.requests_per_s / base.requests_per_s:.1f}x" if base and r is not base else ""
         share = ""
@@ -275,12 +276,28 @@ def render(rows: list[Row], costs: dict[str, dict[str, float]]) -> str:
             share = f"{r.requests_per_s / stack.requests_per_s:.0%}"
         lines.append(
             f"| {r.scenario} | {r.server} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | "
-            f"{r.p99_ms:.2f} | {r.rows_per_s:,.0f} | {ratio} | {share} | {r.errors} |"
+            f"{r.p99_ms:.2f} | {r.rows_per_s:,.0f} | {engine} | {ratio} | {share} | {r.errors} |"
         )
     lines += ["", "| model/engine | µs per call, 1 row | µs per call, 64 rows |", "|---|---:|---:|"]
     for key, by_rows in costs.items():
         lines.append(f"| {key} | {by_rows['1']:,.1f} | {by_rows['64']:,.1f} |")
     return "\n".join(lines)
+
+
+def _engine_cost(row: Row, costs: dict[str, dict[str, float]]) -> str:
+    """In process, µs per call of the engine serving `row` (scikit-learn for the baseline)."""
+    scenario = next((s for s in [*SCENARIOS, RECORDS] if s.label == row.scenario), None)
+    if scenario is None or not row.server.startswith(("tabserve", "seed-style")):
+        return ""
+    sklearn = f"{scenario.model}/sklearn"
+    if row.server.startswith("seed-style"):
+        key: str | None = sklearn
+    else:
+        key = next((k for k in costs if k.startswith(f"{scenario.model}/") and k != sklearn), None)
+    cost = costs.get(key, {}).get(str(scenario.rows)) if key else None
+    if key is None or cost is None:
+        return ""
+    return f"{key.split('/', 1)[1]} {cost:,.1f}"
 
 
 if __name__ == "__main__":
