@@ -80,12 +80,15 @@ class RecordsExpress:
         except orjson.JSONDecodeError:
             return None
         if type(document) is dict:
-            records: list[Any] = [document]
-        elif type(document) is list and document:
-            records = document
-        else:
-            return None
-        if len(records) > self.schema.max_rows:
+            return self.accept([document])
+        if type(document) is list and document:
+            return self.accept(document)
+        return None
+
+    def accept(self, records: list[Any]) -> ValidatedBatch | None:
+        """The rows of decoded `records` if each has exactly the feature names and in-range
+        numbers, else None (the general checks then answer, errors included)."""
+        if not records or len(records) > self.schema.max_rows:
             return None
         names, width = self.names, self.width
         values: list[Any] = []

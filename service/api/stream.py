@@ -220,7 +220,7 @@ class Stream:
         if isinstance(request, Inbound):
             try:
                 model = self.dataplane.model(self.name, self.version)
-                checker = self.hub.checker(model)
+                checker = self.hub.checker(model, self.settings)
                 batch = checker.check(request.records)
             except ServiceError as exc:
                 return self._refused(request_id, exc)

@@ -17,9 +17,11 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
+from service.api.records_express import RecordsExpress
 from service.api.stream_messages import RecordChecker
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelVersion
+from service.settings import Settings
 
 log = logging.getLogger("tabserve.stream")
 
@@ -68,12 +70,16 @@ class StreamHub:
         """Streams open now."""
         return len(self._streams)
 
-    def checker(self, model: ModelVersion) -> RecordChecker:
-        """The record checks of `model`, built once per loaded version (not per connection)."""
+    def checker(self, model: ModelVersion, settings: Settings) -> RecordChecker:
+        """The record checks of `model`, built once per loaded version (not per connection).
+
+        With `fast_path` on, the common records take the records express lane.
+        """
         key = (model.name, model.version)
         checker = self._checkers.get(key)
         if checker is None or checker.model is not model:
-            checker = self._checkers[key] = RecordChecker(model)
+            express = RecordsExpress.for_model(model, settings) if settings.fast_path else None
+            checker = self._checkers[key] = RecordChecker(model, express)
         return checker
 
     def count(self, model: str, code: str, version: int | None = None, rows: int = 0) -> None:

@@ -10,8 +10,9 @@ A client message is JSON (text or binary frame), one of:
 Each message gets exactly one reply, in the order the messages came: the answer
 of `POST /models/{m}/predict` (`model`, `version`, `request_id`, `predictions`), or
 the error shape `{"request_id", "error", "code", "details"}`. Records are checked
-exactly as the named-feature API checks them: the model's generated record model
-(`record_models.py`), then `FeatureSchema.from_rows`.
+exactly as the named-feature API checks them: the common shape by the records
+express lane (`records_express.py`), anything else by the model's generated record
+model (`record_models.py`), then `FeatureSchema.from_rows`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from service.api.errors import MAX_DETAILS, error_response
 from service.api.limits import JsonLimits, check_document
 from service.api.record_models import record_model
+from service.api.records_express import RecordsExpress
 from service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
 from service.core.registry import ModelVersion
 from service.core.runtime import Prediction
@@ -127,18 +129,28 @@ def _start(raw: str | bytes) -> str:
 class RecordChecker:
     """One model version's record checks, as the named-feature API runs them."""
 
-    def __init__(self, model: ModelVersion) -> None:
+    def __init__(self, model: ModelVersion, express: RecordsExpress | None = None) -> None:
         assert model.manifest is not None
         assert model.schema is not None
         self.model = model
         self.schema = model.schema
+        self.express = express
         record = record_model(model.manifest, model.schema.example)
         self._records: TypeAdapter[list[BaseModel]] = TypeAdapter(list[record])  # type: ignore[valid-type]
         self._fields = [f"f{i}" for i in range(model.schema.width)]
         self.classes = [str(c) for c in model.manifest.target.classes or []]
 
     def check(self, records: list[Any]) -> ValidatedBatch:
-        """The rows ready for the model, or InvalidInputError / TooLargeError / MessageError."""
+        """The rows ready for the model, or InvalidInputError / TooLargeError / MessageError.
+
+        Records of the common shape (exactly the feature names, numbers in range) are
+        taken by the records express lane, as on `POST /models/{m}/predict`; the rest,
+        and every error, through the record model and `FeatureSchema.from_rows`.
+        """
+        if self.express is not None:
+            accepted = self.express.accept(records)
+            if accepted is not None:
+                return accepted
         limit = self.schema.max_rows
         if len(records) > limit:
             raise TooLargeError(

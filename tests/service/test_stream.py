@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from service.core.dataplane import Served
 from service.core.registry import ModelState, ModelVersion
 from service.core.runtime import Prediction
+from service.core.validation import FeatureSchema
 from service.settings import Settings
 
 WINDOW = 4
@@ -479,3 +480,64 @@ def test_the_prediction_log_keeps_stream_answers_under_their_request_ids(
     rows = sorted((item["request_id"], item["row"]) for item in page)
     assert rows == [("logged-1", 0), ("logged-1", 1), ("logged-2", 0)]
     assert [a["request_id"] for a in answers] == ["logged-1", "logged-2"]
+
+
+# Messages the records express lane takes, and messages it leaves to the general checks.
+EXPRESS_TAKES: list[Any] = [
+    ROW,
+    [ROW, {**ROW, "sepal_width_cm": 3}],
+    {"request_id": "e1", "records": [ROW]},
+    {"records": ROW},
+]
+EXPRESS_LEAVES: list[Any] = [
+    {**ROW, "sepal_length_cm": 50.0},  # out of range: served, and counted
+    {**ROW, "extra": 1.0},
+    {k: v for k, v in ROW.items() if k != "petal_width_cm"},
+    {**ROW, "sepal_length_cm": "5.1"},
+    {**ROW, "sepal_length_cm": True},
+    {**ROW, "sepal_length_cm": None},
+    [],
+    [ROW, 7],
+    [ROW] * 101,  # over max_rows
+    "setosa",
+    {"request_id": "e2", "records": []},
+]
+
+
+def stream_replies(client: TestClient, messages: list[Any]) -> list[Any]:
+    """Each message's reply, sent one at a time (so each is its own model call)."""
+    with client.websocket_connect("/models/iris/stream", headers={"x-request-id": "conn"}) as ws:
+        replies = []
+        for message in messages:
+            ws.send_json(message)
+            replies.append(ws.receive_json())
+    return replies
+
+
+def test_express_and_general_checks_answer_stream_messages_alike(
+    fast_and_general: tuple[TestClient, TestClient],
+) -> None:
+    fast, general = fast_and_general
+    messages = [*EXPRESS_TAKES, *EXPRESS_LEAVES]
+    replies = stream_replies(fast, messages)
+    assert replies == stream_replies(general, messages)
+    assert [("error" in reply) for reply in replies] == [False] * 5 + [True] * 10
+    assert replies[4]["predictions"][0]["prediction"] is not None
+
+
+def test_common_stream_messages_skip_the_general_checks(
+    fast_and_general: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, general = fast_and_general
+    checked: list[int] = []
+    general_check = FeatureSchema.from_rows
+
+    def counting(self: FeatureSchema, rows: Any) -> Any:
+        checked.append(len(rows))
+        return general_check(self, rows)
+
+    monkeypatch.setattr(FeatureSchema, "from_rows", counting)
+    stream_replies(fast, EXPRESS_TAKES)
+    assert checked == []
+    stream_replies(general, EXPRESS_TAKES)
+    assert checked == [1, 2, 1, 1]
