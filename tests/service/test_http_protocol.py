@@ -47,6 +47,9 @@ class RecordingTransport(asyncio.Transport):
         addresses = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
         return addresses.get(name, default)
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
     @property
     def writes(self) -> list[bytes]:
         return [data for call, data in self.calls if call == "write"]
@@ -210,6 +213,25 @@ def test_a_closing_connection_gets_its_answer_in_one_write_before_the_close() ->
     assert calls[:2] == ["write", "close"]
     assert "write" not in calls[2:]
     assert socket_side.calls[0][1].endswith(b"\r\n\r\n/last")
+
+
+def test_a_websocket_upgrade_hands_the_socket_its_own_transport() -> None:
+    async def scenario() -> None:
+        config = uvicorn.Config(hello, ws="websockets-sansio", lifespan="off", log_level="warning")
+        config.load()
+        socket_side = RecordingTransport()
+        protocol = TabserveHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(socket_side)
+        protocol.data_received(
+            b"GET /stream HTTP/1.1\r\nhost: t\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+            b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        )
+        websocket = socket_side.protocol
+        assert websocket is not protocol
+        assert websocket.transport is socket_side  # type: ignore[attr-defined]
+        websocket.connection_lost(None)
+
+    asyncio.run(scenario())
 
 
 def test_the_setting_picks_the_protocol() -> None:
