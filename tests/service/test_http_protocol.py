@@ -55,9 +55,15 @@ class RecordingTransport(asyncio.Transport):
         return [data for call, data in self.calls if call == "write"]
 
 
-def in_loop(scenario: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
+Scenario = Callable[[RecordingTransport, CoalescingTransport], Any]
+
+
+def in_loop(scenario: Scenario) -> None:
+    """Run `scenario(socket_side, transport)` in an event loop; `transport` wraps `socket_side`."""
+
     async def main() -> None:
-        result = scenario(asyncio.get_running_loop())
+        socket_side = RecordingTransport()
+        result = scenario(socket_side, CoalescingTransport(socket_side, asyncio.get_running_loop()))
         if asyncio.iscoroutine(result):
             await result
 
@@ -65,9 +71,7 @@ def in_loop(scenario: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
 
 
 def test_writes_in_one_loop_turn_reach_the_socket_as_one_write() -> None:
-    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    async def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         transport.write(b"ok")
         assert socket_side.calls == []
@@ -81,9 +85,7 @@ def test_writes_in_one_loop_turn_reach_the_socket_as_one_write() -> None:
 
 
 def test_close_sends_the_held_bytes_before_closing() -> None:
-    def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         transport.write(b"answer")
         transport.close()
         assert socket_side.calls == [("write", b"answer"), ("close", b"")]
@@ -92,9 +94,7 @@ def test_close_sends_the_held_bytes_before_closing() -> None:
 
 
 def test_other_transport_calls_come_after_the_writes_held_before_them() -> None:
-    def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         transport.write(b"first")
         transport.pause_reading()
         transport.write(b"second")
@@ -110,9 +110,7 @@ def test_other_transport_calls_come_after_the_writes_held_before_them() -> None:
 
 
 def test_a_write_reaching_the_hold_limit_goes_out_at_once() -> None:
-    def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         transport.write(b"headers\r\n\r\n")
         assert socket_side.writes == []
         body = b"x" * HOLD_BYTES
@@ -123,9 +121,7 @@ def test_a_write_reaching_the_hold_limit_goes_out_at_once() -> None:
 
 
 def test_held_bytes_are_dropped_once_the_connection_is_closing() -> None:
-    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    async def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         transport.write(b"too late")
         socket_side.closing = True  # the peer went away in this loop turn
         await asyncio.sleep(0)
@@ -135,9 +131,7 @@ def test_held_bytes_are_dropped_once_the_connection_is_closing() -> None:
 
 
 def test_a_bytearray_reused_after_write_is_sent_as_it_was_written() -> None:
-    async def scenario(loop: asyncio.AbstractEventLoop) -> None:
-        socket_side = RecordingTransport()
-        transport = CoalescingTransport(socket_side, loop)
+    async def scenario(socket_side: RecordingTransport, transport: CoalescingTransport) -> None:
         buffer = bytearray(b"frame one")
         transport.write(buffer)
         buffer[:] = b"frame two"
