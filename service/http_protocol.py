@@ -18,6 +18,10 @@ and flow control are kept:
 - what is held when the connection has gone is dropped, as uvicorn drops writes
   to a closed connection;
 - a WebSocket upgrade gets the socket's own transport.
+
+Each request's scope also carries `CLIENT_LEFT`, a callable saying whether its
+client has gone: the batcher drops a queued request whose client left before a
+model call takes it (`service/core/batching.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HOLD_BYTES = 16_384
 """Most bytes held back for the end of the loop turn; a write reaching it sends at once."""
+CLIENT_LEFT = "tabserve.client_left"
+"""Scope key: a callable telling, at no cost, whether the request's client has left."""
 
 
 class CoalescingTransport:
@@ -95,6 +101,14 @@ class TabserveHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
         super().connection_made(cast(asyncio.Transport, self.coalescing))
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            # uvicorn marks the cycle once the connection is lost; the batcher asks
+            # before a model call takes the request, without a task per request.
+            cast(dict[str, Any], self.scope)[CLIENT_LEFT] = lambda: cycle.disconnected
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the socket: give it the real transport.

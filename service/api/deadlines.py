@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
@@ -13,6 +14,7 @@ from service.core.errors import InvalidInputError, Problem
 from service.core.registry import ModelVersion
 from service.core.runtime import Prediction
 from service.core.validation import ValidatedBatch
+from service.http_protocol import CLIENT_LEFT
 from service.settings import Settings
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
@@ -44,6 +46,16 @@ async def client_gone(receive: Receive) -> None:
             return
 
 
+def client_left(scope: Scope) -> Callable[[], bool] | None:
+    """The server's free check for a client that has left, when it offers one.
+
+    tabserve's HTTP protocol puts it in every scope; other ASGI servers (and test
+    clients) do not, and then only watching `receive` notices a client leaving.
+    """
+    left = scope.get(CLIENT_LEFT)
+    return left if callable(left) else None
+
+
 async def predict_watched(
     dataplane: DataPlane,
     model: ModelVersion,
@@ -52,13 +64,19 @@ async def predict_watched(
     deadline: float,
     receive: Receive,
     request_id: str,
+    left: Callable[[], bool] | None = None,
 ) -> Prediction:
-    """`dataplane.predict`, dropped if the client behind `receive` leaves while queued."""
+    """`dataplane.predict`, dropped if the client behind `receive` leaves while queued.
+
+    `left` (from `client_left`) lets a model call skip the request if its client
+    has gone by the time the call takes it.
+    """
     return await dataplane.predict(
         model,
         batch,
         deadline=deadline,
         abandoned=lambda: client_gone(receive),
+        left=left,
         request_id=request_id,
     )
 
@@ -75,4 +93,5 @@ async def predict_for(
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
         receive=request.receive,
         request_id=request_id_of(request.scope),
+        left=client_left(request.scope),
     )

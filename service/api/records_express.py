@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, replay, send_json
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from service.api.deadlines import TIMEOUT_HEADER, client_left, deadline_for, predict_watched
 from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
@@ -179,6 +179,7 @@ class RecordsEndpoint:
                 deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
                 receive=receive,
                 request_id=request_id,
+                left=client_left(scope),
             )
         except ServiceError as exc:
             await (await on_service_error(Request(scope), exc))(scope, receive, send)

@@ -7,6 +7,7 @@ Pydantic. The Pydantic models here only document the wire format in `/docs`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from service import __version__
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from service.api.deadlines import TIMEOUT_HEADER, client_left, deadline_for, predict_watched
 from service.api.deps import DataPlaneDep
 from service.api.limits import JsonLimits, check_strings
 from service.api.middleware import request_id_of
@@ -248,6 +249,7 @@ async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Reque
         receive=request.receive,
         limits=json_limits(settings),
         request_id=request_id_of(request.scope),
+        left=client_left(request.scope),
     )
 
 
@@ -317,13 +319,15 @@ async def run_inference(
     receive: Receive,
     limits: JsonLimits | None = None,
     request_id: str = "",
+    left: Callable[[], bool] | None = None,
 ) -> Response:
     """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
 
     `header_length` is the raw `Inference-Header-Content-Length` request header;
     `receive` is watched so a client that leaves while queued has its work dropped;
     `limits` bounds the length of BYTES elements; `request_id` (the X-Request-ID)
-    is what the prediction log records the answer under.
+    is what the prediction log records the answer under; `left` is the server's
+    free check for a client that has gone (`deadlines.client_left`).
     """
     assert model.schema is not None
     try:
@@ -337,7 +341,13 @@ async def run_inference(
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
     prediction = await predict_watched(
-        dataplane, model, batch, deadline=deadline, receive=receive, request_id=request_id
+        dataplane,
+        model,
+        batch,
+        deadline=deadline,
+        receive=receive,
+        request_id=request_id,
+        left=left,
     )
     tensors = [_tensor(name, prediction) for name, _ in wanted]
     payload, json_length = encode_response(

@@ -12,10 +12,12 @@ fails its neighbours; a request whose caller went away is dropped before its
 batch is built. Watching for that costs a task per request (~90 µs of CPU on the
 event loop, more than the rest of a V2 request), so a request starts watching
 only once it has waited `watch_after` in the queue: under ordinary load a call
-takes it long before, and a client that leaves a short queue costs one share of
-one call at most. Deadlines and watching are driven by one timer per model (a
-timer per request cost 6 % of a V2 request), which looks at the queue when the
-earliest of them is due and at most every SWEEP_SECONDS.
+takes it long before. Where the HTTP server offers a flag for a client that has
+left (tabserve's protocol does), a call checks it as it takes each request, so
+a client that leaves a short queue costs nothing either. Deadlines and watching
+are driven by one timer per model (a timer per request cost 6 % of a V2
+request), which looks at the queue when the earliest of them is due and at
+most every SWEEP_SECONDS.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class _Pending:
     started: bool = False
     deadline: float | None = None
     abandoned: Callable[[], Awaitable[Any]] | None = None
+    left: Callable[[], bool] | None = None
     queued_at: float = 0.0
     watcher: asyncio.Future[Any] | None = None
 
@@ -117,13 +120,15 @@ class Batcher:
         *,
         deadline: float | None = None,
         abandoned: Callable[[], Awaitable[Any]] | None = None,
+        left: Callable[[], bool] | None = None,
     ) -> Prediction:
         """Predict `features` (one request's rows) as part of the next call.
 
         `deadline` (event-loop time) drops the request with DeadlineExceededError
         if no call has taken it by then; when the awaitable from `abandoned` finishes
-        (the client went away) first, the request is dropped silently. A request
-        that a call has taken always runs to the end.
+        (the client went away) first, the request is dropped silently, and so it is
+        when `left()` (a cheap check the server may offer) says so as a call is about
+        to take it. A request that a call has taken always runs to the end.
         """
         rows = features.shape[0]
         limit = self._policy.max_queue_rows
@@ -141,6 +146,7 @@ class Batcher:
         if not pending.started:
             pending.deadline = deadline
             pending.abandoned = abandoned
+            pending.left = left
             pending.queued_at = loop.time()
             due = self._due(pending)
             if due is not None:
@@ -257,6 +263,9 @@ class Batcher:
             self._queue.popleft()
             self._queued_rows -= head.rows
             if head.future.done():  # expired, abandoned or cancelled while queued
+                continue
+            if head.left is not None and head.left():
+                self._abandon(head)  # its client left before any watcher noticed
                 continue
             head.started = True
             taken.append(head)

@@ -73,12 +73,13 @@ class DataPlane:
         *,
         deadline: float | None = None,
         abandoned: Callable[[], Awaitable[Any]] | None = None,
+        left: Callable[[], bool] | None = None,
         request_id: str = "",
     ) -> Prediction:
         """Predict a validated batch; it may share a model call with concurrent requests.
 
-        See `Batcher.submit` for `deadline` and `abandoned`; `request_id` is what
-        request listeners record the answer under.
+        See `Batcher.submit` for `deadline`, `abandoned` and `left`; `request_id` is
+        what request listeners record the answer under.
         """
         batcher = model.batcher
         if batcher is None:
@@ -86,10 +87,14 @@ class DataPlane:
         if batch.any_out_of_range and model.metrics is not None:
             model.metrics.count_out_of_range(batch.out_of_range)
         if not self.request_listeners:
-            return await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
+            return await batcher.submit(
+                batch.features, deadline=deadline, abandoned=abandoned, left=left
+            )
         received = time.time()
         started = time.perf_counter()
-        prediction = await batcher.submit(batch.features, deadline=deadline, abandoned=abandoned)
+        prediction = await batcher.submit(
+            batch.features, deadline=deadline, abandoned=abandoned, left=left
+        )
         served = Served(
             request_id,
             model,

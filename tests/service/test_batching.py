@@ -230,6 +230,30 @@ async def test_a_client_that_leaves_while_queued_has_its_work_dropped(pool: Infe
     assert events.rejections == ["disconnected"]
 
 
+async def test_a_client_that_left_is_skipped_when_a_call_takes_the_queue(
+    pool: InferencePool,
+) -> None:
+    """With the server's free `left` check, leaving needs no watcher to be noticed."""
+    model = RecordingModel()
+    events = Events()
+    batcher = Batcher(model.predict, pool, BatchPolicy(max_rows=64), None, events)
+    first = await occupy(batcher, model, 0.0)
+    gone = {"leaving": False}
+    leaving = asyncio.ensure_future(
+        batcher.submit(rows(0.8, 0.8), abandoned=asyncio.Event().wait, left=lambda: gone["leaving"])
+    )
+    staying = asyncio.ensure_future(batcher.submit(rows(0.9), left=lambda: False))
+    await until(lambda: batcher.queued_rows == 3)
+    gone["leaving"] = True  # long before any watcher would start (watch_after 0.25 s)
+    model.gate.set()
+    await first
+    assert (await staying).predict.tolist() == [0.9]
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert model.calls == [1, 1]
+    assert events.rejections == ["disconnected"]
+
+
 async def test_a_request_taken_quickly_never_watches_its_client(pool: InferencePool) -> None:
     """Watching costs a task per request, so it starts only after `watch_after` in the queue."""
     model = RecordingModel()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,12 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.api.deadlines import client_left
+from service.app import create_app
 from service.http_protocol import HOLD_BYTES, CoalescingTransport, TabserveHttpProtocol
 from service.server import http_protocol
 from service.settings import Settings
+from tests.service.conftest import HeldRuntime, free_port
 
 
 class RecordingTransport(asyncio.Transport):
@@ -228,6 +233,41 @@ def test_a_websocket_upgrade_hands_the_socket_its_own_transport() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("protocol_class", [TabserveHttpProtocol, HttpToolsProtocol])
+def test_the_scope_tells_at_no_cost_whether_the_client_has_left(
+    protocol_class: type[HttpToolsProtocol],
+) -> None:
+    async def scenario() -> None:
+        scopes: list[dict[str, Any]] = []
+
+        async def waiting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            scopes.append(scope)
+            await receive()  # the (empty) body
+            await receive()  # returns once the client has gone
+
+        config = uvicorn.Config(waiting, lifespan="off", log_level="warning")
+        config.load()
+        state = ServerState()
+        protocol = protocol_class(config=config, server_state=state, app_state={})
+        protocol.connection_made(RecordingTransport())
+        protocol.data_received(b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n")
+        while not scopes:
+            await asyncio.sleep(0)
+        left = client_left(scopes[0])
+        if protocol_class is HttpToolsProtocol:
+            assert left is None  # uvicorn's own protocol offers no such check
+        else:
+            assert left is not None
+            assert left() is False
+        protocol.connection_lost(None)
+        if left is not None:
+            assert left() is True
+        while state.tasks:
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+
+
 def test_the_setting_picks_the_protocol() -> None:
     assert http_protocol(Settings()) is TabserveHttpProtocol
     assert http_protocol(Settings(coalesce_writes=False)) == "auto"
@@ -292,3 +332,75 @@ def test_a_real_server_answers_pipelined_small_and_large_requests_in_order(
     assert "/v2/models/{model}/infer" in schema["paths"]
     assert orjson.loads(answers[2][1])["predictions"][0]["prediction"] == "virginica"
     assert "inputs" in answers[3][1].decode()
+
+
+IRIS_FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+
+
+class CountingHeld(HeldRuntime):
+    """A held runtime that also counts the rows of each call."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.calls: list[int] = []
+
+    def predict(self, features: Any) -> Any:
+        self.calls.append(len(features))
+        return super().predict(features)
+
+
+@pytest.mark.parametrize(
+    ("coalesce", "calls"), [(True, [1, 1]), (False, [1, 1, 1])], ids=["tabserve", "uvicorn-own"]
+)
+def test_a_request_whose_client_left_within_the_watch_delay_is_not_computed(
+    models_dir: Path, coalesce: bool, calls: list[int]
+) -> None:
+    """A real server in this process: one request holds the model, a second queues,
+    its client hangs up at once; our protocol lets the next call skip it (uvicorn's
+    own would need the watcher, which starts only after 0.25 s in the queue)."""
+    settings = Settings(models_dir=models_dir, coalesce_writes=coalesce, drift_enabled=False)
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=http_protocol(settings), log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    started = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < started:
+        time.sleep(0.01)
+    assert server.started
+    model = app.state.tabserve.registry.get("iris")
+    held = model.runtime = CountingHeld(model.runtime)
+    try:
+        body = orjson.dumps(dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True)))
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        first.sendall(post("/models/iris/predict", body))
+        assert held.entered.wait(timeout=10)
+        leaving = socket.create_connection(("127.0.0.1", port), timeout=10)
+        leaving.sendall(post("/models/iris/predict", body))
+        deadline = time.monotonic() + 10
+        while model.batcher.queued_rows != 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert model.batcher.queued_rows == 1
+        queued = time.monotonic()
+        leaving.close()
+        connections = server.server_state.connections
+        while len(connections) > 1 and time.monotonic() < deadline:
+            time.sleep(0.002)  # until the server has seen the hang-up
+        assert len(connections) == 1
+        waited = time.monotonic() - queued
+        held.release.set()
+        assert read_answers(first, 1)[0][0] == 200
+        # One more request: calls run in queue order, so the leaver's (if any) came first.
+        first.sendall(post("/models/iris/predict", body))
+        assert read_answers(first, 1)[0][0] == 200
+        first.close()
+        if waited > 0.2 and not coalesce:
+            pytest.skip(f"the leaver waited {waited:.2f} s: its watcher may have dropped it")
+        assert held.calls == calls
+    finally:
+        held.release.set()
+        server.should_exit = True
+        thread.join(timeout=30)
