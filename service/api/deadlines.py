@@ -62,22 +62,22 @@ async def predict_watched(
     batch: ValidatedBatch,
     *,
     deadline: float,
+    scope: Scope,
     receive: Receive,
-    request_id: str,
-    left: Callable[[], bool] | None = None,
 ) -> Prediction:
-    """`dataplane.predict`, dropped if the client behind `receive` leaves while queued.
+    """`dataplane.predict` for the request of `scope`, under its request id.
 
-    `left` (from `client_left`) lets a model call skip the request if its client
-    has gone by the time the call takes it.
+    The request is dropped if its client leaves while it is queued: a model call
+    skips it when the server's free check (`client_left`) says so, and after
+    `watch_after` in the queue, watching `receive` notices too.
     """
     return await dataplane.predict(
         model,
         batch,
         deadline=deadline,
         abandoned=lambda: client_gone(receive),
-        left=left,
-        request_id=request_id,
+        left=client_left(scope),
+        request_id=request_id_of(scope),
     )
 
 
@@ -91,7 +91,6 @@ async def predict_for(
         model,
         batch,
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        scope=request.scope,
         receive=request.receive,
-        request_id=request_id_of(request.scope),
-        left=client_left(request.scope),
     )

@@ -19,9 +19,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, send_json
-from service.api.deadlines import TIMEOUT_HEADER, client_left, deadline_for, predict_watched
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.errors import on_service_error, on_unexpected
-from service.api.middleware import request_id_of
 from service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
 from service.api.v2_express import ExpressV2
 from service.core.dataplane import DataPlane
@@ -102,9 +101,8 @@ class InferEndpoint:
                     model,
                     decoded.batch,
                     deadline=deadline,
+                    scope=scope,
                     receive=receive,
-                    request_id=request_id_of(scope),
-                    left=client_left(scope),
                 )
                 await send_json(send, express.encode(prediction, decoded.request_id))
                 return
@@ -114,10 +112,9 @@ class InferEndpoint:
                 body,
                 header_length,
                 deadline=deadline,
+                scope=scope,
                 receive=receive,
                 limits=self.limits,
-                request_id=request_id_of(scope),
-                left=client_left(scope),
             )
         except ServiceError as exc:
             response = await on_service_error(Request(scope), exc)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.asgi_io import header, read_body, replay, send_json
-from service.api.deadlines import TIMEOUT_HEADER, client_left, deadline_for, predict_watched
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.errors import on_service_error, on_unexpected
 from service.api.middleware import request_id_of
 from service.core.dataplane import DataPlane
@@ -170,16 +170,14 @@ class RecordsEndpoint:
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         model, lane, batch = scope.pop(_DECODED)
         scope.setdefault("state", {})["model"] = self.name
-        request_id = request_id_of(scope)
         try:
             prediction = await predict_watched(
                 self.dataplane,
                 model,
                 batch,
                 deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
+                scope=scope,
                 receive=receive,
-                request_id=request_id,
-                left=client_left(scope),
             )
         except ServiceError as exc:
             await (await on_service_error(Request(scope), exc))(scope, receive, send)
@@ -187,7 +185,7 @@ class RecordsEndpoint:
         except Exception as exc:
             await (await on_unexpected(Request(scope), exc))(scope, receive, send)
             return
-        await send_json(send, lane.encode(prediction, request_id))
+        await send_json(send, lane.encode(prediction, request_id_of(scope)))
 
 
 def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:

@@ -7,19 +7,17 @@ Pydantic. The Pydantic models here only document the wire format in `/docs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from service import __version__
-from service.api.deadlines import TIMEOUT_HEADER, client_left, deadline_for, predict_watched
+from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from service.api.deps import DataPlaneDep
 from service.api.limits import JsonLimits, check_strings
-from service.api.middleware import request_id_of
 from service.api.schemas import error_responses
 from service.api.v2_codec import (
     InferenceRequest,
@@ -246,10 +244,9 @@ async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Reque
         await request.body(),
         request.headers.get(HEADER_LENGTH),
         deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        scope=request.scope,
         receive=request.receive,
         limits=json_limits(settings),
-        request_id=request_id_of(request.scope),
-        left=client_left(request.scope),
     )
 
 
@@ -316,18 +313,16 @@ async def run_inference(
     header_length: str | None,
     *,
     deadline: float,
+    scope: Scope,
     receive: Receive,
     limits: JsonLimits | None = None,
-    request_id: str = "",
-    left: Callable[[], bool] | None = None,
 ) -> Response:
     """Decode a V2 body, validate, predict, encode: the whole infer route, minus routing.
 
     `header_length` is the raw `Inference-Header-Content-Length` request header;
-    `receive` is watched so a client that leaves while queued has its work dropped;
-    `limits` bounds the length of BYTES elements; `request_id` (the X-Request-ID)
-    is what the prediction log records the answer under; `left` is the server's
-    free check for a client that has gone (`deadlines.client_left`).
+    `scope` and `receive` are the request's (see `predict_watched`: its id, and
+    dropping its work if its client leaves while queued); `limits` bounds the
+    length of BYTES elements.
     """
     assert model.schema is not None
     try:
@@ -341,13 +336,7 @@ async def run_inference(
     batch = _batch(model.schema, parsed.inputs)
     wanted = _outputs(parsed, model)
     prediction = await predict_watched(
-        dataplane,
-        model,
-        batch,
-        deadline=deadline,
-        receive=receive,
-        request_id=request_id,
-        left=left,
+        dataplane, model, batch, deadline=deadline, scope=scope, receive=receive
     )
     tensors = [_tensor(name, prediction) for name, _ in wanted]
     payload, json_length = encode_response(
