@@ -86,8 +86,11 @@ class RecordsExpress:
         return None
 
     def accept(self, records: list[Any]) -> ValidatedBatch | None:
-        """The rows of decoded `records` if each has exactly the feature names and in-range
-        numbers, else None (the general checks then answer, errors included)."""
+        """`decode` for records already parsed (a stream message's): their rows, or None.
+
+        Each record must have exactly the model's feature names and numbers within
+        their training ranges; None means the general checks answer, errors included.
+        """
         if not records or len(records) > self.schema.max_rows:
             return None
         names, width = self.names, self.width
