@@ -5,8 +5,8 @@ line with headers and then the body. Each is its own send(2) and, as the socket
 has TCP_NODELAY, its own segment: the client wakes to read headers whose body is
 not there yet and reads again. For a one-row prediction that second system call
 and the client's extra wake-up cost more than our whole handler; with both in one
-write, tabserve serves 1.3-1.55x the requests per second on one core and a bare
-ASGI app 1.4-1.7x (`docs/benchmarks.md`).
+write, tabserve served 1.26-1.55x the requests per second on one core and a bare
+ASGI app 1.4-1.7x in four benchmark runs (`docs/benchmarks.md`).
 
 `TabserveHttpProtocol` gives uvicorn's protocol a `CoalescingTransport`: writes are
 held until the end of the event loop's current turn and then sent as one. Order
