@@ -261,6 +261,27 @@ def test_back_pressure_stops_reading_when_the_window_is_full(client: TestClient,
     assert sum(calls) == len(records)
 
 
+def test_messages_still_queued_when_the_stream_closes_are_not_computed(
+    client: TestClient, hold: Any
+) -> None:
+    _, calls = listen(client)
+    held = hold("iris")
+    with client.websocket_connect("/models/iris/stream") as ws:
+        ws.send_json({"request_id": "running", "records": ROW})
+        assert held.entered.wait(timeout=30)
+        ws.send_json({"request_id": "queued", "records": [ROW, ROW]})
+        batcher = client.app.state.tabserve.registry.get("iris").batcher  # type: ignore[attr-defined]
+        settle(client, lambda: batcher.queued_rows == 2)
+    streams = client.app.state.streams  # type: ignore[attr-defined]
+    settle(client, lambda: streams.open_streams == 0)  # well within the 0.25 s watch delay:
+    # closing cancels the stream's pending replies, and with them its queued request
+    held.release.set()
+    settle(client, lambda: batcher.queued_rows == 0 and calls == [1])
+    for _ in range(20):
+        client.get("/v2/health/live")
+    assert calls == [1]
+
+
 def test_a_passed_deadline_is_an_error_for_that_message_only(client: TestClient, hold: Any) -> None:
     held = hold("iris")
     rejected = 'tabserve_requests_rejected_total{model="iris",reason="deadline",version="2"}'
