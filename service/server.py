@@ -45,6 +45,7 @@ def _single_process(settings: Settings) -> int:
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         http=http_protocol(settings),
+        server_header=False,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op
@@ -61,6 +62,7 @@ class TabserveWorker(UvicornWorker):  # type: ignore[misc]
         "loop": "auto",
         "http": "auto",
         "access_log": False,
+        "server_header": False,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

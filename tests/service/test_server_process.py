@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 IRIS = {
     "sepal_length_cm": 6.7,
@@ -70,3 +71,15 @@ def test_predict_command_reports_the_services_refusal(server: Any, tmp_path: Pat
     assert result.returncode == 1
     assert result.stderr.startswith("error: 422 from /models/iris/predict: ")
     assert "sepal_length_cm" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_answers_do_not_name_the_server_software(
+    launch: Callable[..., Any], models_dir: Path, workers: str
+) -> None:
+    """No `server: uvicorn` header (one header less to write, nothing disclosed)."""
+    server = launch(models_dir, "--workers", workers)
+    response = httpx.get(f"{server.url}/v2/health/live")
+    assert response.status_code == 200
+    assert "server" not in response.headers
+    assert "date" in response.headers
