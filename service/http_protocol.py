@@ -95,20 +95,36 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+class ClientPresence:
+    """Called: whether a connection's client has gone (its connection was lost)."""
+
+    __slots__ = ("gone",)
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def __call__(self) -> bool:
+        return self.gone
+
+
 class TabserveHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools HTTP/1.1 protocol, writing each answer in one piece."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.presence = ClientPresence()
         self.coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
         super().connection_made(cast(asyncio.Transport, self.coalescing))
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.presence.gone = True
+        super().connection_lost(exc)
+
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:
-            # uvicorn marks the cycle once the connection is lost; the batcher asks
-            # before a model call takes the request, without a task per request.
-            cast(dict[str, Any], self.scope)[CLIENT_LEFT] = lambda: cycle.disconnected
+        # Every request of the connection (pipelined ones too) shares its presence:
+        # the batcher asks it before a model call takes the request, with no task
+        # per request. It refers to nothing, so the scope stays free of cycles.
+        cast(dict[str, Any], self.scope)[CLIENT_LEFT] = self.presence
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the socket: give it the real transport.
