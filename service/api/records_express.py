@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy.typing as npt
 import orjson
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -108,24 +109,31 @@ class RecordsExpress:
 
     def encode(self, prediction: Prediction, request_id: str) -> bytes:
         """The body the FastAPI route's `PredictResponse` would have."""
-        labels = prediction.predict.tolist()
         proba = prediction.proba if self.classifier else None
-        if proba is None:
-            answers = [{"prediction": label, "probabilities": None} for label in labels]
-        else:
-            classes = self.classes
-            answers = [
-                {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
-                for label, row in zip(labels, proba.tolist(), strict=True)
-            ]
-        return orjson.dumps(
-            {
-                "model": self.model_name,
-                "version": self.version,
-                "request_id": request_id,
-                "predictions": answers,
-            }
+        return records_answer(
+            self.model_name, self.version, request_id, prediction.predict, proba, self.classes
         )
+
+
+def records_answer(
+    model: str,
+    version: int,
+    request_id: str,
+    labels: npt.NDArray[Any],
+    proba: npt.NDArray[Any] | None,
+    classes: list[str],
+) -> bytes:
+    """A records answer as `POST /models/{m}/predict` gives it (streams reply with it too)."""
+    if proba is None:
+        answers = [{"prediction": label, "probabilities": None} for label in labels.tolist()]
+    else:
+        answers = [
+            {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(labels.tolist(), proba.tolist(), strict=True)
+        ]
+    return orjson.dumps(
+        {"model": model, "version": version, "request_id": request_id, "predictions": answers}
+    )
 
 
 class RecordsEndpoint:
@@ -162,7 +170,7 @@ class RecordsEndpoint:
             model: ModelVersion | None = self.dataplane.model(self.name, self.version)
         except ServiceError:
             model = None  # the general route gives the 404 or 503
-        lane = _lane(model, self.settings) if model is not None else None
+        lane = records_lane(model, self.settings) if model is not None else None
         batch = lane.decode(body) if lane is not None else None
         if model is None or lane is None or batch is None:
             await scope["app"].general(scope, replay(body, receive), send)
@@ -191,5 +199,6 @@ class RecordsEndpoint:
         await send_json(send, lane.encode(prediction, request_id_of(scope)))
 
 
-def _lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+def records_lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+    """`model`'s records express lane, built once per version (None: it has none)."""
     return model.cached(_LANE, lambda: RecordsExpress.for_model(model, settings))

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from service.api.records_express import RecordsExpress
+from service.api.records_express import records_lane
 from service.api.stream_messages import RecordChecker
 from service.core.metrics import ServiceMetrics
 from service.core.registry import ModelVersion
@@ -78,7 +78,7 @@ class StreamHub:
         key = (model.name, model.version)
         checker = self._checkers.get(key)
         if checker is None or checker.model is not model:
-            express = RecordsExpress.for_model(model, settings) if settings.fast_path else None
+            express = records_lane(model, settings) if settings.fast_path else None
             checker = self._checkers[key] = RecordChecker(model, express)
         return checker
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from service.api.errors import MAX_DETAILS, error_response
 from service.api.limits import JsonLimits, check_document
 from service.api.record_models import record_model
-from service.api.records_express import RecordsExpress
+from service.api.records_express import RecordsExpress, records_answer
 from service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
 from service.core.registry import ModelVersion
 from service.core.runtime import Prediction
@@ -166,22 +166,13 @@ class RecordChecker:
 
     def answer(self, request_id: str, prediction: Prediction) -> bytes:
         """The encoded answer: the body `POST /models/{m}/predict` would return."""
-        labels = prediction.predict.tolist()
-        if prediction.proba is None:
-            predictions = [{"prediction": label, "probabilities": None} for label in labels]
-        else:
-            classes = self.classes
-            predictions = [
-                {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
-                for label, row in zip(labels, prediction.proba.tolist(), strict=True)
-            ]
-        return orjson.dumps(
-            {
-                "model": self.model.name,
-                "version": self.model.version,
-                "request_id": request_id,
-                "predictions": predictions,
-            }
+        return records_answer(
+            self.model.name,
+            self.model.version,
+            request_id,
+            prediction.predict,
+            prediction.proba,
+            self.classes,
         )
 
 
