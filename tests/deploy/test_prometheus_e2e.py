@@ -67,17 +67,27 @@ class Prometheus:
         (sample,) = self.query(expr)
         return float(sample["value"][1])
 
-    def wait_for_scrape_after(self, moment: float, seconds: float = 20) -> None:
-        """Until the target's last scrape started after `moment` (a time.time())."""
+    def wait_for_scrape_after(self, moment: float, seconds: float = 20) -> float:
+        """Until the target's last scrape started after `moment` (a time.time()); its start."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             # Discovered targets are applied on a 5 s tick after start: the list may be empty.
             for target in self.api("targets", state="active")["activeTargets"]:
                 started = datetime.fromisoformat(target["lastScrape"]).timestamp()
                 if started > moment and target["health"] == "up":
-                    return
+                    return started
             time.sleep(0.2)
         raise AssertionError(f"no successful scrape after {moment} within {seconds} s")
+
+    def wait_for_two_scrapes_after(self, moment: float) -> None:
+        """Until two scrapes that started after `moment` are stored.
+
+        `rate()` needs two samples of a series in its window. A series born during the
+        traffic (the first 4xx, say) has its first sample in the first scrape after it
+        appeared; if that scrape is the one after the traffic ended, one more is needed.
+        """
+        first = self.wait_for_scrape_after(moment)
+        self.wait_for_scrape_after(first)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +164,7 @@ def traffic(served: Served, prometheus: Prometheus) -> Traffic:
         with ThreadPoolExecutor(max_workers=8) as pool:
             codes = list(pool.map(send, range(REQUESTS)))
     # The middleware counts a request after its response is sent: leave it a moment.
-    prometheus.wait_for_scrape_after(time.time() + 0.5)
+    prometheus.wait_for_two_scrapes_after(time.time() + 0.5)
     statuses = collections.Counter(str(code) for code in codes)
     assert statuses == {"200": REQUESTS - 10, "400": 5, "503": 5}
     rows = sum(_rows(index) for index in range(REQUESTS))
