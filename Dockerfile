@@ -21,6 +21,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY service ./service
 COPY training ./training
+COPY tabserve ./tabserve
 RUN pip install --no-cache-dir --no-deps . \
     && tabserve --help > /dev/null
 

@@ -31,10 +31,10 @@ lint: install  ## ruff lint + format check, hadolint on the Dockerfile
 	$(BIN)/hadolint Dockerfile
 
 typecheck: install  ## mypy strict on the packages
-	$(BIN)/mypy service training
+	$(BIN)/mypy -p tabserve
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadscope
 
 test: lint typecheck pytest  ## everything CI runs
 

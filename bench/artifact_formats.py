@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.artifact import load_artifact
-from training.datasets import load_bundled
-from training.pipeline import TrainRequest, train
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled
+from tabserve.training.pipeline import TrainRequest, train
 
 
 def main() -> None:

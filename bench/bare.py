@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import uvicorn
 
-from service.http_protocol import TabserveHttpProtocol
+from tabserve.service.http_protocol import TabserveHttpProtocol
 
 _RNG = np.random.default_rng(0)
 _WEIGHTS = _RNG.normal(size=(20, 3))

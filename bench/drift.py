@@ -40,13 +40,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.load import run_load, wrk_available
 from bench.models import ensure_models, sample_rows
 from bench.run import ROOT, SCENARIOS, Scenario, process, progress, v2_body
-from service.core.drift import DriftMonitor
-from service.core.drift_reference import DriftReference
-from service.core.loading import load_version
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelRegistry
-from service.core.runtime import Prediction
-from service.settings import Settings
+from tabserve.service.core.drift import DriftMonitor
+from tabserve.service.core.drift_reference import DriftReference
+from tabserve.service.core.loading import load_version
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.settings import Settings
 
 # forest at 1 and 64 rows on 64 connections (as in `make bench`), and 1 row on one
 # connection: every request its own model call, so nothing amortises the drift work
@@ -126,7 +126,7 @@ def over_http(
 ) -> list[tuple[str, Measured, Measured]]:
     """(scenario, drift on, drift off): alternating rounds, or both servers at once."""
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-drift-"))
-    serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(models_dir)]
+    serve = [sys.executable, "-m", "tabserve.service", "serve", "--models-dir", str(models_dir)]
     quiet = ["--log-level", "warning"]
     results: dict[tuple[str, str], Measured] = {}
     with ExitStack() as stack:

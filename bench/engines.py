@@ -42,9 +42,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from service.core.engines import compile_model, engine_for
-from service.core.engines.preparation import split_pipeline
-from service.core.runtime import Prediction
+from tabserve.service.core.engines import compile_model, engine_for
+from tabserve.service.core.engines.preparation import split_pipeline
+from tabserve.service.core.runtime import Prediction
 
 SIZES = (1, 64, 1024)
 Predict = Callable[[npt.NDArray[Any]], Prediction]

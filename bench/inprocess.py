@@ -27,8 +27,8 @@ import uvloop
 from bench import bare
 from bench.models import ensure_models
 from bench.run import ROOT, v2_body
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 
 App = Any
 

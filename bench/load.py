@@ -40,7 +40,7 @@ def run_load(
     It first pauses briefly: when a run ends, its clients drop the requests they
     have in flight, and the server computes queued requests whose clients left
     less than 0.25 s ago (watching costs more than the work, see
-    `service.core.batching`); without the pause the next run would start against
+    `tabserve.service.core.batching`); without the pause the next run would start against
     a queue still full of them.
     """
     time.sleep(SETTLE_SECONDS)

@@ -80,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| workers | process | RSS MiB | PSS MiB |", "|---|---|---:|---:|"]
     for workers in (1, 2):
         port = 8790 + workers
-        command = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "tabserve.service",
+            "serve",
+            "--models-dir",
+            str(args.models_dir),
+        ]
         command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
         with process(command, port, None, work / f"memory-{workers}.log") as url:
             for model in ("forest", "logistic", "hgb"):  # touch every model in every worker

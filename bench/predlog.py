@@ -22,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.models import ensure_models, sample_rows
 from bench.run import ROOT, SCENARIOS, Row, measure, process, progress
-from service.core.dataplane import Served
-from service.core.loading import load_version
-from service.core.metrics import ServiceMetrics
-from service.predlog.store import PredictionStore
-from service.predlog.writer import PredictionLogWriter, WriterPolicy
-from service.settings import Settings
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.loading import load_version
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.store import PredictionStore
+from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
+from tabserve.service.settings import Settings
 
 SCENARIO = SCENARIOS[1]  # forest, 1 row, 64 connections
 
@@ -98,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-predlog-"))
     costs = in_process_costs(args.models_dir, work)
     progress(", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
-    serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
+    serve = [
+        sys.executable,
+        "-m",
+        "tabserve.service",
+        "serve",
+        "--models-dir",
+        str(args.models_dir),
+    ]
     rows: list[tuple[str, Row]] = []
     port = 8790
     for round_ in range(1, args.rounds + 1):

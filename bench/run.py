@@ -24,9 +24,9 @@ import orjson
 
 from bench.load import LoadResult, run_load, wrk_available
 from bench.models import SPECS, ensure_models, sample_rows
-from service.core.loading import load_version
-from service.core.metrics import ServiceMetrics
-from service.settings import Settings
+from tabserve.service.core.loading import load_version
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "bare ASGI stack (bench/bare.py)"
@@ -190,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     costs = engine_costs(args.models_dir)
     rows: list[Row] = []
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-"))
-    serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
+    serve = [
+        sys.executable,
+        "-m",
+        "tabserve.service",
+        "serve",
+        "--models-dir",
+        str(args.models_dir),
+    ]
     port = 8700
     with process([*serve, "--port", str(port)], port, "0", work / "tabserve.log") as url:
         rows += [measure(url, s, "tabserve", args.seconds, work, 1) for s in [*SCENARIOS, RECORDS]]

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_receiver(receiving)
         urls = {}
         for port, (label, env) in enumerate(configurations.items(), start=8780):
-            command = [sys.executable, "-m", "service", "serve"]
+            command = [sys.executable, "-m", "tabserve.service", "serve"]
             command += ["--models-dir", str(args.models_dir), "--port", str(port)]
             command += ["--log-level", "warning"]
             urls[label] = stack.enter_context(

@@ -43,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     ensure_models(args.models_dir)
     work = Path(tempfile.mkdtemp(prefix="tabserve-soak-"))
     port = 8795
-    command = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "tabserve.service",
+        "serve",
+        "--models-dir",
+        str(args.models_dir),
+    ]
     command += ["--port", str(port), "--workers", str(args.workers), "--log-level", "warning"]
     samples: list[tuple[float, float, float]] = []
     requests = 0.0

@@ -171,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {1})  # the Python clients; the server gets CPU 0
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-stream-"))
     port = free_port()  # other benchmarks may hold the fixed ports of bench.run
-    serve = [sys.executable, "-m", "service", "serve", "--models-dir", str(args.models_dir)]
+    serve = [
+        sys.executable,
+        "-m",
+        "tabserve.service",
+        "serve",
+        "--models-dir",
+        str(args.models_dir),
+    ]
     figures: list[Figure] = []
     with process([*serve, "--port", str(port)], port, "0", work / "server.log") as url:
         for model in MODELS:

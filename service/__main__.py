@@ -1,7 +1,7 @@
-"""`python -m service`."""
+"""`python -m tabserve.service`."""
 
 import sys
 
-from service.cli import main
+from tabserve.service.cli import main
 
 sys.exit(main())

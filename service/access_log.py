@@ -20,7 +20,7 @@ from typing import TextIO
 
 import orjson
 
-from service.settings import Settings
+from tabserve.service.settings import Settings
 
 LOGGER = "tabserve.access"
 FLUSH_BYTES = 3500

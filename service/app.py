@@ -21,21 +21,31 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import __version__
-from service.access_log import AccessLog
-from service.api import admin, catalog, drift, feedback, health, predictions, stream, v1, v2
-from service.api.docs import install_docs
-from service.api.errors import install_error_handlers
-from service.api.fastpath import INFER_TARGET, InferEndpoint, infer_target
-from service.api.middleware import RequestContextMiddleware
-from service.api.records import install_record_routes
-from service.api.stream_hub import StreamHub
-from service.core import heap
-from service.core.loading import load_all
-from service.logs import configure_logging
-from service.settings import Settings
-from service.sinks import CloudEventSink, SinkConfig
-from service.state import AppState
+from tabserve.service import __version__
+from tabserve.service.access_log import AccessLog
+from tabserve.service.api import (
+    admin,
+    catalog,
+    drift,
+    feedback,
+    health,
+    predictions,
+    stream,
+    v1,
+    v2,
+)
+from tabserve.service.api.docs import install_docs
+from tabserve.service.api.errors import install_error_handlers
+from tabserve.service.api.fastpath import INFER_TARGET, InferEndpoint, infer_target
+from tabserve.service.api.middleware import RequestContextMiddleware
+from tabserve.service.api.records import install_record_routes
+from tabserve.service.api.stream_hub import StreamHub
+from tabserve.service.core import heap
+from tabserve.service.core.loading import load_all
+from tabserve.service.logs import configure_logging
+from tabserve.service.settings import Settings
+from tabserve.service.sinks import CloudEventSink, SinkConfig
+from tabserve.service.state import AppState
 
 log = logging.getLogger("tabserve.models")
 

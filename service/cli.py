@@ -8,12 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
+from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per task."""
-    from training.cli import add_train_arguments, run_train  # imports scikit-learn
+    from tabserve.training.cli import add_train_arguments, run_train  # imports scikit-learn
 
     parser = argparse.ArgumentParser(prog="tabserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,7 +81,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve with the settings from the environment, overridden by the options given."""
-    from service.settings import Settings
+    from tabserve.service.settings import Settings
 
     overrides = {
         "TABSERVE_MODELS_DIR": args.models_dir,
@@ -100,7 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
     shared = settings.workers > 1 or os.environ.get(ENV)
     created = prepare_metrics_folder() if shared else None
     try:
-        from service.server import serve  # after the metrics folder is in the environment
+        from tabserve.service.server import serve  # after the metrics folder is in the environment
 
         return serve(settings)
     finally:
@@ -111,9 +111,9 @@ def run_log_export(args: argparse.Namespace) -> int:
     """Export the log; the row count goes to stderr, errors too (exit 1)."""
     from sqlalchemy import make_url
 
-    from service.predlog.export import ExportError, export
-    from service.predlog.store import PredictionStore
-    from service.settings import Settings
+    from tabserve.service.predlog.export import ExportError, export
+    from tabserve.service.predlog.store import PredictionStore
+    from tabserve.service.settings import Settings
 
     url = make_url(args.url or Settings().predlog_database_url)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
@@ -140,7 +140,7 @@ def _positive(text: str) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print the service's answer for the file's rows, one JSON line per row."""
-    from service.client import ClientError, predict, read_records
+    from tabserve.service.client import ClientError, predict, read_records
 
     if args.stream:
         return run_stream(args)
@@ -161,8 +161,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_stream(args: argparse.Namespace) -> int:
     """Print each stream reply (answer or error) as one JSON line as it arrives."""
-    from service.client import ClientError
-    from service.stream_client import read_messages, stream, stream_url
+    from tabserve.service.client import ClientError
+    from tabserve.service.stream_client import read_messages, stream, stream_url
 
     url = stream_url(args.url, args.model, args.version)
 

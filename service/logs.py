@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from service.settings import Settings
+from tabserve.service.settings import Settings
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

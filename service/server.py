@@ -19,10 +19,10 @@ from gunicorn.app.base import BaseApplication
 from prometheus_client import multiprocess
 from uvicorn_worker import UvicornWorker
 
-from service.app import app_from_environment, create_app
-from service.http_protocol import TabserveHttpProtocol
-from service.multiproc import ENV
-from service.settings import Settings
+from tabserve.service.app import app_from_environment, create_app
+from tabserve.service.http_protocol import TabserveHttpProtocol
+from tabserve.service.multiproc import ENV
+from tabserve.service.settings import Settings
 
 
 def serve(settings: Settings) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.core.batching import BatchPolicy
-from service.core.dataplane import DataPlane
-from service.core.drift import DriftMonitor
-from service.core.inference import InferencePool
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelRegistry
-from service.core.repository import ModelRepository
-from service.predlog.log import PredictionLog
-from service.settings import Settings
+from tabserve.service.core.batching import BatchPolicy
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.drift import DriftMonitor
+from tabserve.service.core.inference import InferencePool
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.core.repository import ModelRepository
+from tabserve.service.predlog.log import PredictionLog
+from tabserve.service.settings import Settings
 
 
 @dataclass

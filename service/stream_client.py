@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from service.client import ClientError, _cell, read_records
+from tabserve.service.client import ClientError, _cell, read_records
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 

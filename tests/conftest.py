@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.datasets import load_bundled, load_csv
-from training.pipeline import TrainRequest, train
+from tabserve.training.datasets import load_bundled, load_csv
+from tabserve.training.pipeline import TrainRequest, train
 
 
 def write_mixed_csv(path: Path, rows: int = 240, seed: int = 3) -> Path:

@@ -1,8 +1,8 @@
 """Training and the model artifact format; never imports the service."""
 
-from training.artifact import LoadedArtifact, load_artifact, read_manifest, save_artifact
-from training.errors import ArtifactError, TrainingError, VersionExistsError
-from training.manifest import Feature, Manifest
+from tabserve.training.artifact import LoadedArtifact, load_artifact, read_manifest, save_artifact
+from tabserve.training.errors import ArtifactError, TrainingError, VersionExistsError
+from tabserve.training.manifest import Feature, Manifest
 
 __all__ = [
     "ArtifactError",

@@ -1,7 +1,7 @@
-"""`python -m training`."""
+"""`python -m tabserve.training`."""
 
 import sys
 
-from training.cli import main
+from tabserve.training.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m training` and `tabserve train`: one command from data to a served artifact."""
+"""`python -m tabserve.training` and `tabserve train`: from data to a served artifact."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
-from training.errors import ArtifactError, TrainingError
-from training.estimators import ESTIMATORS, ParamValue, parse_params
-from training.evaluate import format_table
-from training.from_log import latest_manifest, read_log, reused_params
-from training.pipeline import TrainRequest, train
-from training.progress import Progress
+from tabserve.training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
+from tabserve.training.errors import ArtifactError, TrainingError
+from tabserve.training.estimators import ESTIMATORS, ParamValue, parse_params
+from tabserve.training.evaluate import format_table
+from tabserve.training.from_log import latest_manifest, read_log, reused_params
+from tabserve.training.pipeline import TrainRequest, train
+from tabserve.training.progress import Progress
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,9 +157,10 @@ def _dataset(args: argparse.Namespace) -> Dataset:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m training`."""
+    """Entry point of `python -m tabserve.training`."""
     parser = argparse.ArgumentParser(
-        prog="python -m training", description="Train a model and export a versioned artifact."
+        prog="python -m tabserve.training",
+        description="Train a model and export a versioned artifact.",
     )
     add_train_arguments(parser)
     return run_train(parser.parse_args(argv))

@@ -8,7 +8,7 @@ the manifest can be merged in, so a retrained version does not forget what the
 first one learnt.
 
 This module knows nothing of where the log is kept: `LoggedExample` is what a
-store hands over (see `service.predlog`).
+store hands over (see `tabserve.service.predlog`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.artifact import read_manifest
-from training.datasets import Column, Dataset, load_bundled, load_csv
-from training.errors import TrainingError
-from training.estimators import ParamValue, estimator_class, plain_param
-from training.manifest import LogSource, Manifest
-from training.repository import list_versions, version_path
+from tabserve.training.artifact import read_manifest
+from tabserve.training.datasets import Column, Dataset, load_bundled, load_csv
+from tabserve.training.errors import TrainingError
+from tabserve.training.estimators import ParamValue, estimator_class, plain_param
+from tabserve.training.manifest import LogSource, Manifest
+from tabserve.training.repository import list_versions, version_path
 
 
 @dataclass(frozen=True)
@@ -200,13 +200,13 @@ def reused_params(manifest: Manifest) -> dict[str, ParamValue]:
 def read_log(models_dir: Path, model: str, url: str | None, with_original: bool) -> Dataset:
     """`model`'s labelled predictions from the prediction log at `url` (default: the service's).
 
-    Reads through `service.predlog`, the store the service writes (it imports no web code).
+    Reads through `tabserve.service.predlog`, the store the service writes (it imports no web code).
     """
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from service.predlog import PredictionStore
-    from service.settings import Settings
+    from tabserve.service.predlog import PredictionStore
+    from tabserve.service.settings import Settings
 
     reference = latest_manifest(models_dir, model)
     url = url or Settings().predlog_database_url

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.artifact import check_export, save_artifact
-from training.datasets import Dataset
-from training.errors import TrainingError
-from training.estimators import ParamValue, build_pipeline
-from training.evaluate import evaluate
-from training.manifest import (
+from tabserve.training.artifact import check_export, save_artifact
+from tabserve.training.datasets import Dataset
+from tabserve.training.errors import TrainingError
+from tabserve.training.estimators import ParamValue, build_pipeline
+from tabserve.training.evaluate import evaluate
+from tabserve.training.manifest import (
     ArtifactFormat,
     EstimatorInfo,
     Feature,
@@ -23,8 +23,8 @@ from training.manifest import (
     TargetInfo,
     TrainingData,
 )
-from training.profile import category_stats, fingerprint, histogram, numeric_stats
-from training.progress import Progress
+from tabserve.training.profile import category_stats, fingerprint, histogram, numeric_stats
+from tabserve.training.progress import Progress
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.tree._tree import Tree
 
-from training.errors import ArtifactError
+from tabserve.training.errors import ArtifactError
 
 # Types beyond skops's defaults that our training pipelines need (`training.estimators`):
 # dtypes of categorical columns, and the node stores of forests and hist gradient boosting.

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import HTTPException
 from pydantic import BaseModel, Field
 
-from service.api.deps import StateDep
-from service.api.records import install_record_routes
-from service.api.schemas import error_responses
-from service.core.registry import ModelVersion
+from tabserve.service.api.deps import StateDep
+from tabserve.service.api.records import install_record_routes
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.registry import ModelVersion
 
 
 async def require_admin(

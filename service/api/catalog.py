@@ -7,10 +7,10 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from service.api.deps import StateDep
-from service.api.schemas import error_responses
-from service.core.registry import ModelVersion
-from service.state import AppState
+from tabserve.service.api.deps import StateDep
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.state import AppState
 
 router = APIRouter(tags=["models"])
 

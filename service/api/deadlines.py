@@ -8,14 +8,14 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
-from service.api.middleware import request_id_of
-from service.core.dataplane import DataPlane
-from service.core.errors import InvalidInputError, Problem
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import ValidatedBatch
-from service.http_protocol import CLIENT_LEFT
-from service.settings import Settings
+from tabserve.service.api.middleware import request_id_of
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import InvalidInputError, Problem
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.http_protocol import CLIENT_LEFT
+from tabserve.service.settings import Settings
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 

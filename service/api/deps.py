@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.core.dataplane import DataPlane
-from service.state import AppState
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.state import AppState
 
 
 async def get_state(request: Request) -> AppState:

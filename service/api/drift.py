@@ -15,10 +15,10 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import StateDep
-from service.api.schemas import error_responses
-from service.core.drift import DriftMonitor, DriftReport
-from service.state import AppState
+from tabserve.service.api.deps import StateDep
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.drift import DriftMonitor, DriftReport
+from tabserve.service.state import AppState
 
 
 @contextlib.asynccontextmanager

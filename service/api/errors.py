@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.core.errors import (
+from tabserve.service.core.errors import (
     DeadlineExceededError,
     InvalidInputError,
     ModelNotFoundError,

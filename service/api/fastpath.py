@@ -18,15 +18,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.api.asgi_io import header, read_body, send_json
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from service.api.errors import on_service_error, on_unexpected
-from service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
-from service.api.v2_express import ExpressV2
-from service.core.dataplane import DataPlane
-from service.core.errors import ServiceError
-from service.core.registry import ModelVersion
-from service.settings import Settings
+from tabserve.service.api.asgi_io import header, read_body, send_json
+from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from tabserve.service.api.errors import on_service_error, on_unexpected
+from tabserve.service.api.v2 import HEADER_LENGTH, json_limits, parse_version, run_inference
+from tabserve.service.api.v2_express import ExpressV2
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import ServiceError
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.settings import Settings
 
 PREFIX = "/v2/models/"
 SUFFIX = "/infer"

@@ -16,12 +16,12 @@ import anyio
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag
 
-from service.api.deps import StateDep
-from service.api.limits import enforce_json_limits
-from service.api.predictions import MAX_INT32, PredictionLogDep
-from service.api.schemas import error_responses
-from service.core.errors import Problem, TooLargeError
-from service.predlog.records import Outcome, Truth
+from tabserve.service.api.deps import StateDep
+from tabserve.service.api.limits import enforce_json_limits
+from tabserve.service.api.predictions import MAX_INT32, PredictionLogDep
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.errors import Problem, TooLargeError
+from tabserve.service.predlog.records import Outcome, Truth
 
 router = APIRouter(tags=["prediction log"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.api.deps import StateDep
+from tabserve.service.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 

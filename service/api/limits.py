@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Depends, Request
 
-from service.core.errors import Problem, TooLargeError
+from tabserve.service.core.errors import Problem, TooLargeError
 
 _Path = tuple[str | int, ...]
 

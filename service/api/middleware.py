@@ -15,13 +15,13 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.access_log import AccessLog
-from service.api.docs import DOCS_PAGES, STATIC_URL
-from service.api.errors import error_response
-from service.api.request_ids import new_request_id
-from service.core.errors import TooLargeError
-from service.core.metrics import ServiceMetrics
-from service.settings import Settings
+from tabserve.service.access_log import AccessLog
+from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
+from tabserve.service.api.errors import error_response
+from tabserve.service.api.request_ids import new_request_id
+from tabserve.service.core.errors import TooLargeError
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.settings import Settings
 
 PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")

@@ -11,9 +11,9 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from service.api.schemas import error_responses
-from service.predlog.log import PredictionLog
-from service.predlog.records import LoggedPrediction
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.predlog.log import PredictionLog
+from tabserve.service.predlog.records import LoggedPrediction
 
 TAG = "prediction log"
 MAX_INT32 = 2**31 - 1  # versions and rows are 32-bit integer columns

@@ -11,16 +11,16 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
-from service.api.deadlines import predict_for
-from service.api.deps import DataPlaneDep
-from service.api.limits import enforce_json_limits
-from service.api.middleware import request_id_of
-from service.api.record_models import PredictResponse, RecordPrediction, record_model
-from service.api.records_express import RecordsEndpoint
-from service.api.schemas import error_responses
-from service.core.dataplane import DataPlane
-from service.core.registry import ModelRegistry, ModelVersion
-from service.core.runtime import Prediction
+from tabserve.service.api.deadlines import predict_for
+from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.limits import enforce_json_limits
+from tabserve.service.api.middleware import request_id_of
+from tabserve.service.api.record_models import PredictResponse, RecordPrediction, record_model
+from tabserve.service.api.records_express import RecordsEndpoint
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.runtime import Prediction
 
 TAG = "records"
 

@@ -28,16 +28,16 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.asgi_io import header, read_body, replay, send_json
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from service.api.errors import on_service_error, on_unexpected
-from service.api.middleware import request_id_of
-from service.core.dataplane import DataPlane
-from service.core.errors import ServiceError
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import ValidatedBatch
-from service.settings import Settings
+from tabserve.service.api.asgi_io import header, read_body, replay, send_json
+from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from tabserve.service.api.errors import on_service_error, on_unexpected
+from tabserve.service.api.middleware import request_id_of
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import ServiceError
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.settings import Settings
 
 _NUMBERS = frozenset({int, float})
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()

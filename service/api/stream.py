@@ -18,23 +18,23 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for
-from service.api.limits import JsonLimits
-from service.api.middleware import request_id_of
-from service.api.stream_hub import StreamHub
-from service.api.stream_messages import (
+from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for
+from tabserve.service.api.limits import JsonLimits
+from tabserve.service.api.middleware import request_id_of
+from tabserve.service.api.stream_hub import StreamHub
+from tabserve.service.api.stream_messages import (
     Inbound,
     RecordChecker,
     error_reply,
     read_message,
     rejection_reason,
 )
-from service.api.v2 import parse_version
-from service.core.errors import ModelNotFoundError, ModelNotReadyError, ServiceError
-from service.core.registry import ModelVersion
-from service.core.validation import ValidatedBatch
-from service.settings import Settings
-from service.state import AppState
+from tabserve.service.api.v2 import parse_version
+from tabserve.service.core.errors import ModelNotFoundError, ModelNotReadyError, ServiceError
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.settings import Settings
+from tabserve.service.state import AppState
 
 log = logging.getLogger("tabserve.stream")
 router = APIRouter()

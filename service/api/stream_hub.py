@@ -5,7 +5,7 @@ It also keeps each model version's record checks, shared by its streams.
 The server (uvicorn) closes every WebSocket with 1012 the moment it starts shutting
 down, dropping answers that were still being computed. So on SIGTERM the app asks
 each stream to stop reading, answer what it has read and close with 1012 itself,
-and only then hands the signal to the server (see `service.app._drain_on_sigterm`).
+and only then hands the signal to the server (see `tabserve.service.app._drain_on_sigterm`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from service.api.records_express import records_lane
-from service.api.stream_messages import RecordChecker
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelVersion
-from service.settings import Settings
+from tabserve.service.api.records_express import records_lane
+from tabserve.service.api.stream_messages import RecordChecker
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.stream")
 

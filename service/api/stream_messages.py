@@ -24,14 +24,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from service.api.errors import MAX_DETAILS, error_response
-from service.api.limits import JsonLimits, check_document
-from service.api.record_models import record_model
-from service.api.records_express import RecordsExpress, records_answer
-from service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import ValidatedBatch
+from tabserve.service.api.errors import MAX_DETAILS, error_response
+from tabserve.service.api.limits import JsonLimits, check_document
+from tabserve.service.api.record_models import record_model
+from tabserve.service.api.records_express import RecordsExpress, records_answer
+from tabserve.service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import ValidatedBatch
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ENVELOPE_KEYS = frozenset({"request_id", "records"})

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from service.api.deadlines import predict_for
-from service.api.deps import DataPlaneDep
-from service.api.limits import enforce_json_limits
-from service.api.schemas import error_responses
+from tabserve.service.api.deadlines import predict_for
+from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.limits import enforce_json_limits
+from tabserve.service.api.schemas import error_responses
 
 router = APIRouter(tags=["kserve-v1"])
 

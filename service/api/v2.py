@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from service import __version__
-from service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from service.api.deps import DataPlaneDep
-from service.api.limits import JsonLimits, check_strings
-from service.api.schemas import error_responses
-from service.api.v2_codec import (
+from tabserve.service import __version__
+from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.limits import JsonLimits, check_strings
+from tabserve.service.api.schemas import error_responses
+from tabserve.service.api.v2_codec import (
     InferenceRequest,
     InputTensor,
     OutputTensor,
@@ -29,12 +29,12 @@ from service.api.v2_codec import (
     encode_response,
     parse_header_length,
 )
-from service.core.dataplane import DataPlane
-from service.core.errors import InvalidInputError, ModelNotFoundError, Problem
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import FeatureSchema, ValidatedBatch
-from service.settings import Settings
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
+from tabserve.service.settings import Settings
 
 router = APIRouter(tags=["open-inference-v2"])
 

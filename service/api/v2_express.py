@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.api.v2_codec import OutputTensor, datatype_of, encode_response
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import FeatureSchema, ValidatedBatch
+from tabserve.service.api.v2_codec import OutputTensor, datatype_of, encode_response
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
 
 _DOCUMENT_KEYS = frozenset({"id", "inputs"})
 _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})

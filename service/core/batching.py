@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from service.core.errors import DeadlineExceededError, OverloadedError
-from service.core.inference import InferencePool
-from service.core.runtime import Prediction
+from tabserve.service.core.errors import DeadlineExceededError, OverloadedError
+from tabserve.service.core.inference import InferencePool
+from tabserve.service.core.runtime import Prediction
 
 PredictFn = Callable[[npt.NDArray[Any]], Prediction]
 SWEEP_SECONDS = 0.01

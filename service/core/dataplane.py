@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy.typing as npt
 
-from service.core.batching import Batcher, BatchPolicy, CallObserver
-from service.core.inference import InferencePool
-from service.core.metrics import ModelMetrics, ServiceMetrics
-from service.core.registry import ModelRegistry, ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import ValidatedBatch
+from tabserve.service.core.batching import Batcher, BatchPolicy, CallObserver
+from tabserve.service.core.inference import InferencePool
+from tabserve.service.core.metrics import ModelMetrics, ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import ValidatedBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,14 +31,14 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import Counter
 
-from service.core.dataplane import DataPlane
-from service.core.drift_reference import BinnedColumn, DriftReference, psi
-from service.core.drift_totals import counter_totals
-from service.core.errors import ModelNotReadyError
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelRegistry, ModelVersion
-from service.core.runtime import Prediction
-from service.settings import Settings
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.drift_reference import BinnedColumn, DriftReference, psi
+from tabserve.service.core.drift_totals import counter_totals
+from tabserve.service.core.errors import ModelNotReadyError
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.drift")
 

@@ -13,7 +13,7 @@ import os
 
 from prometheus_client import Counter, multiprocess
 
-from service.core.metrics import multiprocess_dir
+from tabserve.service.core.metrics import multiprocess_dir
 
 Labels = tuple[tuple[str, str], ...]
 """A sample's labels, sorted by name."""

@@ -3,7 +3,7 @@
 Nothing here imports the web layer. The read API the training side uses:
 
 ```python
-from service.predlog import PredictionStore
+from tabserve.service.predlog import PredictionStore
 
 store = PredictionStore("sqlite:///data/predictions.db")  # any SQLAlchemy URL
 store.migrate()                      # alembic upgrade head, under a lock; idempotent
@@ -22,7 +22,7 @@ for r in rows:
 validates and joins ground truth; `quality` computes accuracy, macro F1 and MAE.
 """
 
-from service.predlog.records import (
+from tabserve.service.predlog.records import (
     Expired,
     Label,
     LabelledRow,
@@ -31,7 +31,7 @@ from service.predlog.records import (
     Outcome,
     Truth,
 )
-from service.predlog.store import PredictionStore
+from tabserve.service.predlog.store import PredictionStore
 
 __all__ = [
     "Expired",

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from service.predlog.records import LoggedPrediction
-from service.predlog.store import PredictionStore
+from tabserve.service.predlog.records import LoggedPrediction
+from tabserve.service.predlog.store import PredictionStore
 
 Format = Literal["csv", "parquet"]
 LEADING = ["log_id", "request_id", "row", "model", "version", "time", "latency_seconds"]

@@ -15,14 +15,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.core.errors import ModelNotFoundError
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelRegistry
-from service.predlog.quality import QualityCounters
-from service.predlog.records import Label, LoggedPrediction, Outcome, Truth
-from service.predlog.store import PredictionStore
-from service.predlog.writer import PredictionLogWriter
-from training.manifest import Manifest
+from tabserve.service.core.errors import ModelNotFoundError
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.predlog.quality import QualityCounters
+from tabserve.service.predlog.records import Label, LoggedPrediction, Outcome, Truth
+from tabserve.service.predlog.store import PredictionStore
+from tabserve.service.predlog.writer import PredictionLogWriter
+from tabserve.training.manifest import Manifest
 
 FLUSH_TIMEOUT_SECONDS = 5.0
 

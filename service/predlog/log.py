@@ -7,14 +7,14 @@ the data plane; `close` writes what is queued and releases the database.
 
 from __future__ import annotations
 
-from service.core.dataplane import DataPlane
-from service.core.metrics import ServiceMetrics
-from service.core.registry import ModelRegistry
-from service.predlog.feedback import FeedbackRecorder
-from service.predlog.quality import VersionQuality, measure
-from service.predlog.store import PredictionStore
-from service.predlog.writer import PredictionLogWriter, WriterPolicy
-from service.settings import Settings
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.predlog.feedback import FeedbackRecorder
+from tabserve.service.predlog.quality import VersionQuality, measure
+from tabserve.service.predlog.store import PredictionStore
+from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
+from tabserve.service.settings import Settings
 
 
 class PredictionLog:

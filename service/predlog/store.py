@@ -32,9 +32,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.predlog.migrate import migrate
-from service.predlog.records import Expired, Label, LabelledRow, LoggedPrediction, LoggedRow
-from service.predlog.tables import feedback, predictions
+from tabserve.service.predlog.migrate import migrate
+from tabserve.service.predlog.records import (
+    Expired,
+    Label,
+    LabelledRow,
+    LoggedPrediction,
+    LoggedRow,
+)
+from tabserve.service.predlog.tables import feedback, predictions
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _KEYS_PER_QUERY = 500  # (request id, row) pairs per IN clause: well under every driver's limit

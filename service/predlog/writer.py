@@ -18,10 +18,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from service.core.dataplane import Served
-from service.core.metrics import ServiceMetrics
-from service.predlog.records import LoggedRow
-from service.predlog.store import PredictionStore
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.records import LoggedRow
+from tabserve.service.predlog.store import PredictionStore
 
 log = logging.getLogger("tabserve.predlog")
 

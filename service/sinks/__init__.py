@@ -1,5 +1,5 @@
 """Sinks: answered requests leaving the process (CloudEvents in KServe's payload-logger format)."""
 
-from service.sinks.cloudevents import CloudEventSink, SinkConfig
+from tabserve.service.sinks.cloudevents import CloudEventSink, SinkConfig
 
 __all__ = ["CloudEventSink", "SinkConfig"]

@@ -32,18 +32,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from service.core.dataplane import Served
-from service.core.metrics import (
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.metrics import (
     SINK_DROP_REASONS,
     SINK_EVENTS,
     SINK_FAILURE_REASONS,
     ServiceMetrics,
 )
-from service.settings import Settings
-from service.sinks.budget import CpuBudget
-from service.sinks.http import HttpPoster
-from service.sinks.payloads import PayloadEncoder
-from service.sinks.throttle import ThrottledLog
+from tabserve.service.settings import Settings
+from tabserve.service.sinks.budget import CpuBudget
+from tabserve.service.sinks.http import HttpPoster
+from tabserve.service.sinks.payloads import PayloadEncoder
+from tabserve.service.sinks.throttle import ThrottledLog
 
 log = logging.getLogger("tabserve.sink")
 

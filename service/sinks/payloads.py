@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from service.api.v2_codec import OutputTensor, datatype_of, encode_response
-from service.core.dataplane import Served
-from service.core.registry import ModelVersion
+from tabserve.service.api.v2_codec import OutputTensor, datatype_of, encode_response
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.registry import ModelVersion
 
 
 class PayloadEncoder:

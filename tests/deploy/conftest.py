@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 from tests.deploy.support import (
     REPO,
     WORKERS,
@@ -60,7 +60,7 @@ def exported_names(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`python -m service serve --workers 2` from the repository root, as the image runs it."""
+    """`python -m tabserve.service serve --workers 2` from the repository root, like the image."""
     port = free_port()
     workdir = tmp_path_factory.mktemp("served")
     log = workdir / "server.log"
@@ -76,7 +76,7 @@ def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         [
             sys.executable,
             "-m",
-            "service",
+            "tabserve.service",
             "serve",
             "--workers",
             str(WORKERS),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_parser
+from tabserve.service.cli import build_parser
 from tests.deploy.support import REPO, Served, free_port
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -114,7 +114,7 @@ def test_image_starts_the_server_with_the_command_the_readme_documents() -> None
 def test_the_cli_accepts_the_image_command_and_the_script_exists() -> None:
     command = start_command()
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts[command[0]] == "service.cli:main"
+    assert scripts[command[0]] == "tabserve.service.cli:main"
     args = build_parser().parse_args(command[1:])
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8000)
     assert only("EXPOSE").args == str(args.port)
@@ -209,6 +209,7 @@ def dockerignore_admits(patterns: list[str], path: str) -> bool:
         ("service/app.py", True),
         ("service/core/metrics.py", True),
         ("training/pipeline.py", True),
+        ("tabserve/__init__.py", True),
         ("models/README.md", True),
         ("models/iris/3/model.json", True),
         ("models/iris/.3.partial/model.json", False),
@@ -236,7 +237,14 @@ def test_every_path_the_build_copies_from_the_context_exists() -> None:
         if instruction.keyword == "COPY" and "--from=" not in instruction.args:
             *paths, _target = instruction.args.split()
             sources += [re.sub(r"\$\{MODELS:-([^}]+)\}", r"\1", p) for p in paths]
-    assert sources == ["pyproject.toml", "README.md", "service", "training", "models/README.md"]
+    assert sources == [
+        "pyproject.toml",
+        "README.md",
+        "service",
+        "training",
+        "tabserve",
+        "models/README.md",
+    ]
     for source in sources:
         assert (REPO / source).exists(), source
 

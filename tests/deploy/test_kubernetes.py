@@ -16,8 +16,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 from tests.deploy.support import DEPLOY, REPO
 
 KUBERNETES = DEPLOY / "kubernetes"

@@ -22,10 +22,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.runtime import Prediction, Runtime
-from service.settings import Settings
-from training.manifest import Manifest
+from tabserve.service.app import create_app
+from tabserve.service.core.runtime import Prediction, Runtime
+from tabserve.service.settings import Settings
+from tabserve.training.manifest import Manifest
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ class ServerProcess:
 
 
 def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `python -m service serve` and wait until it reports ready."""
+    """Start `python -m tabserve.service serve` and wait until it reports ready."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="tabserve-server-", suffix=".log")[1])
     log = log_path.open("wb")
@@ -79,7 +79,7 @@ def start_server(models_dir: Path, *extra: str, env: dict[str, str] | None = Non
         [
             sys.executable,
             "-m",
-            "service",
+            "tabserve.service",
             "serve",
             "--models-dir",
             str(models_dir),

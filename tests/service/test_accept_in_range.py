@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service.core.validation import FeatureSchema
+from tabserve.service.core.validation import FeatureSchema
 
 
 def iris_schema(client: TestClient) -> FeatureSchema:

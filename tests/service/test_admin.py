@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
-from training.datasets import load_bundled
-from training.pipeline import TrainRequest, train
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
+from tabserve.training.datasets import load_bundled
+from tabserve.training.pipeline import TrainRequest, train
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from service.core.batching import Batcher, BatchPolicy
-from service.core.errors import DeadlineExceededError, OverloadedError
-from service.core.inference import InferencePool
-from service.core.runtime import Prediction
+from tabserve.service.core.batching import Batcher, BatchPolicy
+from tabserve.service.core.errors import DeadlineExceededError, OverloadedError
+from tabserve.service.core.inference import InferencePool
+from tabserve.service.core.runtime import Prediction
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """The compiled runtime: parity with scikit-learn, fallback, the on-disk cache, engine choice.
 
-Artifacts are real: `training.pipeline.train` fits and exports them. Estimators the
+Artifacts are real: `tabserve.training.pipeline.train` fits and exports them. Estimators the
 training CLI does not offer (extra trees, gradient boosting, linear regression,
 k-nearest neighbours) are added to its registry for the duration of a fixture.
 """
@@ -43,22 +43,22 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from service.app import create_app
-from service.core.engines import TOLERANCE, CompiledRuntime
-from service.core.engines import cache as cache_module
-from service.core.engines import compiled as compiled_module
-from service.core.engines import onnx as onnx_module
-from service.core.engines.cache import CACHE_DIR, GRAPH_FILE, RECORD_FILE
-from service.core.engines.parity import parity_rows
-from service.core.engines.preparation import UnsupportedModelError, split_pipeline
-from service.core.runtime import Prediction, SklearnRuntime
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.core.engines import TOLERANCE, CompiledRuntime
+from tabserve.service.core.engines import cache as cache_module
+from tabserve.service.core.engines import compiled as compiled_module
+from tabserve.service.core.engines import onnx as onnx_module
+from tabserve.service.core.engines.cache import CACHE_DIR, GRAPH_FILE, RECORD_FILE
+from tabserve.service.core.engines.parity import parity_rows
+from tabserve.service.core.engines.preparation import UnsupportedModelError, split_pipeline
+from tabserve.service.core.runtime import Prediction, SklearnRuntime
+from tabserve.service.settings import Settings
+from tabserve.training import estimators
+from tabserve.training.artifact import read_manifest
+from tabserve.training.datasets import Dataset, load_bundled, load_csv
+from tabserve.training.estimators import EstimatorSpec
+from tabserve.training.pipeline import TrainRequest, train
 from tests.conftest import write_mixed_csv
-from training import estimators
-from training.artifact import read_manifest
-from training.datasets import Dataset, load_bundled, load_csv
-from training.estimators import EstimatorSpec
-from training.pipeline import TrainRequest, train
 
 EXTRA_ESTIMATORS = {
     "extra_trees": EstimatorSpec(

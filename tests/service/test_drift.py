@@ -15,14 +15,14 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.core.drift import MAX_WAITING_ROWS
-from service.core.drift_totals import counter_totals
-from service.core.registry import ModelState
-from service.core.runtime import Prediction
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.core.drift import MAX_WAITING_ROWS
+from tabserve.service.core.drift_totals import counter_totals
+from tabserve.service.core.registry import ModelState
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.settings import Settings
+from tabserve.training.datasets import load_bundled
 from tests.service.support import queue_behind_held_call
-from training.datasets import load_bundled
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules" / "drift.rules.yml"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.core.drift_reference import DriftReference, interval_labels, psi
-from service.core.runtime import Prediction
-from training.manifest import (
+from tabserve.service.core.drift_reference import DriftReference, interval_labels, psi
+from tabserve.service.core.runtime import Prediction
+from tabserve.training.manifest import (
     MANIFEST_FILE,
     CategoryStats,
     Feature,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 
 
 def test_live_and_ready_when_every_model_loaded(client: TestClient) -> None:

@@ -16,11 +16,11 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.api.deadlines import client_left
-from service.app import create_app
-from service.http_protocol import HOLD_BYTES, CoalescingTransport, TabserveHttpProtocol
-from service.server import http_protocol
-from service.settings import Settings
+from tabserve.service.api.deadlines import client_left
+from tabserve.service.app import create_app
+from tabserve.service.http_protocol import HOLD_BYTES, CoalescingTransport, TabserveHttpProtocol
+from tabserve.service.server import http_protocol
+from tabserve.service.settings import Settings
 from tests.service.conftest import HeldRuntime, free_port
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import numpy.typing as npt
 from fastapi.testclient import TestClient
 
-from service.core.dataplane import Served
-from service.core.registry import ModelVersion
-from service.core.runtime import Prediction
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Prediction
 
 ROW = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, "petal_width_cm": 0.2}
 

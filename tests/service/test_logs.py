@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 
 
 def access_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:

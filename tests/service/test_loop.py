@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 
-from training.datasets import load_bundled
+from tabserve.training.datasets import load_bundled
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service", *args],
+        [sys.executable, "-m", "tabserve.service", *args],
         capture_output=True,
         text=True,
         timeout=240,

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 
 IRIS = [5.1, 3.5, 1.4, 0.2]
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from training.datasets import load_bundled
-from training.pipeline import TrainRequest, train
+from tabserve.training.datasets import load_bundled
+from tabserve.training.pipeline import TrainRequest, train
 
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]

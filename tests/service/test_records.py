@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from training.artifact import load_artifact
-from training.datasets import load_bundled
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled
 
 IRIS_ROW = {
     "sepal_length_cm": 5.1,

@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 from fastapi.testclient import TestClient
 
-from service.api.records_express import RecordsExpress
-from service.app import create_app
-from service.core.registry import ModelVersion
-from service.settings import Settings
+from tabserve.service.api.records_express import RecordsExpress
+from tabserve.service.app import create_app
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.settings import Settings
 
 IRIS_NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 SETOSA = dict(zip(IRIS_NAMES, [5.1, 3.5, 1.4, 0.2], strict=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 
-from service.api.request_ids import RequestIds, new_request_id
+from tabserve.service.api.request_ids import RequestIds, new_request_id
 
 
 def _child_ids(queue: multiprocessing.Queue[list[str]]) -> None:

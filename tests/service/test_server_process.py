@@ -46,7 +46,7 @@ def test_serves_every_api_then_exits_cleanly_on_sigterm(
 
 def run_predict(*args: str) -> subprocess.CompletedProcess[str]:
     """`tabserve predict ARGS` in a subprocess."""
-    command = [sys.executable, "-m", "service", "predict", *args]
+    command = [sys.executable, "-m", "tabserve.service", "predict", *args]
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 

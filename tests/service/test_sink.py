@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.settings import Settings
-from service.sinks.budget import CpuBudget
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
+from tabserve.service.sinks.budget import CpuBudget
 from tests.service.conftest import ServerProcess, free_port
 
 IRIS_ROWS = [

@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from service.core.dataplane import Served
-from service.core.registry import ModelState, ModelVersion
-from service.core.runtime import Prediction
-from service.core.validation import FeatureSchema
-from service.settings import Settings
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.registry import ModelState, ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import FeatureSchema
+from tabserve.service.settings import Settings
 
 WINDOW = 4
 MAX_MESSAGE_BYTES = 16384

@@ -77,7 +77,7 @@ def test_unknown_model_closes_with_4404_on_a_real_server(server: Any) -> None:
 
 def predict_stream(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """`tabserve predict --stream ARGS` in a subprocess."""
-    command = [sys.executable, "-m", "service", "predict", "--stream", *args]
+    command = [sys.executable, "-m", "tabserve.service", "predict", "--stream", *args]
     return subprocess.run(command, capture_output=True, text=True, input=stdin, timeout=120)
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.settings import Settings
-from training.artifact import load_artifact
-from training.datasets import load_bundled
+from tabserve.service.settings import Settings
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-route"])
@@ -167,7 +167,7 @@ def test_non_finite_and_missing_values(client: TestClient) -> None:
 
 
 def test_oversize_body_is_413(settings: Any) -> None:
-    from service.app import create_app
+    from tabserve.service.app import create_app
 
     small = settings.model_copy(update={"max_body_bytes": 1024})
     with TestClient(create_app(small)) as client:
@@ -179,7 +179,7 @@ def test_oversize_body_is_413(settings: Any) -> None:
 
 def test_a_chunked_body_past_the_limit_is_413(settings: Any) -> None:
     """Without Content-Length the body is counted as it streams in."""
-    from service.app import create_app
+    from tabserve.service.app import create_app
 
     small = settings.model_copy(update={"max_body_bytes": 1024})
     payload = json.dumps({"inputs": [tensor("x", [1.0] * 400, [100, 4])]}).encode()

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import tritonclient.http as httpclient
 
-from service.api.v2_codec import (
+from tabserve.service.api.v2_codec import (
     InferenceRequest,
     InputTensor,
     OutputTensor,

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.v2_express import ExpressV2
-from service.core.registry import ModelVersion
+from tabserve.service.api.v2_express import ExpressV2
+from tabserve.service.core.registry import ModelVersion
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]

@@ -16,7 +16,7 @@ import pytest
 # threads only make the suite slower. Set before the first OpenMP region runs.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from training import cli
+from tabserve.training import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,12 +45,12 @@ def models_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run_cli(tmp_path: Path) -> CliRunner:
-    """`python -m training ARGS` in a real subprocess, importing this checkout's package."""
+    """`python -m tabserve.training ARGS` in a real subprocess, importing this checkout."""
 
     def run(*args: str) -> CliResult:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         proc = subprocess.run(
-            [sys.executable, "-m", "training", *args],
+            [sys.executable, "-m", "tabserve.training", *args],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -65,7 +65,7 @@ def run_cli(tmp_path: Path) -> CliRunner:
 
 @pytest.fixture
 def call_cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
-    """`training.cli.main(ARGS)` in this process (fast), with its streams captured."""
+    """`tabserve.training.cli.main(ARGS)` in this process (fast), with its streams captured."""
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()

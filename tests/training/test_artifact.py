@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import sklearn
 
-from training.artifact import load_artifact, read_manifest, save_artifact
-from training.datasets import load_bundled
-from training.errors import ArtifactError, VersionExistsError
-from training.manifest import CategoryStats
-from training.pipeline import TrainRequest, train
-from training.repository import list_models, list_versions, next_version, version_path
+from tabserve.training.artifact import load_artifact, read_manifest, save_artifact
+from tabserve.training.datasets import load_bundled
+from tabserve.training.errors import ArtifactError, VersionExistsError
+from tabserve.training.manifest import CategoryStats
+from tabserve.training.pipeline import TrainRequest, train
+from tabserve.training.repository import list_models, list_versions, next_version, version_path
 
 Tree = Callable[[Path], dict[str, bytes | None]]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -387,7 +387,7 @@ def crash_half_way(self, data, *args, **kwargs):
 
 Path.write_text = crash_half_way
 
-from training.cli import main
+from tabserve.training.cli import main
 
 sys.exit(main(sys.argv[1:]))
 """
@@ -559,7 +559,15 @@ def test_manifests_are_utf8_whatever_the_locale(write_csv: Callable[[str, str], 
     env["PYTHONPATH"] = str(REPO_ROOT)
     args = ["--csv", str(path), "--target", "y", "--model", "logistic_regression"]
     proc = subprocess.run(
-        [sys.executable, "-m", "training", *args, "--models-dir", str(models_dir), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "tabserve.training",
+            *args,
+            "--models-dir",
+            str(models_dir),
+            "--quiet",
+        ],
         env=env,
         capture_output=True,
         text=True,

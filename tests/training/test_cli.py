@@ -1,4 +1,4 @@
-"""`python -m training`: end to end in a subprocess, streams, and every bad input's message."""
+"""`python -m tabserve.training`: end to end in a subprocess, streams, every bad input's message."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from training.artifact import load_artifact
-from training.repository import list_models
+from tabserve.training.artifact import load_artifact
+from tabserve.training.repository import list_models
 
 WriteCsv = Callable[[str, str], Path]
 
@@ -420,7 +420,7 @@ def test_bad_arguments_exit_with_usage(
         call_cli(*args, "--models-dir", str(models_dir))
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: python -m training ")
+    assert err.startswith("usage: python -m tabserve.training ")
     assert f"error: {message}" in err
     assert not models_dir.exists()
 

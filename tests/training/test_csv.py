@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.artifact import load_artifact, read_manifest
-from training.datasets import MISSING_MARKERS, Column, load_csv
-from training.errors import TrainingError
-from training.estimators import ParamValue
-from training.manifest import CategoryStats, NumericStats
-from training.pipeline import TrainRequest, train
+from tabserve.training.artifact import load_artifact, read_manifest
+from tabserve.training.datasets import MISSING_MARKERS, Column, load_csv
+from tabserve.training.errors import TrainingError
+from tabserve.training.estimators import ParamValue
+from tabserve.training.manifest import CategoryStats, NumericStats
+from tabserve.training.pipeline import TrainRequest, train
 
 WriteCsv = Callable[[str, str], Path]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.artifact import load_artifact
-from training.datasets import load_bundled
-from training.errors import TrainingError
-from training.estimators import ESTIMATORS, build_pipeline, estimator_class, parse_params
-from training.pipeline import TrainRequest, train
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled
+from tabserve.training.errors import TrainingError
+from tabserve.training.estimators import ESTIMATORS, build_pipeline, estimator_class, parse_params
+from tabserve.training.pipeline import TrainRequest, train
 
 SMALL: dict[str, dict[str, str | int | float | bool | None]] = {
     "logistic_regression": {},

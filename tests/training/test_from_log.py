@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.artifact import load_artifact
-from training.datasets import load_bundled, load_csv
-from training.errors import TrainingError
-from training.from_log import LoggedExample, dataset_from_log, original_dataset
-from training.manifest import Manifest
-from training.pipeline import TrainRequest, train
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled, load_csv
+from tabserve.training.errors import TrainingError
+from tabserve.training.from_log import LoggedExample, dataset_from_log, original_dataset
+from tabserve.training.manifest import Manifest
+from tabserve.training.pipeline import TrainRequest, train
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

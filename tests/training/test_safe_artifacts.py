@@ -17,12 +17,12 @@ import skops.io
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from training import skops_format
-from training.artifact import load_artifact, save_artifact
-from training.datasets import Dataset, load_bundled, load_csv
-from training.errors import ArtifactError
-from training.pipeline import TrainRequest, train
-from training.skops_format import ALLOWED_TYPES
+from tabserve.training import skops_format
+from tabserve.training.artifact import load_artifact, save_artifact
+from tabserve.training.datasets import Dataset, load_bundled, load_csv
+from tabserve.training.errors import ArtifactError
+from tabserve.training.pipeline import TrainRequest, train
+from tabserve.training.skops_format import ALLOWED_TYPES
 
 TREE = "sklearn.tree._tree.Tree"
 HGB_TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.artifact import load_artifact
-from training.datasets import load_bundled
-from training.pipeline import TrainRequest, train
+from tabserve.training.artifact import load_artifact
+from tabserve.training.datasets import load_bundled
+from tabserve.training.pipeline import TrainRequest, train
 
 
 def test_iris_round_trip(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from training import progress as progress_module
-from training.evaluate import format_table
-from training.manifest import (
+from tabserve.training import progress as progress_module
+from tabserve.training.evaluate import format_table
+from tabserve.training.manifest import (
     ArtifactFile,
     CategoryStats,
     Environment,
@@ -27,8 +27,8 @@ from training.manifest import (
     TargetInfo,
     TrainingData,
 )
-from training.profile import category_stats, fingerprint, histogram, numeric_stats
-from training.progress import Progress
+from tabserve.training.profile import category_stats, fingerprint, histogram, numeric_stats
+from tabserve.training.progress import Progress
 
 # statistics -----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Compiled inference engines: ONNX Runtime and numpy evaluators behind the `Runtime` protocol."""
 
-from service.core.engines.compiled import (
+from tabserve.service.core.engines.compiled import (
     TOLERANCE,
     CompiledModel,
     CompiledRuntime,
@@ -8,7 +8,7 @@ from service.core.engines.compiled import (
     compile_model,
     engine_for,
 )
-from service.core.engines.preparation import UnsupportedModelError
+from tabserve.service.core.engines.preparation import UnsupportedModelError
 
 __all__ = [
     "TOLERANCE",

@@ -24,14 +24,18 @@ import numpy.typing as npt
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
-from service.core.engines.cache import CompiledCache
-from service.core.engines.linear import LinearScorer
-from service.core.engines.onnx import TREE_ENSEMBLES, OnnxScorer, convert, library_versions
-from service.core.engines.parity import parity_failure, parity_rows, split_probes
-from service.core.engines.preparation import Preparer, UnsupportedModelError, split_pipeline
-from service.core.runtime import Prediction, SklearnRuntime
-from training.artifact import LoadedArtifact, load_artifact
-from training.manifest import Manifest
+from tabserve.service.core.engines.cache import CompiledCache
+from tabserve.service.core.engines.linear import LinearScorer
+from tabserve.service.core.engines.onnx import TREE_ENSEMBLES, OnnxScorer, convert, library_versions
+from tabserve.service.core.engines.parity import parity_failure, parity_rows, split_probes
+from tabserve.service.core.engines.preparation import (
+    Preparer,
+    UnsupportedModelError,
+    split_pipeline,
+)
+from tabserve.service.core.runtime import Prediction, SklearnRuntime
+from tabserve.training.artifact import LoadedArtifact, load_artifact
+from tabserve.training.manifest import Manifest
 
 log = logging.getLogger("tabserve.models")
 

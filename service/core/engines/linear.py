@@ -14,7 +14,7 @@ import numpy.typing as npt
 from scipy.special import expit
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
-from service.core.engines.preparation import UnsupportedModelError
+from tabserve.service.core.engines.preparation import UnsupportedModelError
 
 LINEAR_REGRESSORS = (LinearRegression, Ridge)
 

@@ -28,7 +28,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
-from service.core.engines.preparation import UnsupportedModelError
+from tabserve.service.core.engines.preparation import UnsupportedModelError
 
 TREE_ENSEMBLES = (
     RandomForestClassifier,

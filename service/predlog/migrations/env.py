@@ -1,11 +1,11 @@
-"""Alembic's entry point: runs on the connection `service.predlog.migrate` hands it."""
+"""Alembic's entry point: runs on the connection `tabserve.service.predlog.migrate` hands it."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from service.predlog.tables import metadata
+from tabserve.service.predlog.tables import metadata
 
 VERSION_TABLE = "predlog_alembic_version"
 

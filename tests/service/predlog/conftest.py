@@ -24,8 +24,8 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.predlog import PredictionStore
-from service.settings import Settings
+from tabserve.service.predlog import PredictionStore
+from tabserve.service.settings import Settings
 
 ENGINES = ["sqlite", "postgresql"]
 

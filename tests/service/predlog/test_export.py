@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.cli import main
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.cli import main
+from tabserve.service.settings import Settings
 
 IRIS = {
     "sepal_length_cm": 5.1,
@@ -90,7 +90,7 @@ def test_console_script_exports_from_the_settings_data_dir(
 ) -> None:
     out = tmp_path / "from-env.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "service", "log", "export", "iris", "--out", str(out)],
+        [sys.executable, "-m", "tabserve.service", "log", "export", "iris", "--out", str(out)],
         env={"TABSERVE_DATA_DIR": str(logged.data_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

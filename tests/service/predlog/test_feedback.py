@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
-from service.app import create_app
-from service.predlog import Outcome, Truth
-from service.settings import Settings
-from training.datasets import load_bundled
+from tabserve.service.app import create_app
+from tabserve.service.predlog import Outcome, Truth
+from tabserve.service.settings import Settings
+from tabserve.training.datasets import load_bundled
 
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 

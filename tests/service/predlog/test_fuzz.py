@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.settings import Settings
 
 CHECKS = [
     not_a_server_error,

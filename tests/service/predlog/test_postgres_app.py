@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.predlog import PredictionStore
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.predlog import PredictionStore
+from tabserve.service.settings import Settings
 
 IRIS = {
     "sepal_length_cm": 5.1,

@@ -11,9 +11,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from service.predlog import LoggedRow, PredictionStore
-from service.predlog import migrate as migrate_module
-from service.predlog.tables import metadata
+from tabserve.service.predlog import LoggedRow, PredictionStore
+from tabserve.service.predlog import migrate as migrate_module
+from tabserve.service.predlog.tables import metadata
 
 VERSION_TABLE = "predlog_alembic_version"  # as migrations/env.py names it
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from service.predlog import PredictionStore
+from tabserve.service.predlog import PredictionStore
 
 IRIS = {
     "sepal_length_cm": 5.1,

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.core.dataplane import Served
-from service.core.metrics import ServiceMetrics
-from service.core.runtime import Prediction
-from service.predlog import LoggedRow, PredictionStore
-from service.predlog.writer import PredictionLogWriter, WriterPolicy
-from service.settings import Settings
+from tabserve.service.app import create_app
+from tabserve.service.core.dataplane import Served
+from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.predlog import LoggedRow, PredictionStore
+from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
+from tabserve.service.settings import Settings
 
 StoreOf = Callable[[Settings], PredictionStore]
 IRIS = {
