@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tabserve.training.artifact import load_artifact
+from tabserve.artifact.store import load_artifact
 from tabserve.training.datasets import load_bundled
 from tabserve.training.pipeline import TrainRequest, train
 

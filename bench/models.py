@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import make_classification
 
+from tabserve.artifact.repository import list_versions
 from tabserve.training.datasets import Column, Dataset
 from tabserve.training.pipeline import TrainRequest, train
-from tabserve.training.repository import list_versions
 
 ROWS, FEATURES = 20_000, 20
 SPECS = {

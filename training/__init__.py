@@ -1,17 +1,8 @@
-"""Training and the model artifact format; never imports the service."""
+"""Training: from data to a served artifact; never imports the service.
 
-from tabserve.training.artifact import LoadedArtifact, load_artifact, read_manifest, save_artifact
-from tabserve.training.errors import ArtifactError, TrainingError, VersionExistsError
-from tabserve.training.manifest import Feature, Manifest
+The artifact format it writes lives in `tabserve.artifact`, which the service reads too.
+"""
 
-__all__ = [
-    "ArtifactError",
-    "Feature",
-    "LoadedArtifact",
-    "Manifest",
-    "TrainingError",
-    "VersionExistsError",
-    "load_artifact",
-    "read_manifest",
-    "save_artifact",
-]
+from tabserve.training.errors import TrainingError
+
+__all__ = ["TrainingError"]

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from tabserve.artifact.errors import ArtifactError
 from tabserve.training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
-from tabserve.training.errors import ArtifactError, TrainingError
+from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ESTIMATORS, ParamValue, parse_params
 from tabserve.training.evaluate import format_table
 from tabserve.training.from_log import latest_manifest, read_log, reused_params

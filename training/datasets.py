@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn import datasets as sk_datasets
 
+from tabserve.artifact.manifest import LogSource, Task
 from tabserve.training.errors import TrainingError
-from tabserve.training.manifest import LogSource, Task
 
 FeatureType = Literal["number", "category"]
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})

@@ -3,11 +3,3 @@
 
 class TrainingError(Exception):
     """Bad input to training: unknown dataset, unreadable or unusable data."""
-
-
-class ArtifactError(Exception):
-    """An artifact that cannot be written or trusted (missing, corrupt, tampered, incompatible)."""
-
-
-class VersionExistsError(ArtifactError):
-    """An export would overwrite a version that already exists."""

@@ -24,9 +24,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from tabserve.artifact.manifest import Task
 from tabserve.training.datasets import Dataset
 from tabserve.training.errors import TrainingError
-from tabserve.training.manifest import Task
 
 ParamValue = str | int | float | bool | None
 

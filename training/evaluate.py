@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn import metrics as sk_metrics
 
-from tabserve.training.manifest import Task
+from tabserve.artifact.manifest import Task
 
 
 def evaluate(

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tabserve.training.artifact import read_manifest
+from tabserve.artifact.manifest import LogSource, Manifest
+from tabserve.artifact.repository import list_versions, version_path
+from tabserve.artifact.store import read_manifest
 from tabserve.training.datasets import Column, Dataset, load_bundled, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ParamValue, estimator_class, plain_param
-from tabserve.training.manifest import LogSource, Manifest
-from tabserve.training.repository import list_versions, version_path
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from tabserve.training.artifact import check_export, save_artifact
-from tabserve.training.datasets import Dataset
-from tabserve.training.errors import TrainingError
-from tabserve.training.estimators import ParamValue, build_pipeline
-from tabserve.training.evaluate import evaluate
-from tabserve.training.manifest import (
+from tabserve.artifact.manifest import (
     ArtifactFormat,
     EstimatorInfo,
     Feature,
@@ -23,6 +18,11 @@ from tabserve.training.manifest import (
     TargetInfo,
     TrainingData,
 )
+from tabserve.artifact.store import check_export, save_artifact
+from tabserve.training.datasets import Dataset
+from tabserve.training.errors import TrainingError
+from tabserve.training.estimators import ParamValue, build_pipeline
+from tabserve.training.evaluate import evaluate
 from tabserve.training.profile import category_stats, fingerprint, histogram, numeric_stats
 from tabserve.training.progress import Progress
 

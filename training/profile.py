@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import numpy.typing as npt
 
-from tabserve.training.manifest import CategoryStats, Histogram, NumericStats
+from tabserve.artifact.manifest import CategoryStats, Histogram, NumericStats
 
 QUANTILES = {"p01": 1, "p05": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95, "p99": 99}
 DECILES = np.arange(10, 100, 10)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from tabserve.training.manifest import CategoryStats, Manifest, NumericStats
+from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
 
 
 class RecordPrediction(BaseModel):

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from tabserve.artifact.manifest import CategoryStats, Histogram, Manifest, NumericStats
 from tabserve.service.core.runtime import Prediction
-from tabserve.training.manifest import CategoryStats, Histogram, Manifest, NumericStats
 
 EPSILON = 1e-4
 """Shares below this count as this in PSI, so an empty bin adds a large, finite term."""

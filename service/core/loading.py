@@ -6,13 +6,13 @@ import logging
 import time
 from pathlib import Path
 
+from tabserve.artifact.repository import list_models, version_path
 from tabserve.service.core.engines import CompiledRuntime
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
 from tabserve.service.core.runtime import Runtime, SklearnRuntime
 from tabserve.service.core.validation import FeatureSchema
 from tabserve.service.settings import Settings
-from tabserve.training.repository import list_models, version_path
 
 log = logging.getLogger("tabserve.models")
 

@@ -8,12 +8,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar, cast
 
+from tabserve.artifact.manifest import Manifest
 from tabserve.service.core.batching import Batcher
 from tabserve.service.core.errors import ModelNotFoundError, ModelNotReadyError
 from tabserve.service.core.metrics import ModelMetrics
 from tabserve.service.core.runtime import Runtime
 from tabserve.service.core.validation import FeatureSchema
-from tabserve.training.manifest import Manifest
 
 T = TypeVar("T")
 

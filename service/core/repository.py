@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import anyio
 
+from tabserve.artifact.repository import list_models, list_versions, version_path
 from tabserve.service.core import heap
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
 from tabserve.service.settings import Settings
-from tabserve.training.repository import list_models, list_versions, version_path
 
 log = logging.getLogger("tabserve.models")
 

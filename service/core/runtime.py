@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from tabserve.training.artifact import LoadedArtifact, load_artifact
-from tabserve.training.manifest import Manifest
+from tabserve.artifact.manifest import Manifest
+from tabserve.artifact.store import LoadedArtifact, load_artifact
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class SklearnRuntime:
         self._classes: npt.NDArray[Any] | None = None
 
     def load(self) -> Manifest:
-        """Verify and unpickle the artifact (see `tabserve.training.artifact.load_artifact`)."""
+        """Verify and unpickle the artifact (see `tabserve.artifact.store.load_artifact`)."""
         return self.adopt(
             load_artifact(
                 self._folder, allow_version_mismatch=self._allow_version_mismatch, root=self._root

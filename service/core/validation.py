@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
 from tabserve.service.core.errors import InvalidInputError, Problem, TooLargeError
-from tabserve.training.manifest import CategoryStats, Manifest, NumericStats
 
 MAX_PROBLEMS = 20
 # The largest magnitude a number may have. Tree models compute in float32, where a

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tabserve.artifact.manifest import Manifest
 from tabserve.service.core.errors import ModelNotFoundError
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry
@@ -22,7 +23,6 @@ from tabserve.service.predlog.quality import QualityCounters
 from tabserve.service.predlog.records import Label, LoggedPrediction, Outcome, Truth
 from tabserve.service.predlog.store import PredictionStore
 from tabserve.service.predlog.writer import PredictionLogWriter
-from tabserve.training.manifest import Manifest
 
 FLUSH_TIMEOUT_SECONDS = 5.0
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from tabserve.artifact.manifest import Task
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.predlog.records import Label, LabelledRow
-from tabserve.training.manifest import Task
 
 
 @dataclass(frozen=True)

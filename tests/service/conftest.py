@@ -22,10 +22,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tabserve.artifact.manifest import Manifest
 from tabserve.service.app import create_app
 from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.settings import Settings
-from tabserve.training.manifest import Manifest
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from tabserve.artifact.store import read_manifest
 from tabserve.service.app import create_app
 from tabserve.service.core.engines import TOLERANCE, CompiledRuntime
 from tabserve.service.core.engines import cache as cache_module
@@ -54,7 +55,6 @@ from tabserve.service.core.engines.preparation import UnsupportedModelError, spl
 from tabserve.service.core.runtime import Prediction, SklearnRuntime
 from tabserve.service.settings import Settings
 from tabserve.training import estimators
-from tabserve.training.artifact import read_manifest
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
 from tabserve.training.estimators import EstimatorSpec
 from tabserve.training.pipeline import TrainRequest, train

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tabserve.service.core.drift_reference import DriftReference, interval_labels, psi
-from tabserve.service.core.runtime import Prediction
-from tabserve.training.manifest import (
+from tabserve.artifact.manifest import (
     MANIFEST_FILE,
     CategoryStats,
     Feature,
@@ -17,6 +15,8 @@ from tabserve.training.manifest import (
     Manifest,
     NumericStats,
 )
+from tabserve.service.core.drift_reference import DriftReference, interval_labels, psi
+from tabserve.service.core.runtime import Prediction
 
 
 def manifest(models_dir: Path, name: str, version: int = 1) -> Manifest:

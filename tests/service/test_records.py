@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tabserve.training.artifact import load_artifact
+from tabserve.artifact.store import load_artifact
 from tabserve.training.datasets import load_bundled
 
 IRIS_ROW = {

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from tabserve.artifact.store import load_artifact
 from tabserve.service.settings import Settings
-from tabserve.training.artifact import load_artifact
 from tabserve.training.datasets import load_bundled
 
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import sklearn
 
-from tabserve.training.artifact import load_artifact, read_manifest, save_artifact
+from tabserve.artifact.errors import ArtifactError, VersionExistsError
+from tabserve.artifact.manifest import CategoryStats
+from tabserve.artifact.repository import list_models, list_versions, next_version, version_path
+from tabserve.artifact.store import load_artifact, read_manifest, save_artifact
 from tabserve.training.datasets import load_bundled
-from tabserve.training.errors import ArtifactError, VersionExistsError
-from tabserve.training.manifest import CategoryStats
 from tabserve.training.pipeline import TrainRequest, train
-from tabserve.training.repository import list_models, list_versions, next_version, version_path
 
 Tree = Callable[[Path], dict[str, bytes | None]]
 REPO_ROOT = Path(__file__).resolve().parents[2]

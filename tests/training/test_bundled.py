@@ -18,7 +18,7 @@ from sklearn import datasets as sk_datasets
 from sklearn import metrics as sk_metrics
 from sklearn.model_selection import train_test_split
 
-from tabserve.training.artifact import load_artifact, read_manifest
+from tabserve.artifact.store import load_artifact, read_manifest
 
 DECILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
 QUANTILES = {"p01": 1, "p05": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95, "p99": 99}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tabserve.training.artifact import load_artifact
-from tabserve.training.repository import list_models
+from tabserve.artifact.repository import list_models
+from tabserve.artifact.store import load_artifact
 
 WriteCsv = Callable[[str, str], Path]
 

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tabserve.training.artifact import load_artifact, read_manifest
+from tabserve.artifact.manifest import CategoryStats, NumericStats
+from tabserve.artifact.store import load_artifact, read_manifest
 from tabserve.training.datasets import MISSING_MARKERS, Column, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ParamValue
-from tabserve.training.manifest import CategoryStats, NumericStats
 from tabserve.training.pipeline import TrainRequest, train
 
 WriteCsv = Callable[[str, str], Path]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tabserve.training.artifact import load_artifact
+from tabserve.artifact.store import load_artifact
 from tabserve.training.datasets import load_bundled
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ESTIMATORS, build_pipeline, estimator_class, parse_params

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tabserve.training.artifact import load_artifact
+from tabserve.artifact.manifest import Manifest
+from tabserve.artifact.store import load_artifact
 from tabserve.training.datasets import load_bundled, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.from_log import LoggedExample, dataset_from_log, original_dataset
-from tabserve.training.manifest import Manifest
 from tabserve.training.pipeline import TrainRequest, train
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

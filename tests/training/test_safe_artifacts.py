@@ -17,12 +17,12 @@ import skops.io
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from tabserve.training import skops_format
-from tabserve.training.artifact import load_artifact, save_artifact
+from tabserve.artifact import skops_format
+from tabserve.artifact.errors import ArtifactError
+from tabserve.artifact.skops_format import ALLOWED_TYPES
+from tabserve.artifact.store import load_artifact, save_artifact
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
-from tabserve.training.errors import ArtifactError
 from tabserve.training.pipeline import TrainRequest, train
-from tabserve.training.skops_format import ALLOWED_TYPES
 
 TREE = "sklearn.tree._tree.Tree"
 HGB_TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tabserve.training.artifact import load_artifact
+from tabserve.artifact.store import load_artifact
 from tabserve.training.datasets import load_bundled
 from tabserve.training.pipeline import TrainRequest, train
 

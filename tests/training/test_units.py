@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tabserve.training import progress as progress_module
-from tabserve.training.evaluate import format_table
-from tabserve.training.manifest import (
+from tabserve.artifact.manifest import (
     ArtifactFile,
     CategoryStats,
     Environment,
@@ -27,6 +25,8 @@ from tabserve.training.manifest import (
     TargetInfo,
     TrainingData,
 )
+from tabserve.training import progress as progress_module
+from tabserve.training.evaluate import format_table
 from tabserve.training.profile import category_stats, fingerprint, histogram, numeric_stats
 from tabserve.training.progress import Progress
 

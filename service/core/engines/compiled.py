@@ -24,6 +24,8 @@ import numpy.typing as npt
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
+from tabserve.artifact.manifest import Manifest
+from tabserve.artifact.store import LoadedArtifact, load_artifact
 from tabserve.service.core.engines.cache import CompiledCache
 from tabserve.service.core.engines.linear import LinearScorer
 from tabserve.service.core.engines.onnx import TREE_ENSEMBLES, OnnxScorer, convert, library_versions
@@ -34,8 +36,6 @@ from tabserve.service.core.engines.preparation import (
     split_pipeline,
 )
 from tabserve.service.core.runtime import Prediction, SklearnRuntime
-from tabserve.training.artifact import LoadedArtifact, load_artifact
-from tabserve.training.manifest import Manifest
 
 log = logging.getLogger("tabserve.models")
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
 from tabserve.service.core.runtime import Prediction
-from tabserve.training.manifest import CategoryStats, Manifest, NumericStats
 
 RANDOM_ROWS = 256
 SINGLE_ROWS = 8

@@ -1,7 +1,7 @@
 """Write and read model artifacts: the model file plus its `model.json` manifest.
 
 The model file is `model.joblib` (a pickle) or `model.skops` (the safe format, see
-`tabserve.training.skops_format`). Writing is atomic: everything goes into a hidden
+`tabserve.artifact.skops_format`). Writing is atomic: everything goes into a hidden
 temporary folder that is renamed into place only when complete, so a crash never
 leaves a half-written version. Reading checks, before deserializing anything, that
 the files lie inside the models directory, that the manifest is valid, that the
@@ -28,9 +28,9 @@ import sklearn
 from pydantic import ValidationError
 from sklearn.exceptions import InconsistentVersionWarning
 
-from tabserve.training import skops_format
-from tabserve.training.errors import ArtifactError, VersionExistsError
-from tabserve.training.manifest import (
+from tabserve.artifact import skops_format
+from tabserve.artifact.errors import ArtifactError, VersionExistsError
+from tabserve.artifact.manifest import (
     MANIFEST_FILE,
     MODEL_FILES,
     MODEL_NAME_PATTERN,
@@ -39,7 +39,7 @@ from tabserve.training.manifest import (
     Environment,
     Manifest,
 )
-from tabserve.training.repository import next_version, version_path
+from tabserve.artifact.repository import next_version, version_path
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.tree._tree import Tree
 
-from tabserve.training.errors import ArtifactError
+from tabserve.artifact.errors import ArtifactError
 
 # Types beyond skops's defaults that our training pipelines need (`training.estimators`):
 # dtypes of categorical columns, and the node stores of forests and hist gradient boosting.
@@ -68,7 +68,7 @@ def dump(estimator: Any, path: Path) -> list[str]:
     if refused:
         raise ArtifactError(
             f"cannot export in skops format: the model holds {', '.join(refused)}, outside "
-            "the types the loader allows (training.skops_format.ALLOWED_TYPES); "
+            "the types the loader allows (tabserve.artifact.skops_format.ALLOWED_TYPES); "
             "use --format joblib"
         )
     return sorted(needed)
