@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from functools import partial
@@ -253,7 +254,10 @@ def test_the_window_forgets_rows_older_than_it(settings: Settings) -> None:
         settings.model_copy(update={"drift_window_seconds": 60.0, "drift_flush_seconds": 60.0})
     )
     monitor = app.state.tabserve.drift
-    now = [monitor.started]
+    # A whole number of seconds, so start + 30 and start + 90 are exact floats: the
+    # monotonic clock's own reading near a power of two would round them. Past the old
+    # window, so the lifespan's start() begins a fresh window at it.
+    now = [float(math.ceil(monitor.started)) + 120.0]
     monitor.clock = lambda: now[0]
     with TestClient(app) as client:
         send(client, "iris", iris_rows(shift=3.0))
