@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -40,3 +41,33 @@ def configure_logging(settings: Settings) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(settings.log_level.upper())
     logger.propagate = False
+
+
+def server_log_config(settings: Settings) -> dict[str, Any] | None:
+    """uvicorn's `log_config` for one process: its own loggers, as JSON in JSON mode.
+
+    None in plain mode: uvicorn's own format is kept.
+    """
+    if settings.log_format != "json":
+        return None
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {
+                "handlers": ["stderr"],
+                "level": settings.log_level.upper(),
+                "propagate": False,
+            },
+            "uvicorn.error": {"level": settings.log_level.upper()},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }

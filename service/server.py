@@ -15,12 +15,15 @@ import signal
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from prometheus_client import multiprocess
 from uvicorn_worker import UvicornWorker
 
 from tabserve.service.app import app_from_environment, create_app
 from tabserve.service.http_protocol import TabserveHttpProtocol
+from tabserve.service.logs import JsonFormatter, server_log_config
 from tabserve.service.multiproc import ENV
 from tabserve.service.settings import Settings
 
@@ -46,6 +49,7 @@ def _single_process(settings: Settings) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         http=http_protocol(settings),
         server_header=False,
+        log_config=server_log_config(settings) or LOGGING_CONFIG,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op
@@ -77,6 +81,15 @@ def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
     return TabserveHttpProtocol if settings.coalesce_writes else "auto"
 
 
+class JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's logger, writing its lines (and, through the workers, uvicorn's) as JSON."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
 def _worker_exited(_server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges (in-flight, queue) so totals stay true."""
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
@@ -101,8 +114,13 @@ class _Supervisor(BaseApplication):  # type: ignore[misc]
             "keepalive": 5,
             "loglevel": settings.log_level,
             "child_exit": _worker_exited,
+            # No control socket: nothing here uses gunicornc, and it wants a writable HOME
+            # (read-only in the image and the Deployment), logging an error at every start.
+            "control_socket_disable": True,
         }.items():
             self.cfg.set(key, value)
+        if settings.log_format == "json":
+            self.cfg.set("logger_class", JsonGunicornLogger)
 
     def load(self) -> Any:
         return create_app(self.settings, preload=True)

@@ -9,6 +9,7 @@ in float64, so its graph takes float64 and gets the exact thresholds back.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from importlib import metadata
@@ -169,13 +170,19 @@ class OnnxScorer:
     """One ONNX Runtime session: float64 rows in, float64 probabilities or values out."""
 
     def __init__(self, graph: bytes, *, classifier: bool) -> None:
+        # ORT writes its warnings straight to stderr with colour codes, outside our log
+        # format: at import, one about the telemetry ID it cannot store under a read-only
+        # HOME (as in the image). No telemetry, and errors only; its failures still raise.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
         # The service scales with processes; a thread pool per session would oversubscribe.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         outputs = session.get_outputs()
         inputs = session.get_inputs()
