@@ -15,12 +15,12 @@ from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.middleware import request_id_of
-from tabserve.service.api.record_models import PredictResponse, RecordPrediction, record_model
+from tabserve.service.api.record_models import PredictResponse, record_model
 from tabserve.service.api.records_express import RecordsEndpoint
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
-from tabserve.service.core.runtime import Prediction
+from tabserve.service.protocol.records import records_document
 
 TAG = "records"
 
@@ -143,19 +143,12 @@ async def _predict(
     batch = model.schema.from_rows(rows)
     prediction = await predict_for(request, dataplane, model, batch)
     classes = [str(c) for c in model.manifest.target.classes or []]
-    return PredictResponse(
-        model=name,
-        version=model.version,
-        request_id=request_id_of(request.scope),
-        predictions=_answers(prediction, classes),
+    answer = records_document(
+        name,
+        model.version,
+        request_id_of(request.scope),
+        prediction.predict,
+        prediction.proba,
+        classes,
     )
-
-
-def _answers(prediction: Prediction, classes: list[str]) -> list[RecordPrediction]:
-    labels = prediction.predict.tolist()
-    if prediction.proba is None:
-        return [RecordPrediction(prediction=label) for label in labels]
-    return [
-        RecordPrediction(prediction=label, probabilities=dict(zip(classes, row, strict=True)))
-        for label, row in zip(labels, prediction.proba.tolist(), strict=True)
-    ]
+    return PredictResponse.model_validate(answer)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy.typing as npt
 import orjson
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -37,6 +36,7 @@ from tabserve.service.core.errors import ServiceError
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.protocol.records import records_answer
 from tabserve.service.settings import Settings
 
 _NUMBERS = frozenset({int, float})
@@ -113,27 +113,6 @@ class RecordsExpress:
         return records_answer(
             self.model_name, self.version, request_id, prediction.predict, proba, self.classes
         )
-
-
-def records_answer(
-    model: str,
-    version: int,
-    request_id: str,
-    labels: npt.NDArray[Any],
-    proba: npt.NDArray[Any] | None,
-    classes: list[str],
-) -> bytes:
-    """A records answer as `POST /models/{m}/predict` gives it (streams reply with it too)."""
-    if proba is None:
-        answers = [{"prediction": label, "probabilities": None} for label in labels.tolist()]
-    else:
-        answers = [
-            {"prediction": label, "probabilities": dict(zip(classes, row, strict=True))}
-            for label, row in zip(labels.tolist(), proba.tolist(), strict=True)
-        ]
-    return orjson.dumps(
-        {"model": model, "version": version, "request_id": request_id, "predictions": answers}
-    )
 
 
 class RecordsEndpoint:

@@ -24,30 +24,29 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tabserve.service.api.errors import MAX_DETAILS, error_response
 from tabserve.service.api.limits import JsonLimits, check_document
 from tabserve.service.api.record_models import record_model
-from tabserve.service.api.records_express import RecordsExpress, records_answer
+from tabserve.service.api.records_express import RecordsExpress
 from tabserve.service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.protocol.error_body import error_body, problems_of, schema_errors
+from tabserve.service.protocol.records import records_answer
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ENVELOPE_KEYS = frozenset({"request_id", "records"})
 SHAPE = 'a record object, a list of records, or {"request_id": ..., "records": [...]}'
 
 
-class MessageError(ServiceError):
+class MessageError(InvalidInputError):
     """A message that is not a request at all: malformed JSON or the wrong shape."""
 
     code = "invalid_request"
 
     def __init__(self, message: str, code: str, problems: list[Problem], reason: str) -> None:
-        super().__init__(message)
+        super().__init__(message, reason, problems)
         self.code = code
-        self.problems = problems
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,39 +177,18 @@ class RecordChecker:
 
 def _schema_error(exc: ValidationError) -> MessageError:
     """Pydantic's errors as the HTTP API reports them (its 422 `invalid_request`)."""
-    errors = exc.errors()
-    problems = []
-    for err in errors[:MAX_DETAILS]:
-        loc = list(err.get("loc", ()))
-        names = [p for p in loc if isinstance(p, str)]
-        rows = [p for p in loc if isinstance(p, int)]
-        missing = err.get("type") == "missing"
-        problems.append(
-            Problem(
-                field=names[-1] if names else "records",
-                expected="a value (it is required)" if missing else err.get("msg", "valid input"),
-                value=None if missing else err.get("input"),
-                row=rows[0] if rows else None,
-            )
-        )
-    message = "; ".join(p.describe() for p in problems[:5])
-    if len(errors) > 5:
-        message += f" (and {len(errors) - 5} more)"
-    return MessageError(message, "invalid_request", problems, "schema")
+    found = schema_errors(exc.errors(), located=False)
+    return MessageError(found.message, "invalid_request", found.problems, "schema")
 
 
 def error_reply(request_id: str, exc: ServiceError) -> bytes:
     """The encoded error: the HTTP API's error body, plus the message's request id."""
-    problems = exc.problems if isinstance(exc, InvalidInputError | TooLargeError) else []
-    if isinstance(exc, MessageError):
-        problems = exc.problems
-    body = orjson.loads(error_response(400, exc.message, exc.code, problems).body)
-    return orjson.dumps({"request_id": request_id, **body})
+    return error_body(exc.message, exc.code, problems_of(exc), request_id)
 
 
 def rejection_reason(exc: ServiceError) -> str | None:
     """The `tabserve_validation_errors_total` reason of a refused message, if it is one."""
-    if isinstance(exc, MessageError | InvalidInputError):
+    if isinstance(exc, InvalidInputError):
         return exc.reason
     if isinstance(exc, TooLargeError):
         return "too_large"

@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe V2) REST: metadata, readiness and inference.
 
 The infer routes are the hot path: the body goes straight from bytes to numpy
-through `v2_codec` (JSON or Triton's binary tensor extension), never through
+through `protocol` (JSON or Triton's binary tensor extension), never through
 Pydantic. The Pydantic models here only document the wire format in `/docs`.
 """
 
@@ -19,21 +19,19 @@ from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict
 from tabserve.service.api.deps import DataPlaneDep
 from tabserve.service.api.limits import JsonLimits, check_strings
 from tabserve.service.api.schemas import error_responses
-from tabserve.service.api.v2_codec import (
-    InferenceRequest,
-    InputTensor,
-    OutputTensor,
-    V2CodecError,
-    datatype_of,
-    decode_request,
-    encode_response,
-    parse_header_length,
-)
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.registry import ModelVersion
-from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
+from tabserve.service.protocol import (
+    InferenceRequest,
+    InputTensor,
+    V2CodecError,
+    decode_request,
+    encode_response,
+    parse_header_length,
+    prediction_outputs,
+)
 from tabserve.service.settings import Settings
 
 router = APIRouter(tags=["open-inference-v2"])
@@ -338,7 +336,7 @@ async def run_inference(
     prediction = await predict_watched(
         dataplane, model, batch, deadline=deadline, scope=scope, receive=receive
     )
-    tensors = [_tensor(name, prediction) for name, _ in wanted]
+    tensors = prediction_outputs(prediction, [name for name, _ in wanted])
     payload, json_length = encode_response(
         model_name=model.name,
         model_version=str(model.version),
@@ -402,11 +400,3 @@ def _outputs(parsed: InferenceRequest, model: ModelVersion) -> list[tuple[str, b
             )
         chosen.append((output.name, parsed.binary_for(output.name)))
     return chosen
-
-
-def _tensor(name: str, prediction: Prediction) -> OutputTensor:
-    data = prediction.proba if name == "predict_proba" else prediction.predict
-    assert data is not None
-    if data.dtype.kind in "US":
-        data = data.astype(object)
-    return OutputTensor(name=name, datatype=datatype_of(data), shape=data.shape, data=data)

@@ -3,7 +3,7 @@
 Nearly every inference request is the same shape: one FP64 (or FP32) tensor of
 shape [rows, features], flat or one row per array, every value within its
 training range, default outputs. For that shape alone, `ExpressV2` skips what the
-general codec (`v2_codec`) and validation do for every other case, and writes the
+general codec (`protocol.v2_request`) and validation do for every other case, and writes the
 answer in one `orjson.dumps` call.
 
 It only ever says yes or "not mine": `decode` returns None for anything else
@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
-from tabserve.service.api.v2_codec import OutputTensor, datatype_of, encode_response
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
+from tabserve.service.protocol import default_answer
 
 _DOCUMENT_KEYS = frozenset({"id", "inputs"})
 _TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
@@ -46,14 +44,12 @@ class ExpressRequest:
 class ExpressV2:
     """One model version's express decoder and encoder (build with `for_model`)."""
 
-    def __init__(self, model: ModelVersion, schema: FeatureSchema, classifier: bool) -> None:
+    def __init__(self, model: ModelVersion, schema: FeatureSchema) -> None:
         self.schema = schema
         self.width = schema.width
         self.max_rows = schema.max_rows
-        self.classifier = classifier
         self.model_name = model.name
         self.model_version = str(model.version)
-        self._datatypes: dict[np.dtype[Any], str] = {}
 
     @classmethod
     def for_model(cls, model: ModelVersion) -> ExpressV2 | None:
@@ -61,7 +57,7 @@ class ExpressV2:
         schema, manifest = model.schema, model.manifest
         if schema is None or manifest is None or not schema.all_numeric:
             return None
-        return cls(model, schema, manifest.task == "classification")
+        return cls(model, schema)
 
     def decode(self, body: bytes) -> ExpressRequest | None:
         """The request in `body` if it has the express shape and passes validation, else None."""
@@ -130,63 +126,4 @@ class ExpressV2:
 
     def encode(self, prediction: Prediction, request_id: str | None) -> bytes:
         """The V2 JSON answer with the default outputs (predict, and predict_proba)."""
-        labels = prediction.predict
-        proba = prediction.proba if self.classifier else None
-        if labels.dtype.kind not in "biufU" or (proba is not None and proba.dtype.kind != "f"):
-            return self._general(prediction, request_id)
-        rows = labels.shape[0]
-        label_data: Any = labels.tolist() if labels.dtype.kind == "U" else _flat(labels)
-        outputs: list[dict[str, object]] = [
-            {
-                "name": "predict",
-                "datatype": self._datatype(labels),
-                "shape": [rows],
-                "data": label_data,
-            }
-        ]
-        if proba is not None:
-            outputs.append(
-                {
-                    "name": "predict_proba",
-                    "datatype": self._datatype(proba),
-                    "shape": [rows, proba.shape[1]],
-                    "data": _flat(proba),
-                }
-            )
-        document: dict[str, object] = {
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-        }
-        if request_id is not None:
-            document["id"] = request_id
-        document["outputs"] = outputs
-        return orjson.dumps(document, option=_DUMPS_OPTIONS)
-
-    def _datatype(self, array: npt.NDArray[Any]) -> str:
-        datatype = self._datatypes.get(array.dtype)
-        if datatype is None:
-            datatype = self._datatypes[array.dtype] = datatype_of(array)
-        return datatype
-
-    def _general(self, prediction: Prediction, request_id: str | None) -> bytes:
-        """Outputs of unusual dtypes, through the general encoder."""
-        tensors = []
-        for name, data in (("predict", prediction.predict), ("predict_proba", prediction.proba)):
-            if data is None or (name == "predict_proba" and not self.classifier):
-                continue
-            if data.dtype.kind in "US":
-                data = data.astype(object)
-            tensors.append(OutputTensor(name, datatype_of(data), data.shape, data))
-        payload, _ = encode_response(
-            model_name=self.model_name,
-            model_version=self.model_version,
-            request_id=request_id,
-            outputs=tensors,
-            binary=[False] * len(tensors),
-        )
-        return payload
-
-
-def _flat(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Row-major and contiguous, as orjson serialises numpy arrays."""
-    return (array if array.flags.c_contiguous else np.ascontiguousarray(array)).reshape(-1)
+        return default_answer(self.model_name, self.model_version, request_id, prediction)

@@ -12,12 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
-from tabserve.service.api.v2_codec import OutputTensor, datatype_of, encode_response
 from tabserve.service.core.dataplane import Served
 from tabserve.service.core.registry import ModelVersion
+from tabserve.service.protocol import default_answer
 
 
 class PayloadEncoder:
@@ -46,18 +45,8 @@ class PayloadEncoder:
 
     def response(self, served: Served) -> bytes:
         """The V2 infer answer: model_name, model_version, id, outputs predict (+ predict_proba)."""
-        prediction = served.prediction
-        outputs = [_tensor("predict", prediction.predict)]
-        if prediction.proba is not None:
-            outputs.append(_tensor("predict_proba", prediction.proba))
-        body, _ = encode_response(
-            model_name=served.model.name,
-            model_version=str(served.model.version),
-            request_id=served.request_id,
-            outputs=outputs,
-            binary=[False] * len(outputs),
-        )
-        return body
+        model = served.model
+        return default_answer(model.name, str(model.version), served.request_id, served.prediction)
 
     def _layout(self, model: ModelVersion) -> list[tuple[str, str, bool]]:
         """Per feature: its name, V2 datatype and whether it is redacted."""
@@ -66,10 +55,3 @@ class PayloadEncoder:
             (f.name, "FP64" if f.type == "number" else "BYTES", f.name in self.redact)
             for f in model.manifest.features
         ]
-
-
-def _tensor(name: str, data: npt.NDArray[Any]) -> OutputTensor:
-    """As the V2 route builds its outputs (numpy strings go as objects)."""
-    if data.dtype.kind in "US":
-        data = data.astype(object)
-    return OutputTensor(name=name, datatype=datatype_of(data), shape=data.shape, data=data)

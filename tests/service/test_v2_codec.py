@@ -15,7 +15,7 @@ import orjson
 import pytest
 import tritonclient.http as httpclient
 
-from tabserve.service.api.v2_codec import (
+from tabserve.service.protocol import (
     InferenceRequest,
     InputTensor,
     OutputTensor,
