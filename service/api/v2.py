@@ -11,12 +11,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope
 
 from tabserve.service import __version__
 from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
 from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, model_ready_answer
 from tabserve.service.api.limits import JsonLimits, check_strings
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
@@ -149,11 +150,6 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": InferenceResponseDoc, "description": "Outputs, in JSON or binary form."},
     **error_responses(400, 404, 413, 503, 504),
 }
-_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Ready (empty body)."},
-    400: {"description": "Not ready (empty body)."},
-    404: error_responses(404)[404],
-}
 
 
 @router.get("/v2", summary="Server metadata", response_model=ServerMetadata)
@@ -187,23 +183,23 @@ async def version_metadata(model: str, version: str, dataplane: DataPlaneDep) ->
 @router.get(
     "/v2/models/{model}/ready",
     summary="Model readiness (default version)",
-    response_class=Response,
-    responses=_READY_RESPONSES,
+    response_model=ModelReadyBody,
+    responses=MODEL_READY_RESPONSES,
 )
-async def model_ready(model: str, dataplane: DataPlaneDep) -> Response:
+async def model_ready(model: str, dataplane: DataPlaneDep) -> JSONResponse:
     """200 when the default version can serve, 400 when it cannot, 404 when unknown."""
-    return _ready(dataplane.registry.get(model).ready)
+    return model_ready_answer(dataplane.registry.get(model))
 
 
 @router.get(
     "/v2/models/{model}/versions/{version}/ready",
     summary="Model readiness (one version)",
-    response_class=Response,
-    responses=_READY_RESPONSES,
+    response_model=ModelReadyBody,
+    responses=MODEL_READY_RESPONSES,
 )
-async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> Response:
+async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> JSONResponse:
     """200 when this version can serve, 400 when it cannot, 404 when unknown."""
-    return _ready(dataplane.registry.get(model, parse_version(model, version)).ready)
+    return model_ready_answer(dataplane.registry.get(model, parse_version(model, version)))
 
 
 @router.post(
@@ -260,10 +256,6 @@ def parse_version(model: str, version: str) -> int:
             f"model {model!r} has no version {version!r}; versions are positive integers"
         )
     return int(version)
-
-
-def _ready(ready: bool) -> Response:
-    return Response(status_code=200 if ready else 400)
 
 
 def _metadata(dataplane: DataPlane, model: ModelVersion) -> ModelMetadata:

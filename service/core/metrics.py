@@ -188,6 +188,14 @@ class ServiceMetrics:
             ["model"],
             registry=reg,
         )
+        self.model_versions_failed = Gauge(
+            "tabserve_model_versions_failed",
+            "Versions that failed to load and are still on disk, by model (0 once fixed or gone).",
+            ["model"],
+            registry=reg,
+            # set by the process answering the scrape, just before it renders
+            multiprocess_mode="livemostrecent",
+        )
         self.validation_errors = Counter(
             "tabserve_validation_errors",
             "Requests refused for bad input, by model and reason.",

@@ -72,6 +72,8 @@ class ModelRegistry:
         self._models: dict[str, dict[int, ModelVersion]] = {}
         self._pinned: dict[str, int] = {}
         self._default: dict[str, ModelVersion] = {}
+        self._served: set[str] = set()
+        """Names whose default version has served, until the name is forgotten."""
 
     def add(self, model: ModelVersion) -> None:
         """Register (or replace) one version."""
@@ -106,13 +108,14 @@ class ModelRegistry:
         found = self._models.get(name)
         if not found:
             self._default.pop(name, None)
+            self._served.discard(name)
             return
         pinned = self._pinned.get(name)
-        if pinned in found:
-            self._default[name] = found[pinned]
-            return
         ready = [v for v, m in found.items() if m.ready]
-        self._default[name] = found[max(ready or found)]
+        default = found[pinned] if pinned in found else found[max(ready or found)]
+        self._default[name] = default
+        if default.ready:
+            self._served.add(name)
 
     def names(self) -> list[str]:
         """Model names, sorted."""
@@ -154,10 +157,20 @@ class ModelRegistry:
             )
         return model
 
-    def all_ready(self) -> bool:
-        """Ready when there are models and each one's default version can serve.
+    def unready_reasons(self) -> list[str]:
+        """Why this pod should take no traffic; empty when it should.
 
-        A failed extra version (a broken new upload, say) does not take the pod
-        out of rotation while the model still serves; it shows in metrics instead.
+        It should while some model serves and every model that has served still
+        does. A model that never loaded is reported (`GET /models`, the failure
+        metrics, the log) but does not take the others out of rotation: on a models
+        volume shared by every pod, one bad upload must not be an outage.
         """
-        return bool(self._default) and all(m.ready for m in self._default.values())
+        if not any(m.ready for m in self._default.values()):
+            failed = ", ".join(self.names())
+            return [f"no model can serve (failed: {failed})" if failed else "no models loaded"]
+        return [
+            f"model {name!r} served, but its default version {model.version} is "
+            f"{model.state.value}" + (f": {model.error}" if model.error else "")
+            for name in sorted(self._served)
+            if not (model := self._default[name]).ready
+        ]

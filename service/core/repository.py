@@ -18,7 +18,7 @@ from tabserve.service.core import heap
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
-from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
 from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.models")
@@ -43,6 +43,8 @@ class ModelRepository:
         self.settings = settings
         self.metrics = metrics
         self.registry = registry
+        self._failed_names: set[str] = set()
+        metrics.before_render.append(self._count_failed)
 
     def index(self) -> list[IndexEntry]:
         """Every version on disk or loaded, with its state."""
@@ -118,15 +120,48 @@ class ModelRepository:
         return chosen
 
     async def follow_directory(self) -> bool:
-        """Load versions that appeared on disk since the last look; True if any did."""
-        changed = False
-        for name, versions in list_models(self.settings.models_dir).items():
+        """Load versions that appeared on disk and forget those whose folder went.
+
+        True if anything changed. A missing models directory forgets nothing: an
+        unmounted volume should not empty a pod that is serving.
+        """
+        disk = list_models(self.settings.models_dir)
+        changed = self._forget_missing(disk)
+        for name, versions in disk.items():
             known = {m.version for m in self._versions(name)}
             for version in versions:
                 if version not in known:
                     await self._load_one(name, version)
                     changed = True
         return changed
+
+    def _forget_missing(self, disk: dict[str, list[int]]) -> bool:
+        """Forget loaded versions not in `disk` (from `list_models`); True if any were."""
+        if not self.settings.models_dir.is_dir():
+            return False
+        gone = [m for m in self.registry.all() if m.version not in disk.get(m.name, [])]
+        for model in gone:
+            self.registry.remove(model.name, model.version)
+            log.info(
+                "model %s version %s forgotten: its folder %s is gone (it was %s)",
+                model.name,
+                model.version,
+                model.path,
+                model.state.value,
+            )
+        if gone:
+            heap.settle(full=True)
+        return bool(gone)
+
+    def _count_failed(self) -> None:
+        """Set the failed-versions gauge, back to 0 for models no longer failing."""
+        failed: dict[str, int] = {}
+        for model in self.registry.all():
+            if model.state is ModelState.FAILED:
+                failed[model.name] = failed.get(model.name, 0) + 1
+        for name in self._failed_names | set(failed):
+            self.metrics.model_versions_failed.labels(name).set(failed.get(name, 0))
+        self._failed_names |= set(failed)
 
     def _versions(self, name: str) -> list[ModelVersion]:
         try:

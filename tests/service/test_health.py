@@ -14,8 +14,8 @@ from tabserve.service.settings import Settings
 def test_live_and_ready_when_every_model_loaded(client: TestClient) -> None:
     live = client.get("/v2/health/live")
     ready = client.get("/v2/health/ready")
-    assert (live.status_code, live.content) == (200, b"")
-    assert (ready.status_code, ready.content) == (200, b"")
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    assert (ready.status_code, ready.json()) == (200, {"ready": True, "reasons": []})
 
 
 def test_server_metadata(client: TestClient) -> None:
@@ -64,13 +64,13 @@ def test_a_tampered_version_fails_alone_and_its_model_keeps_serving(
         assert 'tabserve_model_load_failures_total{model="iris"} 1.0' in metrics
 
 
-def test_a_model_with_no_working_version_makes_the_server_unready(
+def test_a_model_that_never_loaded_leaves_the_server_ready(
     models_dir: Path, tmp_path: Path
 ) -> None:
     root = _copy_models(models_dir, tmp_path / "models")
     (root / "diabetes" / "1" / "model.joblib").write_bytes(b"not a model")
     with TestClient(create_app(Settings(models_dir=root))) as client:
-        assert client.get("/v2/health/ready").status_code == 400
+        assert client.get("/v2/health/ready").status_code == 200
         assert client.get("/v2/models/diabetes/ready").status_code == 400
         assert client.get("/v2/models/iris/ready").status_code == 200
 
@@ -78,7 +78,8 @@ def test_a_model_with_no_working_version_makes_the_server_unready(
 def test_no_models_means_live_but_not_ready(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(models_dir=tmp_path))) as client:
         assert client.get("/v2/health/live").status_code == 200
-        assert client.get("/v2/health/ready").status_code == 400
+        ready = client.get("/v2/health/ready")
+        assert (ready.status_code, ready.json()["reasons"]) == (400, ["no models loaded"])
         assert client.get("/models").json() == []
 
 
