@@ -185,7 +185,8 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
+            # The header is the first row with a cell: blank lines may come before it.
+            header = next((row for row in reader if any(cell.strip() for cell in row)), None)
             start = reader.line_num + 1
             for row in reader:
                 # Blank lines are skipped and a quoted cell may span lines, so a row's
@@ -292,5 +293,9 @@ def _target(
             raise TrainingError(f"{path}: regression target {name!r} has non-numeric value {bad!r}")
         return task, np.asarray(numbers, dtype=np.float64)
     if integral:
-        return task, np.asarray([int(float(c)) for c in stripped], dtype=np.int64)
+        labels = [int(float(c)) for c in stripped]
+        # Integers only when no two labels become one: "01" and "1" are two account
+        # codes, not one class (while "1.0" and "2.0" are the classes 1 and 2).
+        if len(set(labels)) == len(set(stripped)):
+            return task, np.asarray(labels, dtype=np.int64)
     return task, np.asarray(stripped, dtype=str)

@@ -114,10 +114,12 @@ def save_artifact(
     check_export(models_dir, name, version)
     target = version_path(models_dir, name, version)
     staging = target.parent / f".tmp-{version}-{uuid.uuid4().hex}"
+    created = _missing_folders(target.parent)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
     except OSError as exc:
+        _remove_empty(created)
         raise ArtifactError(f"{target.parent}: cannot create folder: {_reason(exc)}") from exc
     try:
         model_path = staging / MODEL_FILES[artifact_format]
@@ -145,11 +147,32 @@ def save_artifact(
         _publish(staging, target)
     except OSError as exc:  # disk full, permissions, I/O errors: nothing is published
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise ArtifactError(f"{target}: cannot write the artifact: {_reason(exc)}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
     return manifest
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Undo the folders a failed export created, deepest first, unless something else
+    (a concurrent export) has put files in them meanwhile."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _dump(estimator: Any, path: Path, artifact_format: ArtifactFormat) -> list[str]:

@@ -357,7 +357,23 @@ def test_the_cli_reports_a_failed_write(
     assert result.stdout == ""
     assert result.stderr.endswith(f"error: {models_dir / 'iris' / '1'}: {DISK_FULL}\n")
     assert list_models(models_dir) == {}
-    assert [p.name for p in (models_dir / "iris").iterdir()] == []
+    assert not models_dir.exists()  # the export created it, and took it back
+
+
+@pytest.mark.parametrize("target", ["joblib.dump", "pathlib.Path.write_text"])
+def test_a_failed_first_export_leaves_no_model_folder(
+    target: str, models_dir: Path, monkeypatch: pytest.MonkeyPatch, tree: Tree
+) -> None:
+    _train_iris(models_dir, name="other")
+    before = tree(models_dir)
+    replacement = _fail_dump if target == "joblib.dump" else _fail_manifest_write
+    monkeypatch.setattr(target, replacement)
+    with pytest.raises(ArtifactError, match=DISK_FULL):
+        _train_iris(models_dir)
+    monkeypatch.undo()
+    assert not (models_dir / "iris").exists()
+    assert tree(models_dir) == before  # the models directory existed: it stays, untouched
+    assert _train_iris(models_dir).manifest.version == 1
 
 
 def test_a_models_dir_that_cannot_be_created_is_reported(tmp_path: Path) -> None:

@@ -298,6 +298,37 @@ def test_header_and_cells_are_trimmed_and_bom_is_skipped(write_csv: WriteCsv) ->
     assert data.target.tolist() == ["x", "y", "x", "y"]
 
 
+def test_blank_lines_before_the_header_are_skipped(write_csv: WriteCsv) -> None:
+    path = write_csv("late.csv", "\n \n\r\na,label\n1,x\n\n2,y\n3,x\n4,y\n")
+    data = load_csv(path, "label")
+    assert data.columns == [Column("a", "number")]
+    assert data.features[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert data.target.tolist() == ["x", "y", "x", "y"]
+    mixed = write_csv("mixed.csv", "\n \n\r\na,label\n1,x\n\n2,y\n3,x\nabc,y\n")
+    with pytest.raises(TrainingError) as info:
+        load_csv(mixed, "label")
+    # lines are counted in the file, the blank ones before the header included
+    assert "line 9 has non-numeric value 'abc'" in str(info.value)
+
+
+def test_labels_that_are_one_number_stay_distinct_classes(
+    write_csv: WriteCsv, models_dir: Path
+) -> None:
+    rows = "".join(f"{i},{['01', '1', '001'][i % 3]}\n" for i in range(30))
+    path = write_csv("codes.csv", "x,code\n" + rows)
+    data = load_csv(path, "code")
+    assert data.task == "classification"
+    assert sorted(set(data.target.tolist())) == ["001", "01", "1"]
+    manifest = train(
+        TrainRequest(data, "random_forest", models_dir, "codes", params={"n_estimators": 5})
+    ).manifest
+    assert manifest.target.classes == ["001", "01", "1"]
+    assert manifest.target.distribution == [10, 10, 10]
+    assert read_manifest(models_dir / "codes" / "1").target.classes == ["001", "01", "1"]
+    spelled = write_csv("floats.csv", "x,y\n" + "".join(f"{i},{i % 2}.0\n" for i in range(8)))
+    assert load_csv(spelled, "y").target.tolist() == [0, 1] * 4  # one spelling each: numbers
+
+
 def test_target_with_an_empty_cell_is_refused(write_csv: WriteCsv) -> None:
     path = write_csv("t.csv", "a,y\n1,x\n2,\n3,y\n4,NA\n")
     with pytest.raises(TrainingError) as info:
