@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=run_log_export)
 
+    sign = commands.add_parser(
+        "sign", help="seal exported versions (the manifest's digest), signed with a key if given"
+    )
+    sign.add_argument("folders", nargs="+", type=Path, metavar="VERSION_FOLDER")
+    sign.add_argument(
+        "--key",
+        type=Path,
+        metavar="PEM",
+        help="Ed25519 private key (PEM); without it the seal holds the digest only",
+    )
+    sign.set_defaults(handler=run_sign)
+
     bench = commands.add_parser("bench", help="benchmark against the seed-style baseline")
     bench.add_argument("--seconds", type=float, default=5.0, help="per load run")
     bench.set_defaults(handler=run_bench)
@@ -77,6 +89,23 @@ def run_bench(args: argparse.Namespace) -> int:
     from bench.run import main as bench_main
 
     return bench_main(["--seconds", str(args.seconds)])
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    """Seal (and sign) each version folder as it is; refuse files changed since export."""
+    from tabserve.artifact.errors import ArtifactError
+    from tabserve.artifact.seal import load_private_key, seal_folder
+
+    try:
+        key = load_private_key(args.key) if args.key is not None else None
+        for folder in args.folders:
+            seal = seal_folder(folder, key)
+            how = f"signed with key {seal.key_id}" if seal.key_id else "sealed, not signed"
+            print(f"{folder}: {how} (manifest sha256 {seal.manifest_sha256[:12]}...)")
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -177,6 +177,15 @@ class Settings(BaseSettings):
         default=False,
         description="Load models pickled by another scikit-learn major.minor (unsafe).",
     )
+    artifact_public_key: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of an Ed25519 public key: only artifacts whose seal it verifies (signed "
+            "at export with `--sign-key`, or by `tabserve sign`) load; unsigned, re-signed or "
+            "edited ones fail. Unset: seals are checked for edits, and artifacts without one "
+            "(older exports) load with a warning."
+        ),
+    )
 
     # --- Prediction records leaving the process (prediction log, payload sinks) ---
     log_redact: list[str] = Field(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tabserve.artifact.errors import ArtifactError
+from tabserve.artifact.seal import load_private_key
 from tabserve.training.datasets import BUNDLED_DATASETS, Dataset, load_bundled, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ESTIMATORS, ParamValue, parse_params
@@ -81,6 +82,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             "with who trusts you) or skops (loading runs no code; slower to load, larger)"
         ),
     )
+    parser.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="PEM",
+        help=(
+            "sign the artifact with this Ed25519 private key (PEM), for servers that set "
+            "TABSERVE_ARTIFACT_PUBLIC_KEY"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -90,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train and export; print the metrics table. Returns the exit status."""
     progress = Progress(total=5, quiet=args.quiet)
     try:
+        signing_key = load_private_key(args.sign_key) if args.sign_key else None
         with progress.step("loading data"):
             dataset = _dataset(args)
         model, params = _estimator(args)
@@ -104,6 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
                 test_size=args.test_size,
                 version=args.version,
                 artifact_format=args.format,
+                signing_key=signing_key,
             ),
             progress,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sklearn.model_selection import train_test_split
 
 from tabserve.artifact.manifest import (
@@ -40,6 +41,7 @@ class TrainRequest:
     test_size: float = 0.2
     version: int | None = None
     artifact_format: ArtifactFormat = "joblib"
+    signing_key: Ed25519PrivateKey | None = None  # signs the artifact's seal when given
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
             request.name,
             request.version,
             request.artifact_format,
+            request.signing_key,
         )
     return TrainResult(manifest=manifest, pipeline=built.pipeline)
 

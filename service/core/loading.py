@@ -39,10 +39,12 @@ def load_version(
     # The models directory bounds where a version's files may lead (symlinks included).
     root = settings.models_dir
     mismatch = settings.allow_version_mismatch
+    # The key file is read at each load: a rotated key applies to the next version loaded.
+    key = settings.artifact_public_key
     if settings.engine == "sklearn":
-        runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root)
+        runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
     else:
-        runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root)
+        runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
     model = ModelVersion(name=name, version=version, path=path, runtime=runtime)
     started = time.perf_counter()
     try:

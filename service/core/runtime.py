@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tabserve.artifact.manifest import Manifest
 from tabserve.artifact.store import LoadedArtifact, load_artifact
@@ -48,11 +49,17 @@ class SklearnRuntime:
     engine = "sklearn"
 
     def __init__(
-        self, folder: Path, *, allow_version_mismatch: bool = False, root: Path | None = None
+        self,
+        folder: Path,
+        *,
+        allow_version_mismatch: bool = False,
+        root: Path | None = None,
+        public_key: Ed25519PublicKey | Path | None = None,
     ) -> None:
         self._folder = folder
         self._allow_version_mismatch = allow_version_mismatch
         self._root = root  # the models directory: files resolving outside it are refused
+        self._public_key = public_key  # set: only artifacts it signed load (a Path: its PEM file)
         self._model: Any = None
         self._classes: npt.NDArray[Any] | None = None
 
@@ -60,7 +67,10 @@ class SklearnRuntime:
         """Verify and unpickle the artifact (see `tabserve.artifact.store.load_artifact`)."""
         return self.adopt(
             load_artifact(
-                self._folder, allow_version_mismatch=self._allow_version_mismatch, root=self._root
+                self._folder,
+                allow_version_mismatch=self._allow_version_mismatch,
+                root=self._root,
+                public_key=self._public_key,
             )
         )
 

@@ -25,6 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 from sklearn.exceptions import InconsistentVersionWarning
 
@@ -40,6 +41,7 @@ from tabserve.artifact.manifest import (
     Manifest,
 )
 from tabserve.artifact.repository import next_version, version_path
+from tabserve.artifact.seal import check_seal, load_public_key, make_seal, write_seal
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,14 @@ def save_artifact(
     name: str,
     version: int | None = None,
     artifact_format: ArtifactFormat = "joblib",
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> Manifest:
     """Export `estimator` as a new version of `name`; return the manifest written.
 
     `manifest_fields` holds every manifest field except name, version, environment
     and artifact, which are filled in here. An existing version is never replaced.
     `artifact_format` is `joblib` (a pickle) or `skops` (loading it runs no code).
+    The manifest's digest goes into its seal, signed with `signing_key` when given.
     """
     if version is None:
         check_export(models_dir, name, None)
@@ -142,8 +146,10 @@ def save_artifact(
         )
         manifest_path = staging / MANIFEST_FILE
         # JSON is UTF-8 whatever the locale: feature names and categories come from data.
-        manifest_path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        text = manifest.model_dump_json(indent=2) + "\n"
+        manifest_path.write_text(text, encoding="utf-8")
         _fsync(manifest_path)
+        write_seal(staging, make_seal(text.encode("utf-8"), signing_key))
         _publish(staging, target)
     except OSError as exc:  # disk full, permissions, I/O errors: nothing is published
         shutil.rmtree(staging, ignore_errors=True)
@@ -212,17 +218,24 @@ def _fsync_dir(path: Path) -> None:
 
 def read_manifest(folder: Path, *, root: Path | None = None) -> Manifest:
     """Read and validate `model.json` in `folder` (inside `root`, when given)."""
+    return _parse_manifest(folder / MANIFEST_FILE, _manifest_bytes(folder, root))
+
+
+def _manifest_bytes(folder: Path, root: Path | None) -> bytes:
     path = folder / MANIFEST_FILE
     try:
         if root is not None:
             _inside(path, _resolved_root(root), "manifest")
         # Bytes, not text: pydantic decodes them as UTF-8 and reports bad bytes as invalid
         # JSON, where read_text() would raise UnicodeDecodeError or use the locale's codec.
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path}: manifest not found") from exc
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read manifest: {_reason(exc)}") from exc
+
+
+def _parse_manifest(path: Path, data: bytes) -> Manifest:
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
@@ -270,13 +283,19 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 
 def load_artifact(
-    folder: Path, *, allow_version_mismatch: bool = False, root: Path | None = None
+    folder: Path,
+    *,
+    allow_version_mismatch: bool = False,
+    root: Path | None = None,
+    public_key: Ed25519PublicKey | Path | None = None,
 ) -> LoadedArtifact:
     """Load a verified estimator from a version folder.
 
     Checks, in order: the folder, the manifest and the model file resolve (symlinks
     followed) inside `root`, the models directory (or inside `folder` when no root is
-    given); the manifest validates and names a plain file in the folder; its size and
+    given); the manifest validates and names a plain file in the folder; the seal
+    vouches for the manifest's bytes (and is signed by `public_key`, when given: see
+    `tabserve.artifact.seal`; a Path is read as its PEM file); the model's size and
     sha256 match; scikit-learn major.minor matches (unless allowed). Only then is the
     model deserialized, from the very bytes that were hashed.
     """
@@ -285,7 +304,11 @@ def load_artifact(
         _inside(folder, boundary, "version folder")
     except FileNotFoundError as exc:
         raise ArtifactError(f"{folder}: version folder not found") from exc
-    manifest = read_manifest(folder, root=boundary)
+    raw_manifest = _manifest_bytes(folder, boundary)
+    manifest = _parse_manifest(folder / MANIFEST_FILE, raw_manifest)
+    if isinstance(public_key, Path):
+        public_key = load_public_key(public_key)
+    check_seal(folder, raw_manifest, public_key)
     artifact = manifest.artifact
     model_path = folder / artifact.file
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tabserve.artifact.seal import make_seal, write_seal
 from tabserve.service.app import create_app
 from tabserve.service.settings import Settings
 
@@ -67,6 +68,8 @@ def attacked_root(models_dir: Path, tmp_path: Path) -> Path:
     manifest = json.loads((root / "iris" / "3" / "model.json").read_text())
     manifest["version"] = 3
     (root / "iris" / "3" / "model.json").write_text(json.dumps(manifest))
+    # sealed again, as an export of version 3 would be: the attacks below come after
+    write_seal(root / "iris" / "3", make_seal((root / "iris" / "3" / "model.json").read_bytes()))
     (tmp_path / "outside").mkdir()
     return root
 

@@ -20,6 +20,7 @@ import sklearn
 from tabserve.artifact.errors import ArtifactError, VersionExistsError
 from tabserve.artifact.manifest import CategoryStats
 from tabserve.artifact.repository import list_models, list_versions, next_version, version_path
+from tabserve.artifact.seal import make_seal, write_seal
 from tabserve.artifact.store import load_artifact, read_manifest, save_artifact
 from tabserve.training.datasets import load_bundled
 from tabserve.training.pipeline import TrainRequest, train
@@ -51,10 +52,13 @@ def artifact(trained: Path, tmp_path: Path) -> Path:
 
 
 def _edit_manifest(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the manifest and seal it again, as an exporter would: the checks after the seal's
+    are what these tests are about (tests/training/test_seal.py has the seal's own)."""
     path = folder / "model.json"
     raw = json.loads(path.read_text(encoding="utf-8"))
     edit(raw)
     path.write_text(json.dumps(raw), encoding="utf-8")
+    write_seal(folder, make_seal(path.read_bytes()))
 
 
 # hashes -----------------------------------------------------------------------------
@@ -331,7 +335,13 @@ def test_a_failed_export_leaves_nothing_behind(
 ) -> None:
     _train_iris(models_dir)
     before = tree(models_dir)
-    assert set(before) == {"iris", "iris/1", "iris/1/model.joblib", "iris/1/model.json"}
+    assert set(before) == {
+        "iris",
+        "iris/1",
+        "iris/1/model.joblib",
+        "iris/1/model.json",
+        "iris/1/model.seal.json",
+    }
     monkeypatch.setattr(target, replacement)
     with pytest.raises(error) as info:
         _train_iris(models_dir)

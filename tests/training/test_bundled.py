@@ -161,7 +161,8 @@ def test_bundled_dataset_trains_and_manifest_matches_data(
     assert result.code == 0, result.stderr
 
     folder = models_dir / case.dataset / "1"
-    assert sorted(p.name for p in folder.iterdir()) == ["model.joblib", "model.json"]
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["model.joblib", "model.json", "model.seal.json"]
     manifest = read_manifest(folder)
     raw = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     loaded = load_artifact(folder)

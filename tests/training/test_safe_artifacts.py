@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from tabserve.artifact import skops_format
 from tabserve.artifact.errors import ArtifactError
+from tabserve.artifact.seal import make_seal, write_seal
 from tabserve.artifact.skops_format import ALLOWED_TYPES
 from tabserve.artifact.store import load_artifact, save_artifact
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
@@ -61,10 +62,13 @@ def root(store: Path, tmp_path: Path) -> Path:
 
 
 def _edit_manifest(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the manifest and seal it again, as an exporter would: the checks after the seal's
+    are what these tests are about (tests/training/test_seal.py has the seal's own)."""
     path = folder / "model.json"
     raw = json.loads(path.read_text(encoding="utf-8"))
     edit(raw)
     path.write_text(json.dumps(raw), encoding="utf-8")
+    write_seal(folder, make_seal(path.read_bytes()))
 
 
 def _refused(folder: Path, root: Path | None = None) -> str:
@@ -183,6 +187,7 @@ def test_every_estimator_round_trips_through_skops(
     assert result.manifest.environment.skops == skops.__version__
     assert sorted(p.name for p in (models / dataset / "1").iterdir()) == [
         "model.json",
+        "model.seal.json",
         "model.skops",
     ]
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
@@ -173,21 +174,26 @@ class CompiledRuntime:
         allow_version_mismatch: bool = False,
         tolerance: float | None = None,
         root: Path | None = None,
+        public_key: Ed25519PublicKey | Path | None = None,
     ) -> None:
         self.engine = "auto"
         self._folder = folder
         self._allow_version_mismatch = allow_version_mismatch
         self._tolerance = tolerance
         self._root = root  # the models directory: files resolving outside it are refused
+        self._public_key = public_key  # set: only artifacts it signed load (a Path: its PEM file)
         self._sklearn = SklearnRuntime(
-            folder, allow_version_mismatch=allow_version_mismatch, root=root
+            folder, allow_version_mismatch=allow_version_mismatch, root=root, public_key=public_key
         )
         self._predict: Callable[[Features], Prediction] | None = None
 
     def load(self) -> Manifest:
         """Verify the artifact, compile it, check parity; fall back to scikit-learn if needed."""
         loaded = load_artifact(
-            self._folder, allow_version_mismatch=self._allow_version_mismatch, root=self._root
+            self._folder,
+            allow_version_mismatch=self._allow_version_mismatch,
+            root=self._root,
+            public_key=self._public_key,
         )
         manifest = self._sklearn.adopt(loaded)
         where = f"model {manifest.name} version {manifest.version}"
