@@ -15,10 +15,10 @@ import signal
 from typing import Any
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 from prometheus_client import multiprocess
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn_worker import UvicornWorker
 
 from tabserve.service.app import app_from_environment, create_app

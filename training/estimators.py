@@ -3,10 +3,15 @@
 The exported object is always a scikit-learn `Pipeline` whose input is the raw
 feature matrix (see `training.datasets`): categorical encoding and, where the data
 has gaps, imputation live inside it, so the service passes raw values through.
+
+XGBoost, LightGBM and CatBoost are optional extras (`pip install 'tabserve[xgboost]'`):
+their classes are named as "module:Class" and imported only when chosen.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +32,29 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tabserve.artifact.manifest import Task
 from tabserve.training.datasets import Dataset
 from tabserve.training.errors import TrainingError
+from tabserve.training.label_encoding import LabelEncodedClassifier
 
 ParamValue = str | int | float | bool | None
+# A class, or "module:Class" for an optional library, imported when the model is chosen.
+EstimatorClass = type[BaseEstimator] | str
 
 
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """One choice of `--model`: its classes per task and defaults."""
+    """One choice of `--model`: its classes per task and defaults.
 
-    classifier: type[BaseEstimator] | None
-    regressor: type[BaseEstimator] | None
+    `encode_labels` wraps the classifier in `LabelEncodedClassifier` (for estimators
+    that take only labels 0..n-1); `errors` names ("module:Class") the exceptions its
+    library raises for bad hyperparameters at fit time, besides TypeError and ValueError.
+    """
+
+    classifier: EstimatorClass | None
+    regressor: EstimatorClass | None
     defaults: dict[str, ParamValue]
     handles_missing: bool = False
     wants_scaling: bool = False
+    encode_labels: bool = False
+    errors: tuple[str, ...] = ()
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -56,6 +71,30 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
         {"max_iter": 100},
         handles_missing=True,
     ),
+    # The boosting libraries take NaN themselves; one thread each, as the service
+    # scales with processes. CatBoost writes no catboost_info/ folder into the cwd.
+    "xgboost": EstimatorSpec(
+        "xgboost:XGBClassifier",
+        "xgboost:XGBRegressor",
+        {"n_estimators": 100, "n_jobs": 1},
+        handles_missing=True,
+        encode_labels=True,
+        errors=("xgboost.core:XGBoostError",),
+    ),
+    "lightgbm": EstimatorSpec(
+        "lightgbm:LGBMClassifier",
+        "lightgbm:LGBMRegressor",
+        {"n_estimators": 100, "n_jobs": 1, "verbose": -1},
+        handles_missing=True,
+        errors=("lightgbm.basic:LightGBMError",),
+    ),
+    "catboost": EstimatorSpec(
+        "catboost:CatBoostClassifier",
+        "catboost:CatBoostRegressor",
+        {"iterations": 100, "thread_count": 1, "verbose": False, "allow_writing_files": False},
+        handles_missing=True,
+        errors=("catboost:CatBoostError",),
+    ),
 }
 MISSING_CATEGORY = "__missing__"
 
@@ -64,17 +103,48 @@ def estimator_class(kind: str, task: Task) -> type[BaseEstimator]:
     """The estimator class for `--model kind` on `task`, or a TrainingError saying why not."""
     if kind not in ESTIMATORS:
         raise TrainingError(f"unknown model {kind!r}; expected one of: {', '.join(ESTIMATORS)}")
-    cls = _class_for(ESTIMATORS[kind], task)
-    if cls is None:
+    named = _class_for(ESTIMATORS[kind], task)
+    if named is None:
         fitting = [k for k, spec in ESTIMATORS.items() if _class_for(spec, task)]
         raise TrainingError(
             f"model {kind!r} does not do {task}; for {task} choose one of: {', '.join(fitting)}"
         )
-    return cls
+    if isinstance(named, str):
+        resolved: type[BaseEstimator] = _imported(named, kind)
+        return resolved
+    return named
 
 
-def _class_for(spec: EstimatorSpec, task: Task) -> type[BaseEstimator] | None:
+def _class_for(spec: EstimatorSpec, task: Task) -> EstimatorClass | None:
     return spec.classifier if task == "classification" else spec.regressor
+
+
+def _imported(named: str, kind: str) -> Any:
+    """The object `named` ("module:Name"), or a TrainingError saying how to install it."""
+    module, _, attribute = named.partition(":")
+    library = module.split(".")[0]
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except ImportError as exc:
+        raise TrainingError(
+            f"model {kind!r} needs the {library} package, which is not installed here: "
+            f"pip install 'tabserve[{library}]'"
+        ) from exc
+
+
+def _accepted_params(cls: type[BaseEstimator], defaults: dict[str, Any]) -> set[str]:
+    """Hyperparameter names `cls` takes.
+
+    `get_params()` of an instance built with our defaults (LightGBM lists keyword
+    arguments it was given, such as `verbose`), and the constructor's named arguments
+    (CatBoost's `get_params()` lists only those that were set).
+    """
+    named = {
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind not in {p.VAR_POSITIONAL, p.VAR_KEYWORD}
+    }
+    return set(cls(**defaults).get_params()) | named
 
 
 def parse_params(pairs: list[str]) -> dict[str, ParamValue]:
@@ -109,6 +179,8 @@ class BuiltPipeline:
     pipeline: Pipeline
     params: dict[str, ParamValue]
     supports_missing: bool
+    class_name: str
+    fit_errors: tuple[type[Exception], ...]
 
 
 def build_pipeline(
@@ -118,7 +190,7 @@ def build_pipeline(
     cls = estimator_class(kind, dataset.task)
     spec = ESTIMATORS[kind]
     merged: dict[str, Any] = {**spec.defaults, **params}
-    accepted = cls().get_params()
+    accepted = _accepted_params(cls, spec.defaults)
     unknown = sorted(set(merged) - set(accepted))
     if unknown:
         raise TrainingError(
@@ -136,11 +208,16 @@ def build_pipeline(
     prep = _preprocessor(dataset, impute=impute, scale=spec.wants_scaling)
     if prep is not None:
         steps.append(("prepare", prep))
-    steps.append(("model", estimator))
+    final = estimator
+    if spec.encode_labels and dataset.task == "classification":
+        final = LabelEncodedClassifier(estimator)
+    steps.append(("model", final))
     return BuiltPipeline(
         pipeline=Pipeline(steps),
         params={k: plain_param(v) for k, v in sorted(estimator.get_params().items())},
         supports_missing=spec.handles_missing or impute,
+        class_name=cls.__name__,
+        fit_errors=(TypeError, ValueError, *(_imported(e, kind) for e in spec.errors)),
     )
 
 

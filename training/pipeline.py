@@ -71,16 +71,14 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
         except ValueError as exc:
             raise TrainingError(f"cannot split {data.source} for evaluation: {exc}") from exc
     built = build_pipeline(request.model, data, request.params, request.seed)
-    final = built.pipeline.steps[-1][1]
-    with progress.step(f"fitting {type(final).__name__} on {len(y_train)} rows"):
+    with progress.step(f"fitting {built.class_name} on {len(y_train)} rows"):
         try:
             built.pipeline.fit(x_train, y_train)
-        except (TypeError, ValueError) as exc:
+        except built.fit_errors as exc:
             # scikit-learn checks hyperparameter values only here (InvalidParameterError
-            # is a ValueError), e.g. --param n_estimators=0.
-            raise TrainingError(
-                f"cannot fit {type(final).__name__} on {data.source}: {exc}"
-            ) from exc
+            # is a ValueError), e.g. --param n_estimators=0; the boosting libraries raise
+            # their own errors too.
+            raise TrainingError(f"cannot fit {built.class_name} on {data.source}: {exc}") from exc
     with progress.step(f"evaluating on {len(y_test)} held-out rows"):
         scores = evaluate(built.pipeline, data.task, x_test, y_test)
     with progress.step(f"exporting to {request.models_dir / request.name}"):
@@ -89,7 +87,7 @@ def train(request: TrainRequest, progress: Progress | None = None) -> TrainResul
             "task": data.task,
             "estimator": EstimatorInfo(
                 kind=request.model,
-                class_name=type(final).__name__,
+                class_name=built.class_name,
                 params=built.params,
                 pipeline=[name for name, _ in built.pipeline.steps],
                 supports_missing=built.supports_missing,

@@ -124,15 +124,25 @@ def test_estimator_class_unknown_model() -> None:
         estimator_class("svm", "classification")
     assert str(info.value) == (
         "unknown model 'svm'; expected one of: "
-        "logistic_regression, ridge, random_forest, hist_gradient_boosting"
+        "logistic_regression, ridge, random_forest, hist_gradient_boosting, "
+        "xgboost, lightgbm, catboost"
     )
 
 
 @pytest.mark.parametrize(
     ("model", "task", "fitting"),
     [
-        ("ridge", "classification", "logistic_regression, random_forest, hist_gradient_boosting"),
-        ("logistic_regression", "regression", "ridge, random_forest, hist_gradient_boosting"),
+        (
+            "ridge",
+            "classification",
+            "logistic_regression, random_forest, hist_gradient_boosting, "
+            "xgboost, lightgbm, catboost",
+        ),
+        (
+            "logistic_regression",
+            "regression",
+            "ridge, random_forest, hist_gradient_boosting, xgboost, lightgbm, catboost",
+        ),
     ],
 )
 def test_estimator_class_task_mismatch(model: str, task: str, fitting: str) -> None:

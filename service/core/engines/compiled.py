@@ -29,7 +29,12 @@ from tabserve.artifact.manifest import Manifest
 from tabserve.artifact.store import LoadedArtifact, load_artifact
 from tabserve.service.core.engines.cache import CompiledCache
 from tabserve.service.core.engines.linear import LinearScorer
-from tabserve.service.core.engines.onnx import TREE_ENSEMBLES, OnnxScorer, convert, library_versions
+from tabserve.service.core.engines.onnx import (
+    OnnxScorer,
+    convert,
+    is_tree_ensemble,
+    library_versions,
+)
 from tabserve.service.core.engines.parity import parity_failure, parity_rows, split_probes
 from tabserve.service.core.engines.preparation import (
     Preparer,
@@ -53,7 +58,7 @@ def engine_for(final: Any) -> EngineName:
     """The engine that serves this kind of final estimator, chosen by measurement."""
     if isinstance(final, LogisticRegression | LinearRegression | Ridge):
         return "numpy"
-    if isinstance(final, TREE_ENSEMBLES):
+    if is_tree_ensemble(final):
         return "onnx"
     raise UnsupportedModelError(f"{type(final).__name__} has no compiled engine")
 
@@ -250,7 +255,7 @@ class CompiledRuntime:
         if engine == "numpy":
             return compile_model(loaded.estimator, engine, classify=classify), None, "no conversion"
         cache = CompiledCache(self._folder)
-        found = cache.read(loaded.manifest.artifact.sha256, library_versions())
+        found = cache.read(loaded.manifest.artifact.sha256, library_versions(final))
         if found.graph is not None:
             model = compile_model(loaded.estimator, engine, classify=classify, graph=found.graph)
             return model, None, f"graph reused from {cache.folder}"
@@ -263,12 +268,13 @@ class CompiledRuntime:
     def _store(self, loaded: LoadedArtifact, graph: bytes, where: str) -> str:
         """Cache a graph that passed parity; a read-only folder only costs a later conversion."""
         cache = CompiledCache(self._folder)
+        _, final = split_pipeline(loaded.estimator)
         try:
             cache.write(
                 graph,
                 source_sha256=loaded.manifest.artifact.sha256,
                 estimator=loaded.manifest.estimator.class_name,
-                libraries=library_versions(),
+                libraries=library_versions(final),
             )
         except OSError as exc:
             log.warning(

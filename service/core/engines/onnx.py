@@ -5,6 +5,8 @@ Only the final estimator is converted; its input is the float64 matrix the
 trees compare float32 features with float64 thresholds, and skl2onnx adjusts each
 threshold so `float32(x) <= t` decides the same way. HistGradientBoosting compares
 in float64, so its graph takes float64 and gets the exact thresholds back.
+XGBoost, LightGBM and CatBoost models convert through `boosters` (LightGBM, which
+compares in float64 too, gets its exact thresholds the same way).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
+from tabserve.service.core.engines.boosters import booster_graph, booster_versions, library_of
 from tabserve.service.core.engines.preparation import UnsupportedModelError
 
 TREE_ENSEMBLES = (
@@ -49,14 +52,21 @@ PROBABILITIES = "probabilities"
 CONVERTER_VERSION = 2
 
 
-def library_versions() -> dict[str, str]:
-    """Versions that decide what a conversion produces (recorded in the cache).
+def is_tree_ensemble(model: Any) -> bool:
+    """A scikit-learn tree ensemble, or an XGBoost, LightGBM or CatBoost model."""
+    return isinstance(model, TREE_ENSEMBLES) or library_of(model) is not None
+
+
+def library_versions(model: Any = None) -> dict[str, str]:
+    """Versions that decide what converting `model` produces (recorded in the cache).
 
     Read from package metadata: importing skl2onnx takes a second, and a load that
-    reuses its cache never needs it.
+    reuses its cache never needs it. A boosting library's model adds its library (and
+    onnxmltools for XGBoost and LightGBM).
     """
     versions = {name: metadata.version(name) for name in ("skl2onnx", "onnx", "scikit-learn")}
-    return {**versions, "tabserve-converter": str(CONVERTER_VERSION)}
+    extra = booster_versions(model) if model is not None else {}
+    return {**versions, **extra, "tabserve-converter": str(CONVERTER_VERSION)}
 
 
 def convert(model: Any) -> bytes:
@@ -66,6 +76,8 @@ def convert(model: Any) -> bytes:
     for HistGradientBoosting, which compares float64 features with float64
     thresholds: its graph takes float64 and carries the exact thresholds.
     """
+    if library_of(model) is not None:
+        return _booster_bytes(model)
     if not isinstance(model, CONVERTIBLE):
         raise UnsupportedModelError(f"{type(model).__name__} has no ONNX conversion here")
     if getattr(model, "is_categorical_", None) is not None:
@@ -88,6 +100,17 @@ def convert(model: Any) -> bytes:
     if histogram:
         _use_exact_thresholds(graph, model)
     if hasattr(model, "classes_"):
+        _normalise_probabilities(graph)
+    data: bytes = graph.SerializeToString()
+    return data
+
+
+def _booster_bytes(model: Any) -> bytes:
+    converted = booster_graph(model)
+    graph = converted.graph
+    if converted.thresholds is not None:
+        _replace_thresholds(graph, converted.thresholds)
+    if hasattr(model, "predict_proba"):
         _normalise_probabilities(graph)
     data: bytes = graph.SerializeToString()
     return data
@@ -132,8 +155,6 @@ def _use_exact_thresholds(graph: Any, model: Any) -> None:
     compares float64 input with float64 thresholds and sums the leaves into a float32
     output (declared so: it does not emit float64 there).
     """
-    from onnx import TensorProto, helper, numpy_helper
-
     [node] = [n for n in graph.graph.node if n.op_type.startswith("TreeEnsemble")]
     attributes = {a.name: a for a in node.attribute}
     # skl2onnx numbers trees iteration-major (iteration * classes + class) and nodes
@@ -151,6 +172,18 @@ def _use_exact_thresholds(graph: Any, model: Any) -> None:
         ],
         dtype=np.float64,
     )
+    _replace_thresholds(graph, exact)
+
+
+def _replace_thresholds(graph: Any, exact: npt.NDArray[np.float64]) -> None:
+    """Swap the tree node's float32 thresholds for `exact` (one per node, leaves 0).
+
+    `exact` must round to the thresholds stored: that checks it lines up with the nodes.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    [node] = [n for n in graph.graph.node if n.op_type.startswith("TreeEnsemble")]
+    attributes = {a.name: a for a in node.attribute}
     stored = np.asarray(attributes["nodes_values"].floats, dtype=np.float32)
     if not np.array_equal(exact.astype(np.float32), stored):
         raise UnsupportedModelError("ONNX tree nodes do not line up with the model's splits")

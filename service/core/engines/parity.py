@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
+from tabserve.service.core.engines.boosters import booster_splits
 from tabserve.service.core.runtime import Prediction
 
 RANDOM_ROWS = 256
@@ -148,6 +149,9 @@ def split_probes(
 
 def _splits(model: Any) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None:
     """Every split (feature, threshold) of a tree ensemble's trees."""
+    boosted = booster_splits(model)
+    if boosted is not None:
+        return boosted
     features: list[npt.NDArray[Any]] = []
     thresholds: list[npt.NDArray[Any]] = []
     if hasattr(model, "_predictors"):  # HistGradientBoosting
