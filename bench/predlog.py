@@ -25,9 +25,11 @@ from bench.run import ROOT, SCENARIOS, Row, measure, process, progress
 from tabserve.service.core.dataplane import Served
 from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.store import PredictionStore
 from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
 from tabserve.service.settings import Settings
+from tabserve.service.state import loading_config
 
 SCENARIO = SCENARIOS[1]  # forest, 1 row, 64 connections
 
@@ -52,7 +54,11 @@ def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
     far less with what else runs, and it is what the log takes from the server's core.
     """
     model = load_version(
-        models_dir / "forest" / "1", "forest", 1, _settings(models_dir), ServiceMetrics()
+        models_dir / "forest" / "1",
+        "forest",
+        1,
+        loading_config(_settings(models_dir)),
+        ServiceMetrics(),
     )
     features = sample_rows(1)
     prediction = model.runtime.predict(features)
@@ -60,7 +66,8 @@ def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
     store = PredictionStore(f"sqlite:///{work / 'in-process.db'}")
     store.migrate()
     calls = 100_000
-    writer = PredictionLogWriter(store, WriterPolicy(queue_rows=calls + 1), ServiceMetrics())
+    series = PredictionLogMetrics(ServiceMetrics().registry)
+    writer = PredictionLogWriter(store, WriterPolicy(queue_rows=calls + 1), series)
     started = time.thread_time()
     for _ in range(calls):
         writer(served)

@@ -27,6 +27,7 @@ from bench.models import SPECS, ensure_models, sample_rows
 from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.settings import Settings
+from tabserve.service.state import loading_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "bare ASGI stack (bench/bare.py)"
@@ -151,7 +152,8 @@ def engine_costs(models_dir: Path) -> dict[str, dict[str, float]]:
     for name in SPECS:
         for engine in ("auto", "sklearn"):
             settings = _settings(models_dir, engine)
-            model = load_version(models_dir / name / "1", name, 1, settings, ServiceMetrics())
+            config = loading_config(settings)
+            model = load_version(models_dir / name / "1", name, 1, config, ServiceMetrics())
             for rows in (1, 64):
                 batch = sample_rows(rows)
                 for _ in range(20):

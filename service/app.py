@@ -7,16 +7,11 @@ routes, and on shutdown finishes running predictions before the threads stop.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from types import FrameType, MappingProxyType
+from types import MappingProxyType
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,16 +33,21 @@ from tabserve.service.api.docs import install_docs
 from tabserve.service.api.errors import install_error_handlers
 from tabserve.service.api.fastpath import INFER_TARGET, InferEndpoint, infer_target
 from tabserve.service.api.middleware import RequestContextMiddleware
-from tabserve.service.api.records import install_record_routes
 from tabserve.service.api.stream_hub import StreamHub
-from tabserve.service.core import heap
-from tabserve.service.core.loading import load_all
+from tabserve.service.api.stream_metrics import StreamMetrics
+from tabserve.service.components import (
+    AccessLogFlush,
+    DirectoryPoller,
+    InferenceThreads,
+    Models,
+    RecordRoutes,
+    SigtermDrain,
+)
+from tabserve.service.lifecycle import Component, running
 from tabserve.service.logs import configure_logging
 from tabserve.service.settings import Settings
-from tabserve.service.sinks import CloudEventSink, SinkConfig
+from tabserve.service.sinks.component import SinkComponent
 from tabserve.service.state import AppState
-
-log = logging.getLogger("tabserve.models")
 
 DESCRIPTION = """
 Predictions from versioned scikit-learn models over three APIs:
@@ -105,55 +105,25 @@ class ServingApp(FastAPI):
 def create_app(settings: Settings | None = None, *, preload: bool = False) -> FastAPI:
     """A new app with its own metrics, registry and inference pool.
 
-    The lifespan loads the models, unless `preload` loaded them here already (the
+    The lifespan starts the components listed here in order and stops them in
+    reverse. It loads the models, unless `preload` loaded them here already (the
     gunicorn master does, so forked workers share them).
     """
     settings = settings or Settings()
     configure_logging(settings)
     state = AppState.build(settings)
     access = AccessLog(settings)
-    streams = StreamHub(state.metrics, settings.shutdown_grace_seconds)
-    sink_config = SinkConfig.from_settings(settings)
-    sink = CloudEventSink(sink_config, state.metrics) if sink_config is not None else None
+    streams = StreamHub(StreamMetrics(state.metrics.registry), settings.shutdown_grace_seconds)
+    models = Models(state)
     if preload:
-        load_all(settings, state.metrics, state.registry)
-        state.loaded = True
+        models.load()
         if state.predlog is not None:
             state.predlog.migrate()  # once, before the workers fork
-        heap.settle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.pool.start()
-        if not state.loaded:
-            await anyio.to_thread.run_sync(load_all, settings, state.metrics, state.registry)
-            state.loaded = True
-            heap.settle()
-        if state.predlog is not None:
-            await anyio.to_thread.run_sync(state.predlog.start, state.dataplane)
-        install_record_routes(app, state.registry)
-        if sink is not None:
-            sink.start()  # here, not in create_app: a forked worker needs its own thread
-            state.dataplane.request_listeners.append(sink.offer)
-        restore = _drain_on_sigterm(state, streams)
-        poller = None
-        if settings.poll_seconds > 0:
-            poller = asyncio.create_task(_follow_directory(app, state))
-        try:
+        async with running(components):
             yield
-        finally:
-            if poller is not None:
-                poller.cancel()
-            restore()
-            access.flush()
-            if state.predlog is not None:
-                await anyio.to_thread.run_sync(state.predlog.close)
-            state.pool.close()
-            if sink is not None:
-                state.dataplane.request_listeners.remove(sink.offer)
-                await anyio.to_thread.run_sync(sink.close)
-            for model in state.registry.all():
-                model.runtime.unload()
 
     app = ServingApp(
         title="tabserve",
@@ -165,6 +135,17 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     )
     app.state.tabserve = state
     app.state.streams = streams
+    components: list[Component] = [
+        AccessLogFlush(access),
+        models,
+        InferenceThreads(state),
+        *_optional(state.predlog),
+        RecordRoutes(app, state),
+        *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
+        *_optional(state.drift),
+        SigtermDrain(state, streams),
+        *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
+    ]
     if settings.fast_path:
 
         def wrap_fast(endpoint: ASGIApp) -> ASGIApp:
@@ -177,15 +158,10 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         app.fast_infer = wrap_fast(wrap_cors(InferEndpoint(state.dataplane, settings)))
     install_docs(app)
     install_error_handlers(app)
-    for router in (health.router, v2.router, v1.router, catalog.router, stream.router):
+    # Every documented route exists whatever the settings: a feature that is off
+    # answers 409 `feature_disabled`, naming the setting that turns it on.
+    for router in ROUTERS:
         app.include_router(router)
-    if settings.admin_token is not None:
-        app.include_router(admin.router)
-    if state.predlog is not None:
-        app.include_router(feedback.router)
-        app.include_router(predictions.router)
-    if state.drift is not None:
-        app.include_router(drift.router)  # with its lifespan: the flush and snapshot timer
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.
@@ -195,15 +171,23 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     return app
 
 
-async def _follow_directory(app: FastAPI, state: AppState) -> None:
-    """Load new versions as they appear under the models directory."""
-    while True:
-        await asyncio.sleep(state.settings.poll_seconds)
-        try:
-            if await state.repository.follow_directory():
-                install_record_routes(app, state.registry)
-        except Exception:
-            log.exception("polling %s failed; trying again", state.settings.models_dir)
+ROUTERS = (
+    health.router,
+    v2.router,
+    v1.router,
+    catalog.router,
+    stream.router,
+    admin.router,
+    feedback.router,
+    predictions.router,
+    drift.router,
+)
+"""Every route module's router, in the order the OpenAPI document lists them."""
+
+
+def _optional(component: Component | None) -> list[Component]:
+    """A feature's component when the feature is on, else nothing."""
+    return [component] if component is not None else []
 
 
 def _cors_options(settings: Settings) -> dict[str, Any]:
@@ -223,31 +207,6 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
 
 def _cors(app: ASGIApp, settings: Settings) -> ASGIApp:
     return CORSMiddleware(app, **_cors_options(settings))
-
-
-def _drain_on_sigterm(state: AppState, streams: StreamHub) -> Callable[[], None]:
-    """Turn readiness false as soon as SIGTERM arrives, then let the server drain.
-
-    The server's own handler (uvicorn's) is kept and still called, once open
-    WebSocket streams have answered what they read and closed (uvicorn would cut
-    them off). Only the main thread can set handlers; elsewhere (tests) this does
-    nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        state.draining = True
-        if callable(previous):
-            streams.drain_then(lambda: previous(signum, frame))
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
-
-    return restore
 
 
 def app_from_environment() -> FastAPI:

@@ -19,9 +19,9 @@ and flow control are kept:
   to a closed connection;
 - a WebSocket upgrade gets the socket's own transport.
 
-Each request's scope also carries `CLIENT_LEFT`, a callable saying whether its
-client has gone: the batcher drops a queued request whose client left before a
-model call takes it (`service/core/batching.py`).
+Each request's scope also carries `CLIENT_LEFT` (`service/scope_keys.py`), a
+callable saying whether its client has gone: the batcher drops a queued request
+whose client left before a model call takes it (`service/core/batching.py`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tabserve.service.scope_keys import CLIENT_LEFT
+
 HOLD_BYTES = 16_384
 """Most bytes held back for the end of the loop turn; a write reaching it sends at once."""
-CLIENT_LEFT = "tabserve.client_left"
-"""Scope key: a callable telling, at no cost, whether the request's client has left."""
 
 
 class CoalescingTransport:

@@ -1,13 +1,28 @@
-"""Service settings: one documented object, read from `TABSERVE_*` environment variables."""
+"""Service settings: one documented object, read from `TABSERVE_*` environment variables.
+
+Settings of the server as a whole are fields here; each feature (batching, the
+prediction log, drift, the payload sink, streams) owns a settings model in its own
+package, nested here under one attribute (`settings.drift.window_seconds`), while
+its environment names stay flat (`TABSERVE_DRIFT_WINDOW_SECONDS`).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, HttpUrl, PositiveInt, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tabserve.service.core.batch_settings import BatchSettings
+from tabserve.service.core.drift_settings import DriftSettings
+from tabserve.service.core.feature_settings import ENV_PREFIX, FeatureSettings
+from tabserve.service.predlog.settings import PredictionLogSettings
+from tabserve.service.sinks.settings import SinkSettings
+from tabserve.service.stream_settings import StreamSettings
 
 
 def _default_threads() -> int:
@@ -17,7 +32,7 @@ def _default_threads() -> int:
 class Settings(BaseSettings):
     """Everything an operator can set; `TABSERVE_MODELS_DIR=/srv/models` sets `models_dir`."""
 
-    model_config = SettingsConfigDict(env_prefix="TABSERVE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     models_dir: Path = Field(
         default=Path("models"),
@@ -71,36 +86,6 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads that run predictions, so the event loop never does.",
     )
-    batch_max_rows: int = Field(
-        default=256,
-        ge=1,
-        description=(
-            "Most rows one model call takes when concurrent requests are coalesced "
-            "(adaptive batching); 1 turns batching off."
-        ),
-    )
-    batch_max_rows_by_model: dict[str, PositiveInt] = Field(
-        default_factory=dict,
-        description=(
-            'batch_max_rows for particular models, by name, as JSON (e.g. {"forest": 64}): '
-            "a model whose engine slows per row in large calls, or one that must answer "
-            "each request alone."
-        ),
-    )
-    batch_max_wait_ms: float = Field(
-        default=0.0,
-        ge=0,
-        le=1000,
-        description=(
-            "How long an idle model holds a request to gather others into its call. "
-            "0: an idle model answers at once; batches form only while it is busy."
-        ),
-    )
-    batch_concurrency: int = Field(
-        default=1,
-        ge=1,
-        description="Model calls in flight at once per model version (each on its own thread).",
-    )
     fast_path: bool = Field(
         default=True,
         description=(
@@ -114,14 +99,6 @@ class Settings(BaseSettings):
         description=(
             "Send each HTTP answer's headers and body to the socket in one write "
             "(one segment, one client wake-up); off: uvicorn's own two writes."
-        ),
-    )
-    queue_max_rows: int = Field(
-        default=4096,
-        ge=1,
-        description=(
-            "Most rows waiting per model version; a request that would exceed it gets 503 "
-            "with Retry-After at once instead of waiting without bound."
         ),
     )
     request_timeout_ms: int = Field(
@@ -148,7 +125,7 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Bearer token for the model repository API (/v2/repository/...); unset: those "
-            "routes do not exist (404)."
+            "routes answer 409 `feature_disabled` to everyone."
         ),
     )
     poll_seconds: float = Field(
@@ -196,250 +173,114 @@ class Settings(BaseSettings):
         ),
     )
 
-    # --- Prediction log, ground-truth feedback and live quality (service.predlog) ---
-    predlog_mode: Literal["off", "sampled", "all"] = Field(
-        default="off",
-        description=(
-            "Log predicted rows to the prediction log: `all` of them, a `sampled` fraction of "
-            "requests (`predlog_sample_fraction`), or none (`off`: no log, and no feedback, "
-            "quality or predictions routes)."
-        ),
+    # --- Features: each owns its settings model; the environment names stay flat ---
+    batching: BatchSettings = Field(
+        default_factory=BatchSettings,
+        description="Adaptive batching (`TABSERVE_BATCH_*`, `TABSERVE_QUEUE_MAX_ROWS`).",
     )
-    predlog_sample_fraction: float = Field(
-        default=0.1,
-        gt=0,
-        le=1,
-        description="In `sampled` mode, the fraction of requests whose rows are logged.",
+    predlog: PredictionLogSettings = Field(
+        default_factory=PredictionLogSettings,
+        description="Prediction log, feedback and quality (`TABSERVE_PREDLOG_*`, ...).",
     )
-    data_dir: Path = Field(
-        default=Path("data"),
-        description="Folder of the default SQLite prediction log, `predictions.db`.",
+    drift: DriftSettings = Field(
+        default_factory=DriftSettings, description="Drift counting (`TABSERVE_DRIFT_*`)."
     )
-    predlog_url: SecretStr | None = Field(
-        default=None,
-        min_length=1,
-        description=(
-            "SQLAlchemy URL of the prediction log, e.g. "
-            "`postgresql+psycopg://user:pass@db/tabserve` for pods sharing one log; unset: "
-            "the SQLite file `<data_dir>/predictions.db`. Secret: it may hold a password."
-        ),
+    sink: SinkSettings = Field(
+        default_factory=SinkSettings, description="Payload sink (`TABSERVE_SINK_*`)."
     )
-    predlog_queue_rows: int = Field(
-        default=10_000,
-        ge=1,
-        le=10_000_000,
-        description=(
-            "Most rows waiting to be written, per worker process; a request that would pass "
-            "it is not logged (counted as dropped, reason `queue_full`), never delayed."
-        ),
-    )
-    predlog_batch_rows: int = Field(
-        default=1000,
-        ge=1,
-        le=100_000,
-        description="Rows that wake the writer early; it writes everything waiting in one go.",
-    )
-    predlog_flush_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        le=60,
-        description="Longest a logged row waits before it is written.",
-    )
-    predlog_retention_seconds: float = Field(
-        default=30 * 86400,
-        ge=0,
-        description="Delete logged rows (and their ground truth) older than this; 0 keeps all.",
-    )
-    predlog_max_rows: int = Field(
-        default=10_000_000,
-        ge=0,
-        description="Keep at most this many logged rows, deleting the oldest; 0: no limit.",
-    )
-    predlog_retention_interval_seconds: float = Field(
-        default=300,
-        gt=0,
-        le=86400,
-        description="How often the writer applies retention (age and size).",
-    )
-    feedback_max_items: int = Field(
-        default=1000,
-        ge=1,
-        le=100_000,
-        description="Most ground-truth items one feedback request may carry (else 413).",
-    )
-    quality_window_seconds: float = Field(
-        default=3600,
-        gt=0,
-        le=90 * 86400,
-        description=(
-            "`GET /models/{name}/quality` covers ground truth that arrived within this "
-            "window (a request may ask for another window)."
-        ),
+    streams: StreamSettings = Field(
+        default_factory=StreamSettings, description="WebSocket streams (`TABSERVE_STREAM_*`)."
     )
 
-    # --- Drift: live inputs and predictions against the training statistics (docs/drift.md) ---
-    drift_enabled: bool = Field(
-        default=True,
-        description=(
-            "Count served rows per bin of each feature's training histogram (and the "
-            "predictions per class or target bin) for `GET /models/{name}/drift` and the "
-            "`tabserve_drift_*` metrics; off: neither exists."
-        ),
-    )
-    drift_window_seconds: float = Field(
-        default=3600.0,
-        ge=1,
-        le=7 * 24 * 3600,
-        description=(
-            "The sliding window `GET /models/{name}/drift` reports on: rows served in about "
-            "the last this many seconds (its start is known to within 1/60 of it)."
-        ),
-    )
-    drift_flush_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        le=60,
-        description=(
-            "How often the counts buffered per model call go to the Prometheus counters "
-            "(also before every scrape and at shutdown). With several workers, a drift "
-            "report can miss the other workers' last this many seconds."
-        ),
-    )
-    drift_psi_threshold: float = Field(
-        default=0.2,
-        gt=0,
-        le=10,
-        description=(
-            "PSI above which `GET /models/{name}/drift` marks a feature as drifting (the "
-            "Prometheus alert has its own threshold, 0.2, in its rule)."
-        ),
-    )
-    drift_min_rows: int = Field(
-        default=100,
-        ge=1,
-        description=(
-            "Fewest rows in the window before `GET /models/{name}/drift` marks anything as "
-            "drifting: a handful of rows gives a large PSI by chance (the alerts want 100 rows "
-            "in their hour too). The PSI itself is always reported."
-        ),
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """`Settings(drift_min_rows=10)`: flat keywords go to their feature's settings.
 
-    # --- Payload sink: every answer as CloudEvents over HTTP, KServe payload-logger format ---
-    sink_url: HttpUrl | None = Field(
-        default=None,
-        description=(
-            "Where to POST a CloudEvent per answered request (and one per answer), in the "
-            "format of KServe's payload logger (docs/payload-sink.md); unset: no sink."
-        ),
-    )
-    sink_events: Literal["request", "response", "all"] = Field(
-        default="all",
-        description=(
-            "Which events to send: the request (its rows as a V2 request), the response (the "
-            "V2 answer) or both, sharing the request id (KServe's logger mode)."
-        ),
-    )
-    sink_queue_size: int = Field(
-        default=1000,
-        ge=1,
-        le=1_000_000,
-        description=(
-            "Answered requests waiting to be sent, per process; when full, new ones are "
-            "dropped and counted (predictions are never delayed)."
-        ),
-    )
-    sink_timeout_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        le=60,
-        description="Longest wait for the receiver to answer one event; past it, it failed.",
-    )
-    sink_concurrency: int = Field(
-        default=8,
-        ge=1,
-        le=256,
-        description="Events in flight at once, per process (also the most open connections).",
-    )
-    sink_cpu_share: float = Field(
-        default=0.25,
-        gt=0,
-        le=1,
-        description=(
-            "Most of the process's CPU time the sender may take while serving (1: no limit); "
-            "what it cannot send within it is dropped and counted, so serving keeps the rest."
-        ),
-    )
-    sink_drain_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        le=60,
-        description=(
-            "At shutdown, how long queued events may take to be sent; what is left then is "
-            "dropped and counted."
-        ),
-    )
-    sink_log_interval_seconds: float = Field(
-        default=60.0,
-        ge=0,
-        le=3600,
-        description=(
-            "At most one warning per kind of problem (queue full, receiver down, ...) in this "
-            "interval; the next one says how many were not logged."
-        ),
-    )
-    sink_source: str = Field(
-        default="",
-        max_length=1024,
-        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
-        description=(
-            "The events' `ce-source` (a URI reference); empty: `http://localhost:<port>/`, "
-            "as KServe's logger sets it."
-        ),
-    )
-    sink_namespace: str = Field(
-        default="",
-        max_length=253,
-        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
-        description="The `ce-namespace` attribute (KServe: the InferenceService's namespace).",
-    )
-    sink_component: str = Field(
-        default="predictor",
-        max_length=253,
-        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
-        description="The `ce-component` attribute (KServe: predictor, transformer or explainer).",
-    )
-    sink_endpoint: str = Field(
-        default="",
-        max_length=253,
-        pattern=r"^[!-~]*$",  # printable ASCII: sent as a header as is
-        description="The `ce-endpoint` attribute (KServe: `default` or `canary`, often empty).",
-    )
+        Each feature is built here with its own constructor, so what is not given
+        comes from the environment, and a bad value is reported under its flat name.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for attribute, feature in FEATURES.items():
+            values = _pop_flat(data, feature)
+            given = data.get(attribute)
+            if isinstance(given, FeatureSettings) and not values:
+                continue
+            if isinstance(given, FeatureSettings):
+                given = given.model_dump()
+            data[attribute] = _build(feature, {**(given or {}), **values})
+        return data
 
-    # --- Streaming predictions over WebSocket (/models/{m}/stream, docs/streaming.md) ---
-    stream_window: int = Field(
-        default=32,
-        ge=1,
-        le=1024,
-        description=(
-            "Most messages one WebSocket stream may have in flight (read but not yet "
-            "answered). When the window is full the server stops reading from that socket "
-            "until an answer goes out, so a fast client is slowed down instead of buffered."
-        ),
-    )
-    stream_max_message_bytes: int = Field(
-        default=1024 * 1024,
-        ge=1024,
-        le=16 * 1024 * 1024,
-        description=(
-            "Largest stream message, in bytes: a larger one gets a `too_large` error message "
-            "and the stream stays open. Messages past 16 MiB (the server's WebSocket frame "
-            "limit) close the connection with 1009."
-        ),
-    )
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update` applied; flat feature names (`drift_enabled`) are accepted."""
+        if not update:
+            return super().model_copy(deep=deep)
+        changes = dict(update)
+        for attribute, feature in FEATURES.items():
+            values = _pop_flat(changes, feature)
+            if values:
+                current = changes.get(attribute, getattr(self, attribute))
+                changes[attribute] = current.model_copy(update=values)
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"Settings has no setting named {sorted(unknown)}")
+        return super().model_copy(update=changes, deep=deep)
+
+    @classmethod
+    def environment_names(cls) -> dict[str, tuple[str, ...]]:
+        """Every environment variable read -> where it lands (`("drift", "min_rows")`)."""
+        names: dict[str, tuple[str, ...]] = {}
+        for attribute in cls.model_fields:
+            feature = FEATURES.get(attribute)
+            if feature is None:
+                names[f"{ENV_PREFIX}{attribute.upper()}"] = (attribute,)
+                continue
+            for env, field in feature.environment_names().items():
+                names[env] = (attribute, field)
+        return names
 
     @property
     def predlog_database_url(self) -> str:
-        """`predlog_url`, else the SQLite file in `data_dir`."""
-        if self.predlog_url is not None:
-            return self.predlog_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'predictions.db'}"
+        """The prediction log's database: `TABSERVE_PREDLOG_URL`, else a file in `data_dir`."""
+        return self.predlog.database_url
+
+
+FEATURES: dict[str, type[FeatureSettings]] = {
+    "batching": BatchSettings,
+    "predlog": PredictionLogSettings,
+    "drift": DriftSettings,
+    "sink": SinkSettings,
+    "streams": StreamSettings,
+}
+"""`Settings` attribute -> the feature settings nested there."""
+
+
+def _build(feature: type[FeatureSettings], values: dict[str, Any]) -> FeatureSettings:
+    """`feature(**values)`; its errors name the settings as the operator writes them.
+
+    Raised as a `ValidationError` of `Settings` located at the flat name
+    (`sink_url`), with only that setting's value as the input: a `ValueError` here
+    would echo every setting given, secrets included.
+    """
+    try:
+        return feature(**values)
+    except ValidationError as exc:
+        names = feature.environment_names()
+        by_field = {field: env for env, field in names.items()}
+        errors: list[InitErrorDetails] = []
+        for error in exc.errors():
+            where = str(error["loc"][0]) if error["loc"] else ""
+            env = where.upper() if where.upper() in names else by_field.get(where, where)
+            flat = env.removeprefix(ENV_PREFIX).lower()
+            detail = InitErrorDetails(type=error["type"], loc=(flat,), input=error["input"])
+            if "ctx" in error:
+                detail["ctx"] = error["ctx"]
+            errors.append(detail)
+        raise ValidationError.from_exception_data("Settings", errors) from exc
+
+
+def _pop_flat(data: dict[str, Any], feature: type[FeatureSettings]) -> dict[str, Any]:
+    """Remove `feature`'s flat keywords from `data`; return them by field name."""
+    return {field: data.pop(flat) for flat, field in feature.flat_names().items() if flat in data}

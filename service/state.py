@@ -1,23 +1,34 @@
-"""What one app instance owns, built by `create_app` and filled by its lifespan."""
+"""What one app instance owns, built by `create_app` and filled by its lifespan.
+
+Each feature gets its own settings model and its own metrics here; a feature that
+is off has no running part (None), but its metrics are registered all the same, so
+the exposition lists the same families whatever the settings.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.batching import BatchPolicy
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.drift import DriftMonitor
+from tabserve.service.core.drift_metrics import DriftMetrics
 from tabserve.service.core.inference import InferencePool
+from tabserve.service.core.loading import LoadingConfig
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.core.repository import ModelRepository
 from tabserve.service.predlog.log import PredictionLog
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.settings import Settings
+from tabserve.service.sinks.cloudevents import CloudEventSink, SinkConfig
+from tabserve.service.sinks.metrics import SinkMetrics
 
 
 @dataclass
 class AppState:
-    """Settings, metrics, models and the inference pool of one app."""
+    """Settings, metrics, models, the inference pool and the features of one app."""
 
     settings: Settings
     metrics: ServiceMetrics
@@ -27,6 +38,7 @@ class AppState:
     repository: ModelRepository
     predlog: PredictionLog | None = None
     drift: DriftMonitor | None = None
+    sink: CloudEventSink | None = None
     loaded: bool = False
     draining: bool = False
 
@@ -36,23 +48,64 @@ class AppState:
         metrics = ServiceMetrics()
         registry = ModelRegistry()
         pool = InferencePool(settings.inference_threads)
-        policy = BatchPolicy(
-            max_rows=settings.batch_max_rows,
-            max_wait=settings.batch_max_wait_ms / 1000,
-            concurrency=settings.batch_concurrency,
-            max_queue_rows=settings.queue_max_rows,
-        )
-        dataplane = DataPlane(registry, pool, metrics, policy)
-        drift = DriftMonitor(registry, metrics, settings) if settings.drift_enabled else None
-        if drift is not None:
-            drift.attach(dataplane)
+        dataplane = DataPlane(registry, pool, metrics, batch_policy(settings.batching))
         return cls(
             settings,
             metrics,
             registry,
             pool,
             dataplane,
-            ModelRepository(settings, metrics, registry),
-            PredictionLog.from_settings(settings, metrics, registry),
-            drift,
+            ModelRepository(loading_config(settings), metrics, registry),
+            # Registration order is the exposition's order: drift, log, sink, as before.
+            drift=_drift(settings, metrics, dataplane),
+            predlog=_prediction_log(settings, metrics, dataplane),
+            sink=_sink(settings, metrics),
         )
+
+
+def batch_policy(batching: BatchSettings) -> BatchPolicy:
+    """The core's batching policy for every model (`max_rows_by_model` aside)."""
+    return BatchPolicy(
+        max_rows=batching.max_rows,
+        max_wait=batching.max_wait_ms / 1000,
+        concurrency=batching.concurrency,
+        max_queue_rows=batching.queue_max_rows,
+    )
+
+
+def loading_config(settings: Settings) -> LoadingConfig:
+    """What the core's model loading needs of the settings."""
+    return LoadingConfig(
+        models_dir=settings.models_dir,
+        engine=settings.engine,
+        allow_version_mismatch=settings.allow_version_mismatch,
+        max_rows=settings.max_rows,
+        reject_out_of_range=settings.reject_out_of_range,
+        batch_rows_by_model=settings.batching.max_rows_by_model,
+    )
+
+
+def _prediction_log(
+    settings: Settings, metrics: ServiceMetrics, dataplane: DataPlane
+) -> PredictionLog | None:
+    series = PredictionLogMetrics(metrics.registry)
+    if not settings.predlog.enabled:
+        return None
+    return PredictionLog(settings.predlog, series, dataplane, redact=settings.log_redact)
+
+
+def _drift(
+    settings: Settings, metrics: ServiceMetrics, dataplane: DataPlane
+) -> DriftMonitor | None:
+    series = DriftMetrics(metrics.registry)
+    if not settings.drift.enabled:
+        return None
+    monitor = DriftMonitor(dataplane.registry, metrics, series, settings.drift)
+    monitor.attach(dataplane)
+    return monitor
+
+
+def _sink(settings: Settings, metrics: ServiceMetrics) -> CloudEventSink | None:
+    series = SinkMetrics(metrics.registry)
+    config = SinkConfig.from_settings(settings.sink, port=settings.port, redact=settings.log_redact)
+    return CloudEventSink(config, series) if config is not None else None

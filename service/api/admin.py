@@ -1,8 +1,9 @@
 """Model repository API: what is on disk and loaded; load, unload, set the default.
 
-Paths follow Triton's model repository extension. Only present when an admin
-token is configured (otherwise every path here is 404); a request needs
-`Authorization: Bearer <token>` (401 without it, 403 with a wrong one).
+Paths follow Triton's model repository extension. Every path is documented and
+answers; a request needs `Authorization: Bearer <token>` (401 without it, 403 with a
+wrong one). With no admin token configured nobody has access: every path answers
+409 `feature_disabled`, naming `TABSERVE_ADMIN_TOKEN`.
 Changes apply to the process that receives them: with several workers, prefer
 the directory poller (`TABSERVE_POLL_SECONDS`), which every worker runs.
 """
@@ -19,15 +20,19 @@ from pydantic import BaseModel, Field
 from tabserve.service.api.deps import StateDep
 from tabserve.service.api.records import install_record_routes
 from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.errors import FeatureDisabledError
 from tabserve.service.core.registry import ModelVersion
 
 
 async def require_admin(
     state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    """401 without a bearer token, 403 with the wrong one."""
+    """409 with no admin token configured; 401 without a bearer token, 403 with the wrong one."""
     token = state.settings.admin_token
-    assert token is not None  # the router is only mounted when a token is set
+    if token is None:
+        raise FeatureDisabledError(
+            "the model repository API", "TABSERVE_ADMIN_TOKEN", "a secret bearer token", None
+        )
     if authorization is None or not authorization.startswith("Bearer "):
         raise HTTPException(
             401,
@@ -43,7 +48,7 @@ router = APIRouter(
     prefix="/v2/repository",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 409),
 )
 
 

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
+from tabserve.service.api.app_state import app_state
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import InvalidInputError, Problem
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import ValidatedBatch
-from tabserve.service.http_protocol import CLIENT_LEFT
+from tabserve.service.scope_keys import CLIENT_LEFT
 from tabserve.service.settings import Settings
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
@@ -85,7 +86,7 @@ async def predict_for(
     request: Request, dataplane: DataPlane, model: ModelVersion, batch: ValidatedBatch
 ) -> Prediction:
     """`dataplane.predict` with the request's deadline, dropped if its client leaves."""
-    settings: Settings = request.app.state.tabserve.settings
+    settings = app_state(request.app).settings
     return await predict_watched(
         dataplane,
         model,

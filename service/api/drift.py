@@ -1,39 +1,24 @@
 """`GET /models/{model}/drift`: how live inputs and predictions compare with the training data.
 
-Included only when drift counting is on; the router's lifespan runs the monitor's
-flush and snapshot timer, and flushes once more at shutdown.
+With drift counting off (`TABSERVE_DRIFT_ENABLED=false`) the route answers 409
+`feature_disabled`. The monitor's timer is a component of the app (see `create_app`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from tabserve.service.api.deps import StateDep
+from tabserve.service.api.deps import DataPlaneDep, DriftDep, get_drift
 from tabserve.service.api.schemas import error_responses
-from tabserve.service.core.drift import DriftMonitor, DriftReport
-from tabserve.service.state import AppState
+from tabserve.service.core.drift import DriftReport
 
-
-@contextlib.asynccontextmanager
-async def _monitoring(app: FastAPI) -> AsyncIterator[None]:
-    monitor = _monitor(app.state.tabserve)
-    monitor.start()
-    timer = asyncio.create_task(monitor.run())
-    try:
-        yield
-    finally:
-        timer.cancel()
-        monitor.close()
-
-
-router = APIRouter(tags=["models"], lifespan=_monitoring)
+router = APIRouter(
+    tags=["models"], dependencies=[Depends(get_drift)], responses=error_responses(409)
+)
 
 
 class BinDrift(BaseModel):
@@ -143,7 +128,8 @@ class DriftResponse(BaseModel):
 )
 async def drift(
     model: str,
-    state: StateDep,
+    dataplane: DataPlaneDep,
+    monitor: DriftDep,
     version: Annotated[
         int | None, Query(ge=1, description="A version; default: the model's default version.")
     ] = None,
@@ -154,15 +140,8 @@ async def drift(
     Counts come from every worker process; see docs/drift.md for the PSI formula and
     the window's exact meaning.
     """
-    served = state.dataplane.model(model, version)
-    return _response(_monitor(state).report(served))
-
-
-def _monitor(state: AppState) -> DriftMonitor:
-    monitor = state.drift
-    if monitor is None:
-        raise RuntimeError("the drift router is included only when drift counting is on")
-    return monitor
+    served = dataplane.model(model, version)
+    return _response(monitor.report(served))
 
 
 def _response(report: DriftReport) -> DriftResponse:

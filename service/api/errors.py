@@ -9,8 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from tabserve.service.api.app_state import app_state
 from tabserve.service.core.errors import (
     DeadlineExceededError,
+    FeatureDisabledError,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -30,6 +32,7 @@ STATUS: dict[type[ServiceError], int] = {
     TooLargeError: 413,
     OverloadedError: 503,
     DeadlineExceededError: 504,
+    FeatureDisabledError: 409,
 }
 RETRY_AFTER_SECONDS: dict[type[ServiceError], str] = {ModelNotReadyError: "5", OverloadedError: "1"}
 
@@ -52,11 +55,11 @@ def error_response(
 
 
 def _count_rejection(request: Request, reason: str) -> None:
-    state = request.app.state.tabserve
+    state = app_state(request.app)
     model = request.path_params.get("model")
     if model not in state.registry.names():
         model = ""
-    state.metrics.validation_errors.labels(model, reason).inc()
+    state.metrics.validation.errors.labels(model, reason).inc()
 
 
 async def on_service_error(request: Request, exc: Exception) -> Response:

@@ -4,7 +4,8 @@ A well-formed feedback body always gets 200 with one result per item, in order:
 `accepted`, `unknown_request` (retry later: the row may not be written yet by
 another worker), `duplicate` or `invalid` (with `error`). The whole request is
 refused only when its shape is wrong (422), it is too large (413), or the model
-is not served (404); then nothing is stored.
+is not served (404); then nothing is stored. With the prediction log off
+(`TABSERVE_PREDLOG_MODE=off`, the default) both routes answer 409 `feature_disabled`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ import anyio
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag
 
-from tabserve.service.api.deps import StateDep
+from tabserve.service.api.deps import PredictionLogDep, StateDep, get_prediction_log
 from tabserve.service.api.limits import enforce_json_limits
-from tabserve.service.api.predictions import MAX_INT32, PredictionLogDep
+from tabserve.service.api.predictions import MAX_INT32
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.errors import Problem, TooLargeError
 from tabserve.service.predlog.records import Outcome, Truth
 
-router = APIRouter(tags=["prediction log"])
+# The log's dependency first: with the log off every route here answers 409, whatever
+# the body (documented as such, so the routes stay visible).
+router = APIRouter(
+    tags=["prediction log"],
+    dependencies=[Depends(get_prediction_log)],
+    responses=error_responses(409),
+)
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
@@ -85,7 +92,7 @@ async def post_feedback(
     """Join each item with the logged row of `model` it names; one outcome per item."""
     request.state.model = model
     items = body if isinstance(body, list) else [body]
-    limit = state.settings.feedback_max_items
+    limit = log.settings.feedback_max_items
     if len(items) > limit:
         raise TooLargeError(
             f"{len(items)} feedback items; at most {limit} per request",
@@ -148,7 +155,7 @@ async def get_quality(
     """Accuracy and macro F1 (classifiers) or MAE (regressors), per version."""
     request.state.model = model
     manifest = state.registry.get(model).manifest
-    window = window_seconds or state.settings.quality_window_seconds
+    window = window_seconds or log.settings.quality_window_seconds
     since = time.time() - window
     measured = await anyio.to_thread.run_sync(log.quality, model, since)
     return QualityResponse(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Depends, Request
 
+from tabserve.service.api.app_state import app_state
 from tabserve.service.core.errors import Problem, TooLargeError
 
 _Path = tuple[str | int, ...]
@@ -119,7 +120,7 @@ def _where(path: _Path) -> str:
 
 async def enforce_json_limits(request: Request) -> None:
     """Route dependency: FastAPI has parsed the body by now; check it before validation."""
-    settings = request.app.state.tabserve.settings
+    settings = app_state(request.app).settings
     try:
         document = await request.json()  # cached: the body FastAPI already parsed
     except (ValueError, RecursionError):

@@ -94,7 +94,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header, *extra]
             await send(message)
 
-        in_flight = self.metrics.http_in_flight
+        in_flight = self.metrics.http.in_flight
         in_flight.inc()
         try:
             declared = _content_length(scope)
@@ -170,11 +170,11 @@ class RequestContextMiddleware:
         key = (route, method, str(status))
         counter = self._counters.get(key)
         if counter is None:
-            counter = self._counters[key] = self.metrics.http_requests.labels(*key)
+            counter = self._counters[key] = self.metrics.http.requests.labels(*key)
         counter.inc()
         latency = self._latency.get(key[:2])
         if latency is None:
-            latency = self._latency[key[:2]] = self.metrics.http_latency.labels(route, method)
+            latency = self._latency[key[:2]] = self.metrics.http.latency.labels(route, method)
         latency.observe(seconds)
         if route in PROBE_ROUTES and not self.log_probes:
             return

@@ -1,6 +1,6 @@
 """Browse the prediction log: `GET /models/{model}/predictions`, newest first, paged.
 
-Also the dependency every prediction-log route uses (`PredictionLogDep`).
+With the log off (`TABSERVE_PREDLOG_MODE=off`) the route answers 409 `feature_disabled`.
 """
 
 from __future__ import annotations
@@ -11,23 +11,15 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from tabserve.service.api.deps import PredictionLogDep, get_prediction_log
 from tabserve.service.api.schemas import error_responses
-from tabserve.service.predlog.log import PredictionLog
 from tabserve.service.predlog.records import LoggedPrediction
 
 TAG = "prediction log"
 MAX_INT32 = 2**31 - 1  # versions and rows are 32-bit integer columns
-router = APIRouter(tags=[TAG])
-
-
-async def get_prediction_log(request: Request) -> PredictionLog:
-    """The app's prediction log (its routes exist only when the log is on)."""
-    log: PredictionLog | None = request.app.state.tabserve.predlog
-    assert log is not None, "prediction-log routes are installed only when the log is on"
-    return log
-
-
-PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
+router = APIRouter(
+    tags=[TAG], dependencies=[Depends(get_prediction_log)], responses=error_responses(409)
+)
 
 
 class LoggedPredictionOut(BaseModel):

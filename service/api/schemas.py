@@ -32,6 +32,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "No credentials: send Authorization: Bearer <token>.",
         403: "Wrong credentials.",
         404: "No such model or version.",
+        409: "The feature is off (`feature_disabled`); the body names the setting that "
+        "turns it on.",
         413: "The request is larger than the configured limits.",
         422: "The request body does not match the documented schema.",
         503: "The model is not ready, or its queue is full (retry after `Retry-After` s).",

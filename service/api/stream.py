@@ -3,7 +3,7 @@
 Each message's rows join the same batching path as HTTP requests
 (`DataPlane.predict`), so messages in flight at once share model calls and the
 request listeners see every answer under its request id. A bounded window per
-connection gives back-pressure: with `stream_window` messages read and not yet
+connection gives back-pressure: with `TABSERVE_STREAM_WINDOW` messages read and not yet
 answered, the server stops reading the socket until an answer goes out.
 `docs/streaming.md` describes the protocol and its close codes.
 """
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for
+from tabserve.service.api.deps import StateDep, StreamsDep
 from tabserve.service.api.limits import JsonLimits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.stream_hub import StreamHub
@@ -50,20 +51,24 @@ _REASON_BYTES = 123  # a close frame's reason is at most 123 bytes of UTF-8
 
 
 @router.websocket("/models/{model}/stream")
-async def stream_default(websocket: WebSocket, model: str) -> None:
+async def stream_default(
+    websocket: WebSocket, model: str, state: StateDep, hub: StreamsDep
+) -> None:
     """Stream predictions from the model's default version."""
-    await _serve(websocket, model, None)
+    await _serve(websocket, state, hub, model, None)
 
 
 @router.websocket("/models/{model}/versions/{version}/stream")
-async def stream_version(websocket: WebSocket, model: str, version: str) -> None:
+async def stream_version(
+    websocket: WebSocket, model: str, version: str, state: StateDep, hub: StreamsDep
+) -> None:
     """Stream predictions from one version of the model."""
-    await _serve(websocket, model, version)
+    await _serve(websocket, state, hub, model, version)
 
 
-async def _serve(websocket: WebSocket, name: str, version: str | None) -> None:
-    state: AppState = websocket.app.state.tabserve
-    hub: StreamHub = websocket.app.state.streams
+async def _serve(
+    websocket: WebSocket, state: AppState, hub: StreamHub, name: str, version: str | None
+) -> None:
     connection_id = request_id_of(websocket.scope)
     websocket.scope.setdefault("state", {})["model"] = name
     if not _origin_allowed(websocket, state.settings):
@@ -148,7 +153,7 @@ class Stream:
         self.connection_id = connection_id
         self.timeout = timeout
         self.limits = JsonLimits(state.settings.max_json_depth, state.settings.max_string_length)
-        self.window = asyncio.Semaphore(state.settings.stream_window)
+        self.window = asyncio.Semaphore(state.settings.streams.window)
         self.replies: deque[asyncio.Future[bytes] | None] = deque()
         self.ready = asyncio.Event()
         self.gone = asyncio.Event()
@@ -215,7 +220,7 @@ class Stream:
         self.sequence += 1
         fallback = f"{self.connection_id}-{self.sequence}"
         request_id, request = read_message(
-            raw, fallback, self.settings.stream_max_message_bytes, self.limits
+            raw, fallback, self.settings.streams.max_message_bytes, self.limits
         )
         if isinstance(request, Inbound):
             try:
@@ -230,7 +235,7 @@ class Stream:
     def _refused(self, request_id: str, exc: ServiceError) -> asyncio.Future[bytes]:
         reason = rejection_reason(exc)
         if reason is not None:
-            self.metrics.validation_errors.labels(self.name, reason).inc()
+            self.metrics.validation.errors.labels(self.name, reason).inc()
         self.hub.count(self.name, exc.code)
         done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         done.set_result(error_reply(request_id, exc))

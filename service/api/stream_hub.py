@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.stream_messages import RecordChecker
-from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.api.stream_metrics import StreamMetrics
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.settings import Settings
 
@@ -36,7 +36,7 @@ class Drainable(Protocol):
 class StreamHub:
     """Every open stream of one app, its metrics, and the drain on SIGTERM."""
 
-    def __init__(self, metrics: ServiceMetrics, grace_seconds: float) -> None:
+    def __init__(self, metrics: StreamMetrics, grace_seconds: float) -> None:
         self.metrics = metrics
         self.grace_seconds = grace_seconds
         self.draining = False
@@ -55,13 +55,13 @@ class StreamHub:
         self._loop = asyncio.get_running_loop()
         self._streams.add(stream)
         self._empty.clear()
-        self.metrics.stream_connections.inc()
+        self.metrics.connections.inc()
 
     def closed(self, stream: Drainable) -> None:
         """A stream ended, whatever the reason."""
         if stream in self._streams:
             self._streams.discard(stream)
-            self.metrics.stream_connections.dec()
+            self.metrics.connections.dec()
         if not self._streams:
             self._empty.set()
 
@@ -87,15 +87,13 @@ class StreamHub:
         key = (model, code)
         counter = self._messages.get(key)
         if counter is None:
-            counter = self._messages[key] = self.metrics.stream_messages.labels(*key)
+            counter = self._messages[key] = self.metrics.messages.labels(*key)
         counter.inc()
         if rows and version is not None:
             row_key = (model, version)
             rows_counter = self._rows.get(row_key)
             if rows_counter is None:
-                rows_counter = self._rows[row_key] = self.metrics.stream_rows.labels(
-                    model, str(version)
-                )
+                rows_counter = self._rows[row_key] = self.metrics.rows.labels(model, str(version))
             rows_counter.inc(rows)
 
     def drain_then(self, then: Callable[[], None]) -> None:

@@ -32,13 +32,14 @@ import numpy.typing as npt
 from prometheus_client import Counter
 
 from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.drift_metrics import DriftMetrics
 from tabserve.service.core.drift_reference import BinnedColumn, DriftReference, psi
+from tabserve.service.core.drift_settings import DriftSettings
 from tabserve.service.core.drift_totals import counter_totals
 from tabserve.service.core.errors import ModelNotReadyError
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
 from tabserve.service.core.runtime import Prediction
-from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.drift")
 
@@ -126,15 +127,17 @@ class DriftMonitor:
         self,
         registry: ModelRegistry,
         metrics: ServiceMetrics,
-        settings: Settings,
+        series: DriftMetrics,
+        settings: DriftSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
-        self.window = settings.drift_window_seconds
-        self.flush_seconds = settings.drift_flush_seconds
-        self.threshold = settings.drift_psi_threshold
-        self.min_rows = settings.drift_min_rows
+        self.series = series
+        self.window = settings.window_seconds
+        self.flush_seconds = settings.flush_seconds
+        self.threshold = settings.psi_threshold
+        self.min_rows = settings.min_rows
         self.clock = clock
         self.snapshot_every = self.window / SNAPSHOTS_PER_WINDOW
         self._tracked: dict[Key, _Tracked | None] = {}
@@ -142,6 +145,7 @@ class DriftMonitor:
         """When counting began: this app's counters are new then, and with workers the
         supervisor builds the monitor before they fork, so nothing was counted before."""
         self._snapshots: deque[_Snapshot] = deque([_Snapshot(self.started, {})])
+        self._timer: asyncio.Task[None] | None = None
 
     def attach(self, dataplane: DataPlane) -> None:
         """Count every model call, and flush before every exposition."""
@@ -196,23 +200,23 @@ class DriftMonitor:
             self._tracked[key] = None
             return None
         labels = (model.name, str(model.version))
-        metrics = self.metrics
+        series = self.series
         counters: list[Counter] = []
         positions: dict[tuple[str, str], int] = {}
         for column in reference.features:
             for offset, (label, share) in enumerate(
                 zip(column.labels, column.reference, strict=True)
             ):
-                counters.append(metrics.drift_rows.labels(*labels, column.name, label))
-                metrics.drift_reference.labels(*labels, column.name, label).set(float(share))
+                counters.append(series.rows.labels(*labels, column.name, label))
+                series.reference.labels(*labels, column.name, label).set(float(share))
                 positions[(column.name, label)] = column.start + offset
         if reference.prediction is not None:
             column = reference.prediction
             for offset, (label, share) in enumerate(
                 zip(column.labels, column.reference, strict=True)
             ):
-                counters.append(metrics.drift_prediction_rows.labels(*labels, label))
-                metrics.drift_prediction_reference.labels(*labels, label).set(float(share))
+                counters.append(series.prediction_rows.labels(*labels, label))
+                series.prediction_reference.labels(*labels, label).set(float(share))
                 positions[("", label)] = column.start + offset
         tracked = _Tracked(
             reference,
@@ -225,8 +229,9 @@ class DriftMonitor:
 
     # --- the window -----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bind every ready version's series (their counters appear at 0) and snapshot.
+    async def start(self) -> None:
+        """Bind every ready version's series (their counters appear at 0), snapshot, and
+        start the timer that flushes and snapshots (the app's lifespan calls this).
 
         A worker forked long after the others (gunicorn replacing one) inherits a
         start older than the window; it cannot know the totals of a window ago, so
@@ -236,6 +241,7 @@ class DriftMonitor:
         if now - self._snapshots[0].taken > self.window:
             self._snapshots.clear()
         self._snapshot(now, self._totals())
+        self._timer = asyncio.create_task(self.run())
 
     async def run(self) -> None:
         """Flush every `flush_seconds`; snapshot every `snapshot_every`. Runs until cancelled."""
@@ -249,8 +255,11 @@ class DriftMonitor:
             except Exception:
                 log.exception("drift flush or snapshot failed; trying again")
 
-    def close(self) -> None:
-        """Flush what is buffered (at shutdown)."""
+    async def stop(self) -> None:
+        """Stop the timer and flush what is buffered (at shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.flush()
 
     def report(self, model: ModelVersion) -> DriftReport:
@@ -341,9 +350,8 @@ class DriftMonitor:
             key = (model.name, model.version)
             if model.ready and key not in self._tracked:
                 self._track(model)
-        metrics = self.metrics
         raw = counter_totals(
-            [metrics.drift_rows, metrics.drift_prediction_rows, metrics.out_of_range]
+            [self.series.rows, self.series.prediction_rows, self.metrics.validation.out_of_range]
         )
         totals: dict[Key, _Totals] = {}
         for key, tracked in self._tracked.items():

@@ -91,3 +91,14 @@ class DeadlineExceededError(ServiceError):
     """No model call started before the request's deadline; its work was dropped (504)."""
 
     code = "deadline_exceeded"
+
+
+class FeatureDisabledError(ServiceError):
+    """A route of a feature that is off; the message and details name the setting (409)."""
+
+    code = "feature_disabled"
+
+    def __init__(self, feature: str, setting: str, expected: str, value: Any) -> None:
+        super().__init__(f"{feature} is off: set {setting} to {expected} to turn it on")
+        self.setting = setting
+        self.problems = [Problem(field=setting, expected=expected, value=value)]

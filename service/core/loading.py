@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tabserve.artifact.repository import list_models, version_path
 from tabserve.service.core.engines import CompiledRuntime
@@ -12,36 +15,50 @@ from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
 from tabserve.service.core.runtime import Runtime, SklearnRuntime
 from tabserve.service.core.validation import FeatureSchema
-from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.models")
 
 
-def load_all(settings: Settings, metrics: ServiceMetrics, registry: ModelRegistry) -> None:
-    """Load every complete version under `settings.models_dir` into `registry`.
+@dataclass(frozen=True)
+class LoadingConfig:
+    """What loading a model version needs to know (the composition root fills it in)."""
+
+    models_dir: Path
+    """Folder of `<name>/<version>/` artifacts; it also bounds where their files may lead."""
+    engine: Literal["auto", "sklearn"] = "auto"
+    allow_version_mismatch: bool = False
+    public_key: Path | None = None
+    """PEM file of the Ed25519 key artifacts' seals must verify with (None: seals unsigned)."""
+    max_rows: int = 10_000
+    reject_out_of_range: bool = False
+    batch_rows_by_model: Mapping[str, int] = field(default_factory=dict)
+
+
+def load_all(config: LoadingConfig, metrics: ServiceMetrics, registry: ModelRegistry) -> None:
+    """Load every complete version under `config.models_dir` into `registry`.
 
     A version that fails is kept as FAILED with its reason; the others still serve.
     """
-    found = list_models(settings.models_dir)
+    found = list_models(config.models_dir)
     if not found:
-        log.warning("no models found under %s", settings.models_dir)
+        log.warning("no models found under %s", config.models_dir)
     for name, versions in found.items():
         for version in versions:
-            path = version_path(settings.models_dir, name, version)
-            registry.add(load_version(path, name, version, settings, metrics))
+            path = version_path(config.models_dir, name, version)
+            registry.add(load_version(path, name, version, config, metrics))
 
 
 def load_version(
-    path: Path, name: str, version: int, settings: Settings, metrics: ServiceMetrics
+    path: Path, name: str, version: int, config: LoadingConfig, metrics: ServiceMetrics
 ) -> ModelVersion:
     """Load, verify and warm up one version; never raises, a failure is its state."""
     runtime: Runtime
     # The models directory bounds where a version's files may lead (symlinks included).
-    root = settings.models_dir
-    mismatch = settings.allow_version_mismatch
+    root = config.models_dir
+    mismatch = config.allow_version_mismatch
     # The key file is read at each load: a rotated key applies to the next version loaded.
-    key = settings.artifact_public_key
-    if settings.engine == "sklearn":
+    key = config.public_key
+    if config.engine == "sklearn":
         runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
     else:
         runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
@@ -56,27 +73,27 @@ def load_version(
             )
         schema = FeatureSchema(
             manifest,
-            max_rows=settings.max_rows,
-            reject_out_of_range=settings.reject_out_of_range,
+            max_rows=config.max_rows,
+            reject_out_of_range=config.reject_out_of_range,
         )
         runtime.predict(schema.example_batch().features)
     except Exception as exc:
         model.state = ModelState.FAILED
         model.error = str(exc)
-        metrics.model_load_failures.labels(name).inc()
-        metrics.model_info.labels(name, str(version), "", "", "none").set(0)
+        metrics.loading.failures.labels(name).inc()
+        metrics.loading.info.labels(name, str(version), "", "", "none").set(0)
         log.error("model %s version %s failed to load: %s", name, version, exc)
         runtime.unload()
         return model
     model.load_seconds = time.perf_counter() - started
     model.manifest = manifest
     model.schema = schema
-    model.batch_rows = settings.batch_max_rows_by_model.get(name)
+    model.batch_rows = config.batch_rows_by_model.get(name)
     classes = [str(c) for c in manifest.target.classes or []]
     model.metrics = metrics.for_model(name, version, classes, manifest.feature_names)
     model.state = ModelState.READY
-    metrics.model_load_seconds.labels(name, str(version)).set(model.load_seconds)
-    metrics.model_info.labels(
+    metrics.loading.seconds.labels(name, str(version)).set(model.load_seconds)
+    metrics.loading.info.labels(
         name,
         str(version),
         manifest.artifact.sha256,

@@ -45,9 +45,6 @@ LATENCY_BUCKETS = (
 )
 ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 REJECTION_REASONS = ("overloaded", "deadline", "disconnected")
-SINK_EVENTS = ("request", "response")
-SINK_DROP_REASONS = ("queue_full", "shutdown", "error")
-SINK_FAILURE_REASONS = ("connection", "timeout", "status")
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -95,70 +92,86 @@ class ModelMetrics:
             self.out_of_range[index].inc(int(counts[index]))
 
 
-class ServiceMetrics:
-    """Every metric the service exports, registered on an app-owned registry."""
+def _registry() -> CollectorRegistry:
+    """A new app-owned registry, with process_* series when one process serves."""
+    if multiprocess_dir() and getattr(values.ValueClass, "__name__", "") == "MutexValue":
+        raise RuntimeError(
+            "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported, so "
+            "worker metrics would not add up; set it first (service.multiproc)"
+        )
+    registry = CollectorRegistry(auto_describe=True)
+    if not multiprocess_dir():
+        # process_* series (start time, memory, CPU); per-process, so not in worker mode
+        ProcessCollector(registry=registry)
+    return registry
 
-    def __init__(self) -> None:
-        if multiprocess_dir() and getattr(values.ValueClass, "__name__", "") == "MutexValue":
-            raise RuntimeError(
-                "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported, so "
-                "worker metrics would not add up; set it first (service.multiproc)"
-            )
-        self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        if not multiprocess_dir():
-            # process_* series (start time, memory, CPU); per-process, so not in worker mode
-            ProcessCollector(registry=reg)
-        self.http_requests = Counter(
+
+class HttpMetrics:
+    """Requests as the HTTP layer sees them, by route template."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
             "tabserve_http_requests",
             "HTTP requests answered, by route template, method and status code.",
             ["route", "method", "status"],
-            registry=reg,
+            registry=registry,
         )
-        self.http_latency = Histogram(
+        self.latency = Histogram(
             "tabserve_http_request_duration_seconds",
             "Time from request start to the end of the response, by route template and method.",
             ["route", "method"],
             buckets=LATENCY_BUCKETS,
-            registry=reg,
+            registry=registry,
         )
-        self.http_in_flight = Gauge(
+        self.in_flight = Gauge(
             "tabserve_http_requests_in_flight",
             "HTTP requests being handled now.",
-            registry=reg,
+            registry=registry,
             multiprocess_mode="livesum",
         )
-        self.inference_seconds = Histogram(
+
+
+class InferenceMetrics:
+    """Model calls and what they predicted, by model and version."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
             "tabserve_inference_duration_seconds",
             "Time of one model call (the predict work itself), by model and version.",
             ["model", "version"],
             buckets=LATENCY_BUCKETS,
-            registry=reg,
+            registry=registry,
         )
         self.rows = Counter(
             "tabserve_inference_rows",
             "Rows predicted, by model and version.",
             ["model", "version"],
-            registry=reg,
-        )
-        self.rows_per_call = Histogram(
-            "tabserve_inference_batch_rows",
-            "Rows per model call, by model and version.",
-            ["model", "version"],
-            buckets=ROWS_BUCKETS,
-            registry=reg,
+            registry=registry,
         )
         self.predictions = Counter(
             "tabserve_predictions",
             "Predicted labels of classifiers, by model, version and class.",
             ["model", "version", "class"],
-            registry=reg,
+            registry=registry,
+        )
+
+
+class BatchMetrics:
+    """Adaptive batching: rows per call, queued rows, refused and dropped requests."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows_per_call = Histogram(
+            "tabserve_inference_batch_rows",
+            "Rows per model call, by model and version.",
+            ["model", "version"],
+            buckets=ROWS_BUCKETS,
+            registry=registry,
         )
         self.queue_rows = Gauge(
             "tabserve_queue_rows",
             "Rows waiting for a model call, by model and version.",
             ["model", "version"],
-            registry=reg,
+            registry=registry,
             multiprocess_mode="livesum",
         )
         self.rejections = Counter(
@@ -166,187 +179,79 @@ class ServiceMetrics:
             "Requests refused because the queue was full (overloaded), or dropped before "
             "their model call because their deadline passed or their client disconnected.",
             ["model", "version", "reason"],
-            registry=reg,
+            registry=registry,
         )
-        self.model_info = Gauge(
-            "tabserve_model_info",
-            "One series per loaded model version; the value is 1 when it is ready to serve.",
-            ["model", "version", "sha256", "sklearn_version", "engine"],
-            registry=reg,
-            multiprocess_mode="max",
-        )
-        self.model_load_seconds = Gauge(
-            "tabserve_model_load_duration_seconds",
-            "Time to load, verify and warm up a model version.",
-            ["model", "version"],
-            registry=reg,
-            multiprocess_mode="max",
-        )
-        self.model_load_failures = Counter(
-            "tabserve_model_load_failures",
-            "Model versions that failed to load, by model.",
-            ["model"],
-            registry=reg,
-        )
-        self.model_versions_failed = Gauge(
-            "tabserve_model_versions_failed",
-            "Versions that failed to load and are still on disk, by model (0 once fixed or gone).",
-            ["model"],
-            registry=reg,
-            # set by the process answering the scrape, just before it renders
-            multiprocess_mode="livemostrecent",
-        )
-        self.validation_errors = Counter(
+
+
+class ValidationMetrics:
+    """Inputs refused, and values served although outside the training range."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.errors = Counter(
             "tabserve_validation_errors",
             "Requests refused for bad input, by model and reason.",
             ["model", "reason"],
-            registry=reg,
+            registry=registry,
         )
         self.out_of_range = Counter(
             "tabserve_out_of_range_values",
             "Input values outside the training range, by model, version and feature.",
             ["model", "version", "feature"],
-            registry=reg,
+            registry=registry,
         )
-        # Drift (service.core.drift): live rows per bin beside each bin's training share.
-        self.drift_rows = Counter(
-            "tabserve_drift_rows",
-            "Rows served, by model, version, feature and bin of that feature's training "
-            "histogram (or category); `<missing>` and `<unseen>` are bins too.",
-            ["model", "version", "feature", "bin"],
-            registry=reg,
-        )
-        self.drift_reference = Gauge(
-            "tabserve_drift_reference_ratio",
-            "Share of the training rows in each bin of tabserve_drift_rows_total.",
-            ["model", "version", "feature", "bin"],
-            registry=reg,
+
+
+class LoadMetrics:
+    """Model versions loaded, how long they took, and the ones that failed."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.info = Gauge(
+            "tabserve_model_info",
+            "One series per loaded model version; the value is 1 when it is ready to serve.",
+            ["model", "version", "sha256", "sklearn_version", "engine"],
+            registry=registry,
             multiprocess_mode="max",
         )
-        self.drift_prediction_rows = Counter(
-            "tabserve_drift_prediction_rows",
-            "Predictions, by model, version and bin: the class for classifiers, the bin of "
-            "the training target's histogram for regressors.",
-            ["model", "version", "bin"],
-            registry=reg,
-        )
-        self.drift_prediction_reference = Gauge(
-            "tabserve_drift_prediction_reference_ratio",
-            "Share of the training target in each bin of tabserve_drift_prediction_rows_total.",
-            ["model", "version", "bin"],
-            registry=reg,
+        self.seconds = Gauge(
+            "tabserve_model_load_duration_seconds",
+            "Time to load, verify and warm up a model version.",
+            ["model", "version"],
+            registry=registry,
             multiprocess_mode="max",
         )
+        self.failures = Counter(
+            "tabserve_model_load_failures",
+            "Model versions that failed to load, by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.versions_failed = Gauge(
+            "tabserve_model_versions_failed",
+            "Versions that failed to load and are still on disk, by model (0 once fixed or gone).",
+            ["model"],
+            registry=registry,
+            # set by the process answering the scrape, just before it renders
+            multiprocess_mode="livemostrecent",
+        )
+
+
+class ServiceMetrics:
+    """The app's registry and the series of the serving core; features add their own.
+
+    Each feature's metrics class (drift, prediction log, streams, sink) registers on
+    `registry`; `render` exposes them all.
+    """
+
+    def __init__(self) -> None:
+        self.registry = _registry()
+        reg = self.registry
+        self.http = HttpMetrics(reg)
+        self.inference = InferenceMetrics(reg)
+        self.batching = BatchMetrics(reg)
+        self.loading = LoadMetrics(reg)
+        self.validation = ValidationMetrics(reg)
         self.before_render: list[Callable[[], None]] = []
         """Called (on the event loop) before each exposition: buffered counts flush here."""
-
-        # --- prediction log, ground-truth feedback and live quality (service.predlog) ---
-        self.predlog_written = Counter(
-            "tabserve_prediction_log_rows_written",
-            "Rows written to the prediction log.",
-            registry=reg,
-        )
-        self.predlog_dropped = Counter(
-            "tabserve_prediction_log_rows_dropped",
-            "Rows not logged, by reason: queue_full (the writer's queue was full), "
-            "write_failed (the database refused the batch), duplicate (the model's request id "
-            "and row were logged already), closed (answered after the writer stopped).",
-            ["reason"],
-            registry=reg,
-        )
-        self.predlog_write_failures = Counter(
-            "tabserve_prediction_log_write_failures",
-            "Batches the prediction log failed to write (their rows count as dropped).",
-            registry=reg,
-        )
-        self.predlog_queue_rows = Gauge(
-            "tabserve_prediction_log_queue_rows",
-            "Rows waiting to be written to the prediction log.",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
-        self.predlog_expired = Counter(
-            "tabserve_prediction_log_rows_expired",
-            "Logged rows deleted by retention, by reason (age, size).",
-            ["reason"],
-            registry=reg,
-        )
-        self.feedback_items = Counter(
-            "tabserve_feedback_items",
-            "Ground-truth items received, by model and outcome "
-            "(accepted, unknown_request, duplicate, invalid).",
-            ["model", "outcome"],
-            registry=reg,
-        )
-        self.feedback_rows = Counter(
-            "tabserve_feedback_rows",
-            "Logged rows whose ground truth was accepted, by model and (predicting) version.",
-            ["model", "version"],
-            registry=reg,
-        )
-        self.feedback_confusion = Counter(
-            "tabserve_feedback_confusion",
-            "Classifiers: rows with accepted ground truth, by model, version, actual class "
-            "and predicted class (a confusion matrix).",
-            ["model", "version", "actual", "predicted"],
-            registry=reg,
-        )
-        self.feedback_correct = Counter(
-            "tabserve_feedback_correct",
-            "Classifiers: rows whose prediction equalled the ground truth, by model, version "
-            "and class (the confusion matrix's diagonal, which PromQL cannot select).",
-            ["model", "version", "class"],
-            registry=reg,
-        )
-        self.feedback_absolute_error = Counter(
-            "tabserve_feedback_absolute_error",
-            "Regressors: sum of |prediction - truth| over rows with accepted ground truth, "
-            "by model and version (divide by tabserve_feedback_rows for the MAE).",
-            ["model", "version"],
-            registry=reg,
-        )
-        # --- prediction streams over WebSocket (service.api.stream) ---
-        self.stream_connections = Gauge(
-            "tabserve_stream_connections",
-            "WebSocket prediction streams open now.",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
-        self.stream_messages = Counter(
-            "tabserve_stream_messages",
-            "Stream messages answered, by model and code (`ok`, or the error code sent back).",
-            ["model", "code"],
-            registry=reg,
-        )
-        self.stream_rows = Counter(
-            "tabserve_stream_rows",
-            "Rows predicted for stream messages, by model and version.",
-            ["model", "version"],
-            registry=reg,
-        )
-
-        # Payload sink (service.sinks): every event ends sent, dropped or failed.
-        self.sink_sent = Counter(
-            "tabserve_sink_events_sent",
-            "Events the payload sink delivered (the receiver answered 2xx), by event type.",
-            ["event"],
-            registry=reg,
-        )
-        self.sink_dropped = Counter(
-            "tabserve_sink_events_dropped",
-            "Events the payload sink did not deliver: its queue was full (queue_full), "
-            "shutdown's drain period ended first (shutdown) or the event could not be encoded "
-            "(error), by event type and reason.",
-            ["event", "reason"],
-            registry=reg,
-        )
-        self.sink_failed = Counter(
-            "tabserve_sink_events_failed",
-            "Events the payload sink sent but the receiver did not take: no connection "
-            "(connection), no answer in time (timeout) or a non-2xx answer (status).",
-            ["event", "reason"],
-            registry=reg,
-        )
 
     def for_model(
         self, name: str, version: int, classes: list[str], features: list[str]
@@ -354,13 +259,13 @@ class ServiceMetrics:
         """Bind the per-model series for one model version."""
         labels = (name, str(version))
         return ModelMetrics(
-            inference_seconds=self.inference_seconds.labels(*labels),
-            rows=self.rows.labels(*labels),
-            rows_per_call=self.rows_per_call.labels(*labels),
-            queue_rows=self.queue_rows.labels(*labels),
-            rejections={r: self.rejections.labels(*labels, r) for r in REJECTION_REASONS},
-            predictions={c: self.predictions.labels(*labels, c) for c in classes},
-            out_of_range=[self.out_of_range.labels(*labels, f) for f in features],
+            inference_seconds=self.inference.seconds.labels(*labels),
+            rows=self.inference.rows.labels(*labels),
+            rows_per_call=self.batching.rows_per_call.labels(*labels),
+            queue_rows=self.batching.queue_rows.labels(*labels),
+            rejections={r: self.batching.rejections.labels(*labels, r) for r in REJECTION_REASONS},
+            predictions={c: self.inference.predictions.labels(*labels, c) for c in classes},
+            out_of_range=[self.validation.out_of_range.labels(*labels, f) for f in features],
         )
 
     def render(self) -> tuple[bytes, str]:

@@ -16,10 +16,9 @@ import anyio
 from tabserve.artifact.repository import list_models, list_versions, version_path
 from tabserve.service.core import heap
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
-from tabserve.service.core.loading import load_version
+from tabserve.service.core.loading import LoadingConfig, load_version
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
-from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.models")
 
@@ -39,8 +38,8 @@ class IndexEntry:
 class ModelRepository:
     """Run-time changes to what the registry serves, with the models directory as the source."""
 
-    def __init__(self, settings: Settings, metrics: ServiceMetrics, registry: ModelRegistry):
-        self.settings = settings
+    def __init__(self, config: LoadingConfig, metrics: ServiceMetrics, registry: ModelRegistry):
+        self.config = config
         self.metrics = metrics
         self.registry = registry
         self._failed_names: set[str] = set()
@@ -48,7 +47,7 @@ class ModelRepository:
 
     def index(self) -> list[IndexEntry]:
         """Every version on disk or loaded, with its state."""
-        disk = list_models(self.settings.models_dir)
+        disk = list_models(self.config.models_dir)
         loaded = {(m.name, m.version): m for m in self.registry.all()}
         keys = sorted({(n, v) for n, vs in disk.items() for v in vs} | set(loaded))
         entries = []
@@ -69,7 +68,7 @@ class ModelRepository:
 
     async def load(self, name: str, version: int | None = None) -> list[ModelVersion]:
         """Load one version (or every version on disk not loaded yet); returns the attempts."""
-        on_disk = list_versions(self.settings.models_dir, name)
+        on_disk = list_versions(self.config.models_dir, name)
         if version is not None and version not in on_disk:
             listed = ", ".join(map(str, on_disk)) or "none"
             raise ModelNotFoundError(
@@ -81,9 +80,9 @@ class ModelRepository:
         return [await self._load_one(name, v) for v in wanted]
 
     async def _load_one(self, name: str, version: int) -> ModelVersion:
-        path = version_path(self.settings.models_dir, name, version)
+        path = version_path(self.config.models_dir, name, version)
         model = await anyio.to_thread.run_sync(
-            load_version, path, name, version, self.settings, self.metrics
+            load_version, path, name, version, self.config, self.metrics
         )
         if model.ready or not self._loaded(name, version):
             self.registry.add(model)
@@ -125,7 +124,7 @@ class ModelRepository:
         True if anything changed. A missing models directory forgets nothing: an
         unmounted volume should not empty a pod that is serving.
         """
-        disk = list_models(self.settings.models_dir)
+        disk = list_models(self.config.models_dir)
         changed = self._forget_missing(disk)
         for name, versions in disk.items():
             known = {m.version for m in self._versions(name)}
@@ -137,7 +136,7 @@ class ModelRepository:
 
     def _forget_missing(self, disk: dict[str, list[int]]) -> bool:
         """Forget loaded versions not in `disk` (from `list_models`); True if any were."""
-        if not self.settings.models_dir.is_dir():
+        if not self.config.models_dir.is_dir():
             return False
         gone = [m for m in self.registry.all() if m.version not in disk.get(m.name, [])]
         for model in gone:
@@ -160,7 +159,7 @@ class ModelRepository:
             if model.state is ModelState.FAILED:
                 failed[model.name] = failed.get(model.name, 0) + 1
         for name in self._failed_names | set(failed):
-            self.metrics.model_versions_failed.labels(name).set(failed.get(name, 0))
+            self.metrics.loading.versions_failed.labels(name).set(failed.get(name, 0))
         self._failed_names |= set(failed)
 
     def _versions(self, name: str) -> list[ModelVersion]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from tabserve.artifact.manifest import Manifest
 from tabserve.service.core.errors import ModelNotFoundError
-from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.quality import QualityCounters
 from tabserve.service.predlog.records import Label, LoggedPrediction, Outcome, Truth
 from tabserve.service.predlog.store import PredictionStore
@@ -46,7 +46,7 @@ class FeedbackRecorder:
         store: PredictionStore,
         writer: PredictionLogWriter,
         registry: ModelRegistry,
-        metrics: ServiceMetrics,
+        metrics: PredictionLogMetrics,
     ) -> None:
         self.store = store
         self.writer = writer

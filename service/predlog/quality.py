@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from tabserve.artifact.manifest import Task
-from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.records import Label, LabelledRow
 
 
@@ -73,7 +73,7 @@ def macro_f1(actual: Sequence[str], predicted: Sequence[str]) -> float:
 class QualityCounters:
     """Prometheus counters of accepted ground truth, bound once per model version."""
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    def __init__(self, metrics: PredictionLogMetrics) -> None:
         self.metrics = metrics
         self._bound: dict[tuple[str, int], _Bound] = {}
 

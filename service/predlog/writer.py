@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.records import LoggedRow
 from tabserve.service.predlog.store import PredictionStore
 
@@ -49,7 +49,7 @@ class PredictionLogWriter:
         self,
         store: PredictionStore,
         policy: WriterPolicy,
-        metrics: ServiceMetrics,
+        metrics: PredictionLogMetrics,
         redact: Iterable[str] = (),
         *,
         sample: Callable[[], float] = random.random,
@@ -67,14 +67,14 @@ class PredictionLogWriter:
         self._settled = 0  # of those, requests written or dropped by the writer
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._written = metrics.predlog_written
+        self._written = metrics.written
         self._dropped = {
-            reason: metrics.predlog_dropped.labels(reason)
+            reason: metrics.dropped.labels(reason)
             for reason in ("queue_full", "write_failed", "duplicate", "closed")
         }
-        self._failures = metrics.predlog_write_failures
-        self._queue_gauge = metrics.predlog_queue_rows
-        self._expired = {r: metrics.predlog_expired.labels(r) for r in ("age", "size")}
+        self._failures = metrics.write_failures
+        self._queue_gauge = metrics.queue_rows
+        self._expired = {r: metrics.expired.labels(r) for r in ("age", "size")}
         self._columns: dict[tuple[str, int], tuple[list[str], list[str] | None, list[int]]] = {}
 
     # --- the event loop's side: O(1), never blocks on I/O, never raises -------------------

@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 from pydantic_core import ErrorDetails
 
-from tabserve.service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
+from tabserve.service.core.errors import (
+    FeatureDisabledError,
+    InvalidInputError,
+    Problem,
+    ServiceError,
+    TooLargeError,
+)
 
 MAX_DETAILS = 20
 """A body of 10 000 wrong rows has 10 000 errors: the answer lists the first few."""
@@ -39,7 +45,7 @@ def error_body(
 
 def problems_of(exc: ServiceError) -> list[Problem]:
     """The problems a domain error names (none for errors about the model or the server)."""
-    if isinstance(exc, InvalidInputError | TooLargeError):
+    if isinstance(exc, InvalidInputError | TooLargeError | FeatureDisabledError):
         return exc.problems
     return []
 

@@ -28,21 +28,22 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.metrics import (
+from tabserve.service.sinks.budget import CpuBudget
+from tabserve.service.sinks.http import HttpPoster
+from tabserve.service.sinks.metrics import (
     SINK_DROP_REASONS,
     SINK_EVENTS,
     SINK_FAILURE_REASONS,
-    ServiceMetrics,
+    SinkMetrics,
 )
-from tabserve.service.settings import Settings
-from tabserve.service.sinks.budget import CpuBudget
-from tabserve.service.sinks.http import HttpPoster
 from tabserve.service.sinks.payloads import PayloadEncoder
+from tabserve.service.sinks.settings import SinkSettings
 from tabserve.service.sinks.throttle import ThrottledLog
 
 log = logging.getLogger("tabserve.sink")
@@ -76,25 +77,26 @@ class SinkConfig:
     redact: frozenset[str]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SinkConfig | None:
+    def from_settings(
+        cls, sink: SinkSettings, *, port: int, redact: Iterable[str]
+    ) -> SinkConfig | None:
         """The sink's configuration, or None when no `sink_url` is set."""
-        if settings.sink_url is None:
+        if sink.url is None:
             return None
-        events = SINK_EVENTS if settings.sink_events == "all" else (settings.sink_events,)
         return cls(
-            url=str(settings.sink_url),
-            events=events,
-            queue_size=settings.sink_queue_size,
-            timeout=settings.sink_timeout_seconds,
-            concurrency=settings.sink_concurrency,
-            cpu_share=settings.sink_cpu_share,
-            drain=settings.sink_drain_seconds,
-            log_interval=settings.sink_log_interval_seconds,
-            source=settings.sink_source or f"http://localhost:{settings.port}/",
-            namespace=settings.sink_namespace,
-            component=settings.sink_component,
-            endpoint=settings.sink_endpoint,
-            redact=frozenset(settings.log_redact),
+            url=str(sink.url),
+            events=SINK_EVENTS if sink.events == "all" else (sink.events,),
+            queue_size=sink.queue_size,
+            timeout=sink.timeout_seconds,
+            concurrency=sink.concurrency,
+            cpu_share=sink.cpu_share,
+            drain=sink.drain_seconds,
+            log_interval=sink.log_interval_seconds,
+            source=sink.source or f"http://localhost:{port}/",
+            namespace=sink.namespace,
+            component=sink.component,
+            endpoint=sink.endpoint,
+            redact=frozenset(redact),
         )
 
 
@@ -110,23 +112,19 @@ class Event:
 class CloudEventSink:
     """A bounded queue of answered requests and the thread that sends them as CloudEvents."""
 
-    def __init__(self, config: SinkConfig, metrics: ServiceMetrics) -> None:
+    def __init__(self, config: SinkConfig, metrics: SinkMetrics) -> None:
         self.config = config
         self._queue: queue.Queue[Served] = queue.Queue(config.queue_size)
         self._encoder = PayloadEncoder(config.redact)
         self._poster = HttpPoster(config.url, config.timeout, config.concurrency)
         self._shown_url = _without_credentials(config.url)
         self._log = ThrottledLog(log, config.log_interval)
-        self._sent = {e: metrics.sink_sent.labels(e) for e in SINK_EVENTS}
+        self._sent = {e: metrics.sent.labels(e) for e in SINK_EVENTS}
         self._dropped = {
-            (e, r): metrics.sink_dropped.labels(e, r)
-            for e in SINK_EVENTS
-            for r in SINK_DROP_REASONS
+            (e, r): metrics.dropped.labels(e, r) for e in SINK_EVENTS for r in SINK_DROP_REASONS
         }
         self._failed = {
-            (e, r): metrics.sink_failed.labels(e, r)
-            for e in SINK_EVENTS
-            for r in SINK_FAILURE_REASONS
+            (e, r): metrics.failed.labels(e, r) for e in SINK_EVENTS for r in SINK_FAILURE_REASONS
         }
         self._static_headers = {
             "content-type": "application/json",

@@ -263,7 +263,7 @@ def test_configmap_holds_real_settings_with_valid_values(
     base: list[Resource], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     environment = _environment(base)
-    fields = {f"TABSERVE_{name.upper()}" for name in Settings.model_fields}
+    fields = set(Settings.environment_names())
     settings_keys = {k for k in environment if k.startswith("TABSERVE_")}
     assert settings_keys <= fields, settings_keys - fields
     assert set(environment) - settings_keys == {"PROMETHEUS_MULTIPROC_DIR"}

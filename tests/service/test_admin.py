@@ -45,9 +45,11 @@ def admin(own_models: Path) -> Iterator[TestClient]:
         yield client
 
 
-def test_admin_routes_do_not_exist_without_a_token(client: TestClient) -> None:
-    assert client.post("/v2/repository/index", headers=AUTH).status_code == 404
-    assert "/v2/repository/index" not in client.get("/openapi.json").json()["paths"]
+def test_admin_routes_are_closed_to_everyone_without_a_token(client: TestClient) -> None:
+    refused = client.post("/v2/repository/index", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "feature_disabled"
+    assert "/v2/repository/index" in client.get("/openapi.json").json()["paths"]
 
 
 def test_missing_and_wrong_tokens(admin: TestClient) -> None:

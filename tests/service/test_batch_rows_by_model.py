@@ -57,4 +57,4 @@ def test_limits_must_be_positive() -> None:
 
 def test_the_environment_gives_the_map_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TABSERVE_BATCH_MAX_ROWS_BY_MODEL", '{"forest": 64, "iris": 1}')
-    assert Settings().batch_max_rows_by_model == {"forest": 64, "iris": 1}
+    assert Settings().batching.max_rows_by_model == {"forest": 64, "iris": 1}

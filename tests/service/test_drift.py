@@ -279,11 +279,11 @@ def test_the_window_forgets_rows_older_than_it(settings: Settings) -> None:
 
 def test_counts_buffered_at_shutdown_reach_the_counters(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"drift_flush_seconds": 60.0}))
-    metrics = app.state.tabserve.metrics
+    series = app.state.tabserve.drift.series
     with TestClient(app) as client:
         send(client, "iris", iris_rows())
     # no scrape and no timer tick since the requests: the shutdown flushed them
-    totals = counter_totals([metrics.drift_rows])["tabserve_drift_rows"]
+    totals = counter_totals([series.rows])["tabserve_drift_rows"]
     iris = [
         v
         for labels, v in totals.items()
@@ -299,7 +299,7 @@ def test_calls_wait_for_the_flush_until_too_many_rows_wait(settings: Settings) -
     prediction = Prediction(np.array(["setosa"] * len(rows)), np.tile([1.0, 0, 0], (len(rows), 1)))
 
     def counted() -> float:
-        found = counter_totals([state.metrics.drift_prediction_rows])
+        found = counter_totals([state.drift.series.prediction_rows])
         return sum(
             v for k, v in found["tabserve_drift_prediction_rows"].items() if ("version", "2") in k
         )
@@ -327,18 +327,18 @@ def test_a_counting_failure_stops_counting_that_version_only(client: TestClient)
     assert client.get("/models/iris/drift?version=1").status_code == 200
 
 
-def test_drift_off_means_no_route_no_series_and_no_listener(settings: Settings) -> None:
+def test_drift_off_means_409_no_series_and_no_listener(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"drift_enabled": False}))
     with TestClient(app) as client:
         send(client, "iris", iris_rows()[:10])
-        assert client.get("/models/iris/drift").status_code == 404
+        assert client.get("/models/iris/drift").status_code == 409
         assert client.app.state.tabserve.dataplane.call_listeners == []  # type: ignore[attr-defined]
         assert not [
             name
             for name in ("tabserve_drift_rows_total", "tabserve_drift_reference_ratio")
             if samples(client, name)
         ]
-        assert "/models/{model}/drift" not in client.get("/openapi.json").json()["paths"]
+        assert "/models/{model}/drift" in client.get("/openapi.json").json()["paths"]
 
 
 def test_unknown_model_or_version_is_404_and_a_failed_version_503(

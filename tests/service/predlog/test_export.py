@@ -91,7 +91,7 @@ def test_console_script_exports_from_the_settings_data_dir(
     out = tmp_path / "from-env.csv"
     done = subprocess.run(
         [sys.executable, "-m", "tabserve.service", "log", "export", "iris", "--out", str(out)],
-        env={"TABSERVE_DATA_DIR": str(logged.data_dir), "PATH": "/usr/bin:/bin"},
+        env={"TABSERVE_DATA_DIR": str(logged.predlog.data_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,6 +15,7 @@ from tabserve.service.core.dataplane import Served
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.predlog import LoggedRow, PredictionStore
+from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
 from tabserve.service.settings import Settings
 
@@ -60,8 +61,8 @@ def test_every_row_is_logged_with_names_outputs_and_latency(
         )
     # The lifespan's shutdown wrote whatever was still queued.
     store = log_store(settings)
-    assert settings.predlog_database_url == f"sqlite:///{settings.data_dir}/predictions.db"
-    assert (settings.data_dir / "predictions.db").is_file()
+    assert settings.predlog_database_url == f"sqlite:///{settings.predlog.data_dir}/predictions.db"
+    assert (settings.predlog.data_dir / "predictions.db").is_file()
     page = store.page("iris", limit=10)
     assert [(p.row.request_id, p.row.row) for p in page] == [
         ("req-2", 0),
@@ -122,15 +123,15 @@ def test_sampled_mode_logs_about_the_fraction_of_requests(
     assert len(logged) == 2 * len(requests)  # a request is logged whole or not at all
 
 
-def test_mode_off_logs_nothing_and_has_no_log_routes(
+def test_mode_off_logs_nothing_and_the_log_routes_answer_409(
     log_settings: Callable[..., Settings],
 ) -> None:
     settings = log_settings(predlog_mode="off")
     with TestClient(create_app(settings)) as client:
         predict(client, "x")
-        assert client.get("/models/iris/predictions").status_code == 404
-        assert client.post("/models/iris/feedback", json=[]).status_code == 404
-    assert not settings.data_dir.exists()
+        assert client.get("/models/iris/predictions").status_code == 409
+        assert client.post("/models/iris/feedback", json=[]).status_code == 409
+    assert not settings.predlog.data_dir.exists()
 
 
 def test_retention_deletes_rows_older_than_the_age_limit(
@@ -181,7 +182,10 @@ def test_sampling_keeps_exactly_the_requests_drawn_below_the_fraction(
     store.migrate()
     draws = iter([0.1, 0.5, 0.29, 0.3, 0.99])
     writer = PredictionLogWriter(
-        store, WriterPolicy(fraction=0.3), ServiceMetrics(), sample=lambda: next(draws)
+        store,
+        WriterPolicy(fraction=0.3),
+        PredictionLogMetrics(ServiceMetrics().registry),
+        sample=lambda: next(draws),
     )
     writer.start()
     for i in range(5):
@@ -195,7 +199,7 @@ def test_a_failing_database_drops_and_counts_the_batch(client: TestClient, tmp_p
     model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
     store = PredictionStore(f"sqlite:///{tmp_path / 'never-migrated.db'}")  # no tables
     metrics = ServiceMetrics()
-    writer = PredictionLogWriter(store, WriterPolicy(), metrics)
+    writer = PredictionLogWriter(store, WriterPolicy(), PredictionLogMetrics(metrics.registry))
     writer.start()
     writer(served("lost", 2, model))
     assert writer.flush()
