@@ -7,16 +7,14 @@ value, which the exported pipeline imputes. The original data source recorded in
 the manifest can be merged in, so a retrained version does not forget what the
 first one learnt.
 
-This module knows nothing of where the log is kept: `LoggedExample` is what a
-store hands over (see `tabserve.service.predlog`).
+This module knows nothing of how the log is kept: `LoggedExample` is what the
+reader (`log_reader`, which needs no service code or settings) hands over.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +27,7 @@ from tabserve.artifact.store import read_manifest
 from tabserve.training.datasets import Column, Dataset, load_bundled, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ParamValue, estimator_class, plain_param
-
-
-@dataclass(frozen=True)
-class LoggedExample:
-    """One logged prediction row and the ground truth given for it."""
-
-    inputs: Mapping[str, Any]
-    truth: Any
-    version: int
-    request_id: str
-    predicted_at: datetime
+from tabserve.training.log_reader import LoggedExample, default_log_url, read_labelled
 
 
 def dataset_from_log(
@@ -198,18 +186,12 @@ def reused_params(manifest: Manifest) -> dict[str, ParamValue]:
 
 
 def read_log(models_dir: Path, model: str, url: str | None, with_original: bool) -> Dataset:
-    """`model`'s labelled predictions from the prediction log at `url` (default: the service's).
-
-    Reads through `tabserve.service.predlog`, the store the service writes (it imports no web code).
-    """
+    """`model`'s labelled predictions from the prediction log at `url` (default: the service's)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-    from tabserve.service.predlog import PredictionStore
-    from tabserve.service.settings import Settings
-
     reference = latest_manifest(models_dir, model)
-    url = url or Settings().predlog_database_url
+    url = url or default_log_url()
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -221,20 +203,11 @@ def read_log(models_dir: Path, model: str, url: str | None, with_original: bool)
             f"no prediction log at {shown}: the file does not exist (is the service logging? "
             "set TABSERVE_PREDLOG_MODE, or pass --log-url)"
         )
-    store = PredictionStore(url)
     try:
-        rows = store.labelled(model)
+        examples = read_labelled(url, model)
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None)
         reason = str(orig if orig is not None else exc).splitlines()[0]
         raise TrainingError(f"cannot read the prediction log at {shown}: {reason}") from exc
-    finally:
-        store.dispose()
-    examples = [
-        LoggedExample(
-            r.inputs, r.truth, r.version, r.request_id, datetime.fromtimestamp(r.time, UTC)
-        )
-        for r in rows
-    ]
     original = original_dataset(reference) if with_original else None
     return dataset_from_log(reference, examples, store=shown, original=original)
