@@ -20,8 +20,6 @@ from typing import TextIO
 
 import orjson
 
-from tabserve.service.settings import Settings
-
 LOGGER = "tabserve.access"
 FLUSH_BYTES = 3500
 FLUSH_SECONDS = 0.1
@@ -30,8 +28,8 @@ FLUSH_SECONDS = 0.1
 class AccessLog:
     """Buffered access-log lines for one process."""
 
-    def __init__(self, settings: Settings, stream: TextIO | None = None) -> None:
-        self.json = settings.log_format == "json"
+    def __init__(self, log_format: str, stream: TextIO | None = None) -> None:
+        self.json = log_format == "json"
         self._stream = stream
         self._lines: list[str] = []
         self._size = 0

@@ -110,9 +110,9 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     gunicorn master does, so forked workers share them).
     """
     settings = settings or Settings()
-    configure_logging(settings)
+    configure_logging(settings.log_format, settings.log_level)
     state = AppState.build(settings)
-    access = AccessLog(settings)
+    access = AccessLog(settings.log_format)
     streams = StreamHub(StreamMetrics(state.metrics.registry), settings.shutdown_grace_seconds)
     models = Models(state)
     if preload:

@@ -9,8 +9,6 @@ from typing import Any
 
 import orjson
 
-from tabserve.service.settings import Settings
-
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -30,16 +28,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
-def configure_logging(settings: Settings) -> None:
-    """Route the `tabserve` loggers to stderr in the configured format and level."""
+def configure_logging(log_format: str, level: str) -> None:
+    """Route the `tabserve` loggers to stderr as `plain` text or `json`, from `level` up."""
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
+    if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("tabserve")
     logger.handlers[:] = [handler]
-    logger.setLevel(settings.log_level.upper())
+    logger.setLevel(level.upper())
     logger.propagate = False
 
 
