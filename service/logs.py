@@ -41,12 +41,12 @@ def configure_logging(log_format: str, level: str) -> None:
     logger.propagate = False
 
 
-def server_log_config(settings: Settings) -> dict[str, Any] | None:
+def server_log_config(log_format: str, level: str) -> dict[str, Any] | None:
     """uvicorn's `log_config` for one process: its own loggers, as JSON in JSON mode.
 
     None in plain mode: uvicorn's own format is kept.
     """
-    if settings.log_format != "json":
+    if log_format != "json":
         return None
     return {
         "version": 1,
@@ -62,10 +62,10 @@ def server_log_config(settings: Settings) -> dict[str, Any] | None:
         "loggers": {
             "uvicorn": {
                 "handlers": ["stderr"],
-                "level": settings.log_level.upper(),
+                "level": level.upper(),
                 "propagate": False,
             },
-            "uvicorn.error": {"level": settings.log_level.upper()},
+            "uvicorn.error": {"level": level.upper()},
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }

@@ -49,7 +49,7 @@ def _single_process(settings: Settings) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         http=http_protocol(settings),
         server_header=False,
-        log_config=server_log_config(settings) or LOGGING_CONFIG,
+        log_config=server_log_config(settings.log_format, settings.log_level) or LOGGING_CONFIG,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op

@@ -79,6 +79,7 @@ def loading_config(settings: Settings) -> LoadingConfig:
         models_dir=settings.models_dir,
         engine=settings.engine,
         allow_version_mismatch=settings.allow_version_mismatch,
+        public_key=settings.artifact_public_key,
         max_rows=settings.max_rows,
         reject_out_of_range=settings.reject_out_of_range,
         batch_rows_by_model=settings.batching.max_rows_by_model,
