@@ -11,6 +11,7 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
+from tabserve.service.api.app_state import app_state
 from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
 from tabserve.service.api.limits import enforce_json_limits
@@ -36,7 +37,7 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     express: dict[str, Any] = {}
     wrap = getattr(app, "wrap_fast", None)  # set when the fast path is on (see app.py)
     cors = getattr(app, "wrap_cors", None)
-    state = app.state.tabserve
+    state = app_state(app)
     for name in registry.names():
         versions = registry.versions(name)
         default = registry.get(name)

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope
 
 from tabserve.service import __version__
 from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.deps import DataPlaneDep, SettingsDep
 from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, model_ready_answer
 from tabserve.service.api.limits import JsonLimits, check_strings
 from tabserve.service.api.schemas import error_responses
@@ -209,10 +209,12 @@ async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> JS
     responses=_INFER_RESPONSES,
     openapi_extra=_INFER_DOC,
 )
-async def infer(model: str, request: Request, dataplane: DataPlaneDep) -> Response:
+async def infer(
+    model: str, request: Request, dataplane: DataPlaneDep, settings: SettingsDep
+) -> Response:
     """Predict on one `[rows, features]` tensor or one tensor per feature."""
     served = dataplane.model(model)
-    return await _infer_route(dataplane, served, request)
+    return await _infer_route(dataplane, served, request, settings)
 
 
 @router.post(
@@ -223,15 +225,16 @@ async def infer(model: str, request: Request, dataplane: DataPlaneDep) -> Respon
     openapi_extra=_INFER_DOC,
 )
 async def infer_version(
-    model: str, version: str, request: Request, dataplane: DataPlaneDep
+    model: str, version: str, request: Request, dataplane: DataPlaneDep, settings: SettingsDep
 ) -> Response:
     """Predict with one version."""
     served = dataplane.model(model, parse_version(model, version))
-    return await _infer_route(dataplane, served, request)
+    return await _infer_route(dataplane, served, request, settings)
 
 
-async def _infer_route(dataplane: DataPlane, model: ModelVersion, request: Request) -> Response:
-    settings = request.app.state.tabserve.settings
+async def _infer_route(
+    dataplane: DataPlane, model: ModelVersion, request: Request, settings: Settings
+) -> Response:
     return await run_inference(
         dataplane,
         model,
