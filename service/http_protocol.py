@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from tabserve.service.http_guard import GuardedHttpProtocol
 
 from tabserve.service.scope_keys import CLIENT_LEFT
 
@@ -107,8 +107,8 @@ class ClientPresence:
         return self.gone
 
 
-class TabserveHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools HTTP/1.1 protocol, writing each answer in one piece."""
+class TabserveHttpProtocol(GuardedHttpProtocol):
+    """uvicorn's httptools HTTP/1.1 protocol, guarded, writing each answer in one piece."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.presence = ClientPresence()

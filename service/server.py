@@ -22,6 +22,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn_worker import UvicornWorker
 
 from tabserve.service.app import app_from_environment, create_app
+from tabserve.service.http_guard import ConnectionLimits, GuardedHttpProtocol
 from tabserve.service.http_protocol import TabserveHttpProtocol
 from tabserve.service.logs import JsonFormatter, server_log_config
 from tabserve.service.multiproc import ENV
@@ -76,9 +77,15 @@ class TabserveWorker(UvicornWorker):  # type: ignore[misc]
         self.config.http = http_protocol(self.app.settings)
 
 
-def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
-    """The HTTP protocol uvicorn runs: ours (one write per answer) or its own."""
-    return TabserveHttpProtocol if settings.coalesce_writes else "auto"
+def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The HTTP protocol uvicorn runs: guarded (head size, arrival time, drain), and
+    writing each answer in one piece unless `coalesce_writes` is off."""
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        read_timeout_seconds=settings.request_read_timeout_seconds,
+    )
+    base = TabserveHttpProtocol if settings.coalesce_writes else GuardedHttpProtocol
+    return base.configured(limits)
 
 
 class JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]

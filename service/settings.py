@@ -112,6 +112,25 @@ class Settings(BaseSettings):
     max_request_timeout_ms: int = Field(
         default=60_000, ge=1, description="Cap on a request's own X-Request-Timeout-Ms."
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description=(
+            "Largest request line plus headers, in bytes; a larger one gets 431 and its "
+            "connection is closed (an incomplete one is cut off at this plus one network read)."
+        ),
+    )
+    request_read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest a request may take to arrive whole (request line, headers and body), "
+            "from its first byte or from the connection's opening; past it the client gets "
+            "408 and the connection is closed (slow clients cannot hold connections forever)."
+        ),
+    )
     shutdown_grace_seconds: int = Field(
         default=25,
         ge=1,

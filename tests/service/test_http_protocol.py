@@ -18,6 +18,7 @@ from uvicorn.server import ServerState
 
 from tabserve.service.api.deadlines import client_left
 from tabserve.service.app import create_app
+from tabserve.service.http_guard import GuardedHttpProtocol
 from tabserve.service.http_protocol import HOLD_BYTES, CoalescingTransport, TabserveHttpProtocol
 from tabserve.service.server import http_protocol
 from tabserve.service.settings import Settings
@@ -269,8 +270,12 @@ def test_the_scope_tells_at_no_cost_whether_the_client_has_left(
 
 
 def test_the_setting_picks_the_protocol() -> None:
-    assert http_protocol(Settings()) is TabserveHttpProtocol
-    assert http_protocol(Settings(coalesce_writes=False)) == "auto"
+    coalescing = http_protocol(Settings(max_header_bytes=4096))
+    assert issubclass(coalescing, TabserveHttpProtocol)
+    assert coalescing.limits.max_header_bytes == 4096  # type: ignore[attr-defined]
+    plain = http_protocol(Settings(coalesce_writes=False))
+    assert issubclass(plain, GuardedHttpProtocol)
+    assert not issubclass(plain, TabserveHttpProtocol)
 
 
 def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:

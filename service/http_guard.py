@@ -1,0 +1,261 @@
+"""Bounds on what one HTTP connection may cost: the size of a head, the time to arrive.
+
+uvicorn's httptools protocol puts no limit on the request line and headers (a
+96 MiB header cost a worker 9 s of CPU; 200 MiB grew it to 517 MB) and no limit on
+how long a request may take to arrive (slowloris: a connection that sends a byte
+now and then is held forever). `GuardedHttpProtocol` adds both:
+
+- **Head size**: a request line plus headers over `max_header_bytes` gets `431`
+  in the service's JSON error shape and the connection is closed. An incomplete
+  head is measured as it arrives, so memory stays bounded by the limit plus one
+  network read; a complete one is measured exactly.
+- **Arrival time**: a request must arrive whole (head and body) within
+  `read_timeout_seconds` of its first byte, or of the connection's opening; past
+  it the client gets `408` and the connection is closed. Idle keep-alive
+  connections stay governed by uvicorn's keep-alive timeout.
+
+Refusals close gently: the answer is written, the sending side shut, and what the
+client still sends is read and discarded for `LINGER_SECONDS`, so its kernel does
+not reset the connection before it reads the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+LINGER_SECONDS = 2.0
+"""After a refusal, how long what the client still sends is read and discarded."""
+
+log = logging.getLogger("tabserve.http")
+
+# The headers every API answer carries (service/api/middleware.py, API_HEADERS);
+# tests/service/test_http_guard.py checks the two agree.
+SECURITY_HEADERS = (
+    b"x-content-type-options: nosniff\r\n"
+    b"x-frame-options: DENY\r\n"
+    b"referrer-policy: no-referrer\r\n"
+    b"cache-control: no-store\r\n"
+    b"content-security-policy: default-src 'none'; frame-ancestors 'none'; "
+    b"base-uri 'none'; form-action 'none'\r\n"
+)
+
+
+@dataclass
+class RefusalLog:
+    """At most one warning per `interval` about refused connections, with a count."""
+
+    interval: float = 10.0
+    _last: float = float("-inf")
+    _since: dict[str, int] = field(default_factory=dict)
+
+    def note(self, reason: str, client: tuple[str, int] | None) -> None:
+        """Count a refusal; log it (and the others since the last line) when due."""
+        self._since[reason] = self._since.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        counts = ", ".join(f"{n} {r}" for r, n in sorted(self._since.items()))
+        where = f"{client[0]}:{client[1]}" if client else "a client"
+        log.warning(
+            "closed the connection of %s: %s (refused since last said: %s)", where, reason, counts
+        )
+        self._last = now
+        self._since.clear()
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What `GuardedHttpProtocol` enforces (from `Settings`)."""
+
+    max_header_bytes: int = 64 * 1024
+    read_timeout_seconds: float = 30.0
+    refusals: RefusalLog = field(default_factory=RefusalLog, compare=False)
+
+
+def error_answer(status: int, message: str, code: str, field_name: str, expected: str) -> bytes:
+    """A whole HTTP/1.1 answer in the service's error shape that closes the connection."""
+    body = orjson.dumps(
+        {
+            "error": message,
+            "code": code,
+            "details": [
+                {
+                    "field": field_name,
+                    "index": None,
+                    "row": None,
+                    "value": None,
+                    "expected": expected,
+                }
+            ],
+        }
+    )
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            SECURITY_HEADERS,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded heads and arrival deadlines."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    @classmethod
+    def configured(cls, limits: ConnectionLimits) -> type[GuardedHttpProtocol]:
+        """This protocol class enforcing `limits` (uvicorn builds one instance per connection)."""
+        return type(cls.__name__, (cls,), {"limits": limits})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0  # of an incomplete head, counted as it arrives
+        self._in_head = True  # not between a complete head and its message's end
+        self._phase = 0  # heads completed plus messages completed, to see a read cross one
+        self._receiving = False  # a message has begun and not yet ended
+        self._arrival: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    # --- connection events ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_arrival()  # a connection that never sends is a request that never arrives
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_arrival()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and drop what the client still sends
+        if self._arrival is None and self._in_head:
+            self._arm_arrival()  # even stray bytes before a request count against its time
+        phase = self._phase
+        super().data_received(data)
+        if self._refused or self._phase != phase:
+            # A head completed (or a message ended) within this read: what is left of the
+            # read belongs to a body or to the next head. Count from the next read on,
+            # which bounds an incomplete head by the limit plus one read.
+            self._head_bytes = 0
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse_head(self._head_bytes)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm_arrival()  # the WebSocket protocol owns the connection from here
+        super().handle_websocket_upgrade()
+
+    # --- parser callbacks ---
+
+    def on_message_begin(self) -> None:
+        if self._refused:
+            return
+        self._receiving = True
+        if self._arrival is None:
+            self._arm_arrival()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self._refused:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._refused:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._phase += 1
+        self._in_head = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._refuse_head(size)
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._phase += 1
+        self._in_head = True
+        self._receiving = False
+        self._disarm_arrival()
+        super().on_message_complete()
+
+    # --- refusals ---
+
+    def _arm_arrival(self) -> None:
+        self._arrival = self.loop.call_later(self.limits.read_timeout_seconds, self._too_slow)
+
+    def _disarm_arrival(self) -> None:
+        if self._arrival is not None:
+            self._arrival.cancel()
+            self._arrival = None
+
+    def _too_slow(self) -> None:
+        self._arrival = None
+        if self.transport.is_closing() or self._refused:
+            return
+        seconds = self.limits.read_timeout_seconds
+        answer = error_answer(
+            408,
+            f"the request did not arrive whole within {seconds:g} s",
+            "request_timeout",
+            "request",
+            f"the request line, headers and body within {seconds:g} s",
+        )
+        self._refuse("request_timeout", answer)
+
+    def _refuse_head(self, size: int) -> None:
+        limit = self.limits.max_header_bytes
+        answer = error_answer(
+            431,
+            f"the request line and headers take more than {limit} bytes ({size} so far)",
+            "header_too_large",
+            "headers",
+            f"a request line and headers of at most {limit} bytes",
+        )
+        self._refuse("header_too_large", answer)
+
+    def _refuse(self, reason: str, answer: bytes) -> None:
+        """Answer (when the connection is ours to answer on) and close gently."""
+        self._refused = True
+        self._disarm_arrival()
+        self.limits.refusals.note(reason, self.client)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._in_head or cycle.response_started:
+                # An earlier pipelined answer is still due, or this one is half written:
+                # nothing can go on the wire before it, so the connection just closes.
+                self.transport.close()
+                return
+            # This request's app must stop waiting for a body that will not come, and
+            # write nothing: the refusal is its answer.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.flow.resume_reading()  # lingering reads what the client still sends
+        self.transport.write(answer)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
