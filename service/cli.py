@@ -1,4 +1,4 @@
-"""The `tabserve` console script: train, serve, predict, export the prediction log."""
+"""The `tabserve` console script: train, import, serve, predict, export the prediction log."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metri
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per task."""
     from tabserve.training.cli import add_train_arguments, run_train  # imports scikit-learn
+    from tabserve.training.import_cli import add_import_arguments, run_import
 
     parser = argparse.ArgumentParser(prog="tabserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -21,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and export a versioned artifact")
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
+
+    imported = commands.add_parser(
+        "import", help="make a model file or MLflow model made elsewhere a served version"
+    )
+    add_import_arguments(imported)
+    imported.set_defaults(handler=run_import)
 
     serve = commands.add_parser("serve", help="serve every model under the models directory")
     serve.add_argument("--models-dir", type=Path, help="default: models (TABSERVE_MODELS_DIR)")

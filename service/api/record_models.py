@@ -33,7 +33,7 @@ def record_model(manifest: Manifest, example_row: list[Any]) -> type[BaseModel]:
 
     `example_row` (in feature order) becomes the example shown in the docs.
     """
-    missing_ok = manifest.estimator.supports_missing
+    missing_ok = manifest.missing_allowed
     fields: dict[str, Any] = {}
     example = dict(zip(manifest.feature_names, example_row, strict=True))
     for index, feature in enumerate(manifest.features):
@@ -48,7 +48,7 @@ def record_model(manifest: Manifest, example_row: list[Any]) -> type[BaseModel]:
             assert isinstance(stats, CategoryStats)
             kind = Literal[tuple(stats.categories)]
             described = f"Category, one of: {', '.join(stats.categories)}."
-        if missing_ok:
+        if missing_ok[index]:
             kind = kind | None
             described += " May be null (missing)."
         fields[f"f{index}"] = (kind, Field(alias=feature.name, description=described))

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tabserve.artifact.frames import FrameBuilder
 from tabserve.artifact.manifest import Manifest
 from tabserve.artifact.store import LoadedArtifact, load_artifact
 
@@ -62,6 +63,7 @@ class SklearnRuntime:
         self._public_key = public_key  # set: only artifacts it signed load (a Path: its PEM file)
         self._model: Any = None
         self._classes: npt.NDArray[Any] | None = None
+        self._frame: FrameBuilder | None = None  # for a model fitted on a DataFrame
 
     def load(self) -> Manifest:
         """Verify and unpickle the artifact (see `tabserve.artifact.store.load_artifact`)."""
@@ -81,12 +83,16 @@ class SklearnRuntime:
             loaded.estimator, "predict_proba"
         )
         self._classes = np.asarray(loaded.estimator.classes_) if has_proba else None
+        frame = loaded.manifest.estimator.input == "frame"
+        self._frame = FrameBuilder(loaded.manifest.features) if frame else None
         return loaded.manifest
 
     def predict(self, features: npt.NDArray[Any]) -> Prediction:
         """Classifiers: one `predict_proba` pass; labels are its argmax (what `predict` does)."""
         if self._model is None:
             raise RuntimeError(f"model at {self._folder} is not loaded")
+        if self._frame is not None:
+            features = self._frame(features)
         if self._classes is None:
             return Prediction(np.asarray(self._model.predict(features)))
         proba = np.asarray(self._model.predict_proba(features), dtype=np.float64)

@@ -48,7 +48,8 @@ class FeatureSchema:
         self.width = len(self.names)
         self.max_rows = max_rows
         self.reject_out_of_range = reject_out_of_range
-        self.supports_missing = manifest.estimator.supports_missing
+        self.missing_allowed = np.asarray(manifest.missing_allowed, dtype=bool)
+        self.supports_missing = bool(self.missing_allowed.any())
         self.numeric = [i for i, f in enumerate(manifest.features) if f.type == "number"]
         self.categorical = [i for i, f in enumerate(manifest.features) if f.type == "category"]
         self.all_numeric = not self.categorical
@@ -217,7 +218,7 @@ class FeatureSchema:
         for i in self.categorical:
             allowed = self.categories[i]
             for row, value in enumerate(data[:, i]):
-                if value is None and self.supports_missing:
+                if value is None and self.missing_allowed[i]:
                     continue
                 if not isinstance(value, str) or value not in allowed:
                     what = "a string" if not isinstance(value, str) else "a known category"
@@ -305,14 +306,17 @@ class FeatureSchema:
                 raise InvalidInputError.of(
                     "too_large_number", self._where(numbers, huge, columns, expected)
                 )
-            if not self.supports_missing:
+            refused = missing & ~self.missing_allowed[columns]
+            if refused.any():
                 raise InvalidInputError.of(
                     "missing_value",
                     self._where(
                         numbers,
-                        missing,
+                        refused,
                         columns,
-                        "a number (this model does not accept missing values)",
+                        "a number (this model does not accept missing values)"
+                        if not self.supports_missing
+                        else "a number (the model cannot take this feature missing)",
                     ),
                 )
         outside = (numbers < self.low[columns]) | (numbers > self.high[columns])

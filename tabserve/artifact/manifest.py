@@ -90,12 +90,33 @@ class CategoryStats(_Strict):
 FeatureStats = Annotated[NumericStats | CategoryStats, Field(discriminator="kind")]
 
 
+class ColumnDtype(_Strict):
+    """The pandas dtype a feature had when the model was fitted on a DataFrame."""
+
+    name: str = Field(description="The dtype's name, e.g. float64, int64, object, category, bool.")
+    categories: list[str | int | float | bool] | None = Field(
+        default=None,
+        description="`category` dtype only: its categories in order (encoders may use codes).",
+    )
+
+
 class Feature(_Strict):
     """One input column, in the order the estimator expects."""
 
     name: str = Field(min_length=1)
     type: Literal["number", "category"]
     stats: FeatureStats
+    dtype: ColumnDtype | None = Field(
+        default=None,
+        description="Set when the model takes a DataFrame (`estimator.input` is `frame`).",
+    )
+    missing: bool | None = Field(
+        default=None,
+        description=(
+            "Whether this feature may be missing; null: as `estimator.supports_missing` says. "
+            "Exports set it per feature (a pipeline may impute one column and not another)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _stats_match_type(self) -> Feature:
@@ -129,6 +150,13 @@ class EstimatorInfo(_Strict):
     params: dict[str, str | int | float | bool | None]
     pipeline: list[str] = Field(description="Step names of the exported scikit-learn Pipeline.")
     supports_missing: bool = Field(description="Whether inputs may hold missing values.")
+    input: Literal["array", "frame"] = Field(
+        default="array",
+        description=(
+            "`array`: the model takes a 2-D array in feature order; `frame`: it was fitted on "
+            "a pandas DataFrame (columns chosen by name) and takes one, with each feature's dtype."
+        ),
+    )
 
 
 class Environment(_Strict):
@@ -139,6 +167,13 @@ class Environment(_Strict):
     scikit_learn: str
     joblib: str
     skops: str | None = Field(default=None, description="Set when the artifact is in skops format.")
+    libraries: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Versions of the other model libraries the estimator's steps come from "
+            "(xgboost, lightgbm, catboost), by library name; the loader checks them too."
+        ),
+    )
 
 
 class ArtifactFile(_Strict):
@@ -203,10 +238,13 @@ class LogSource(_Strict):
 class TrainingData(_Strict):
     """Where the training data came from and how it was split."""
 
-    source: str = Field(description="sklearn:<dataset>, csv:<path> or log:<model>.")
+    source: str = Field(
+        description="sklearn:<dataset>, csv:<path>, log:<model>, or export:<sample> for a model "
+        "fitted elsewhere (the reference sample's statistics are the training statistics)."
+    )
     rows: int = Field(ge=1)
     train_rows: int = Field(ge=1)
-    test_rows: int = Field(ge=1)
+    test_rows: int = Field(ge=0, description="0 for an exported model: it was fitted elsewhere.")
     test_size: float
     seed: int
     fingerprint: str = Field(description="sha256 of the canonical feature and target bytes.")
@@ -241,6 +279,12 @@ class Manifest(_Strict):
         if self.task == "regression" and self.target.classes:
             raise ValueError("a regression manifest has no target.classes")
         return self
+
+    @property
+    def missing_allowed(self) -> list[bool]:
+        """Per feature, in order: whether a request may leave it missing."""
+        default = self.estimator.supports_missing
+        return [default if f.missing is None else f.missing for f in self.features]
 
     @property
     def feature_names(self) -> list[str]:

@@ -31,6 +31,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from tabserve.artifact import skops_format
 from tabserve.artifact.errors import ArtifactError, VersionExistsError
+from tabserve.artifact.libraries import SCIKIT_LEARN, check_versions, libraries_of
 from tabserve.artifact.manifest import (
     MANIFEST_FILE,
     MODEL_FILES,
@@ -53,14 +54,18 @@ class LoadedArtifact:
     path: Path
 
 
-def current_environment(artifact_format: ArtifactFormat = "joblib") -> Environment:
-    """Library versions of this process, as recorded in manifests."""
+def current_environment(
+    artifact_format: ArtifactFormat = "joblib", estimator: Any = None
+) -> Environment:
+    """Library versions of this process, as recorded in manifests (with those of the
+    libraries `estimator`'s steps come from, beyond scikit-learn)."""
     return Environment(
         python=platform.python_version(),
         numpy=np.__version__,
         scikit_learn=sklearn.__version__,
         joblib=joblib.__version__,
         skops=skops_format.version() if artifact_format == "skops" else None,
+        libraries=libraries_of(estimator) if estimator is not None else {},
     )
 
 
@@ -134,7 +139,7 @@ def save_artifact(
                 **manifest_fields,
                 "name": name,
                 "version": version,
-                "environment": current_environment(artifact_format),
+                "environment": current_environment(artifact_format, estimator),
                 "artifact": ArtifactFile(
                     file=model_path.name,
                     format=artifact_format,
@@ -267,19 +272,14 @@ def _inside(path: Path, boundary: Path, what: str) -> Path:
     return real
 
 
-def check_compatible(manifest: Manifest, source: str) -> None:
-    """Refuse a model trained with another scikit-learn major.minor version."""
-    trained = manifest.environment.scikit_learn
-    if _major_minor(trained) != _major_minor(sklearn.__version__):
-        raise ArtifactError(
-            f"{source}: trained with scikit-learn {trained}, but this process has "
-            f"{sklearn.__version__}; a pickled model may fail or silently predict "
-            "differently across minor versions. Retrain it, or allow the mismatch explicitly."
-        )
+def check_compatible(manifest: Manifest, source: str, *, allow_mismatch: bool = False) -> None:
+    """Refuse a model made with another scikit-learn major.minor (or another version of a
+    library it uses, see `libraries.COMPATIBLE_PARTS`), or one whose library is missing.
 
-
-def _major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
+    `allow_mismatch` lets other versions through; a missing library is refused anyway.
+    """
+    recorded = {SCIKIT_LEARN: manifest.environment.scikit_learn, **manifest.environment.libraries}
+    check_versions(recorded, source, allow_mismatch=allow_mismatch)
 
 
 def load_artifact(
@@ -331,8 +331,7 @@ def load_artifact(
             f"{model_path}: sha256 is {actual}, but the manifest says "
             f"{artifact.sha256}; the file is corrupt or was modified"
         )
-    if not allow_version_mismatch:
-        check_compatible(manifest, str(folder))
+    check_compatible(manifest, str(folder), allow_mismatch=allow_version_mismatch)
     if artifact.format == "skops":
         estimator = skops_format.load(data, str(model_path), artifact.trusted_types)
     else:

@@ -188,9 +188,10 @@ def test_another_sklearn_minor_is_refused_unless_allowed(artifact: Path, trained
     with pytest.raises(ArtifactError) as info:
         load_artifact(artifact)
     assert str(info.value) == (
-        f"{artifact}: trained with scikit-learn {trained_with}, but this process has "
+        f"{artifact}: made with scikit-learn {trained_with}, but this process has "
         f"{sklearn.__version__}; a pickled model may fail or silently predict differently "
-        "across minor versions. Retrain it, or allow the mismatch explicitly."
+        "across minor versions. Retrain or re-export it where it is served (with scikit-learn "
+        f"{sklearn.__version__}), or set TABSERVE_ALLOW_VERSION_MISMATCH=true to serve it anyway."
     )
     loaded = load_artifact(artifact, allow_version_mismatch=True)
     assert loaded.manifest.environment.scikit_learn == trained_with

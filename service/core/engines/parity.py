@@ -31,6 +31,7 @@ def parity_rows(manifest: Manifest, rows: int = RANDOM_ROWS, seed: int = 0) -> n
     extra = max(len(values) for values in landmarks)
     total = rows + extra
     all_numeric = all(f.type == "number" for f in manifest.features)
+    may_miss = manifest.missing_allowed
     out = np.empty((total, len(manifest.features)), dtype=np.float64 if all_numeric else object)
     for i, feature in enumerate(manifest.features):
         stats = feature.stats
@@ -42,13 +43,14 @@ def parity_rows(manifest: Manifest, rows: int = RANDOM_ROWS, seed: int = 0) -> n
             assert isinstance(stats, CategoryStats)
             column = [str(v) for v in rng.choice(stats.categories or [""], rows)]
         column += [landmarks[i][k % len(landmarks[i])] for k in range(extra)]
-        if manifest.estimator.supports_missing:
+        if may_miss[i]:
             marker = np.nan if isinstance(stats, NumericStats) else None
             for row in np.flatnonzero(rng.random(rows) < MISSING_SHARE):
                 column[row] = marker
         out[:, i] = column
-    if manifest.estimator.supports_missing:
-        out[0, :] = [np.nan if f.type == "number" else None for f in manifest.features]
+    for i, feature in enumerate(manifest.features):
+        if may_miss[i]:
+            out[0, i] = np.nan if feature.type == "number" else None
     return out
 
 

@@ -237,7 +237,7 @@ def _column_transformer(transformer: ColumnTransformer) -> Step:
     for name, inner, columns in transformer.transformers_:
         if isinstance(inner, str) and inner == "drop":
             continue
-        index = _column_index(columns, width_in, name)
+        index = _column_index(_by_position(columns, transformer), width_in, name)
         if index.size == 0:
             continue
         branch = None if _is_passthrough(inner) else _compile_transformer(inner)
@@ -272,6 +272,17 @@ def _is_passthrough(transformer: Any) -> bool:
         and transformer.func is None
         and not transformer.validate
     )
+
+
+def _by_position(columns: Any, transformer: ColumnTransformer) -> Any:
+    """Column names (a transformer fitted on a DataFrame) as positions in its input."""
+    fitted = getattr(transformer, "feature_names_in_", None)
+    if fitted is None or not isinstance(columns, list) or not columns:
+        return columns
+    position = {str(n): i for i, n in enumerate(fitted)}
+    if not all(isinstance(c, str) and c in position for c in columns):
+        return columns
+    return [position[c] for c in columns]
 
 
 def _column_index(columns: Any, width: int, name: str) -> npt.NDArray[np.intp]:
