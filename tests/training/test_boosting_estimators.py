@@ -163,3 +163,26 @@ def test_the_cli_trains_a_booster_that_the_service_can_load(
     assert loaded.manifest.estimator.class_name == "LGBMClassifier"
     assert loaded.manifest.estimator.params["n_estimators"] == 4
     assert not (tmp_path / "catboost_info").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "booster"),
+    [
+        ("xgboost", "xgboost.core.Booster"),
+        ("lightgbm", "lightgbm.basic.Booster"),
+        ("catboost", "catboost.core.CatBoostClassifier"),
+    ],
+)
+def test_skops_refuses_a_booster_by_name_and_leaves_nothing_behind(
+    model: str, booster: str, call_cli: CliRunner, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    result = call_cli(
+        "--dataset", "iris", "--model", model, "--format", "skops",
+        "--models-dir", str(models), "--quiet",
+    )  # fmt: skip
+    assert result.code != 0
+    assert "error: cannot export in skops format: the model holds " in result.stderr
+    assert booster in result.stderr
+    assert result.stderr.rstrip().endswith("use --format joblib")
+    assert not (models / "iris").exists()
