@@ -22,9 +22,12 @@ from fastapi.testclient import TestClient
 
 from tabserve.artifact.store import load_artifact, read_manifest
 from tabserve.service.app import create_app
-from tabserve.service.core.engines import TOLERANCE, CompiledRuntime
+from tabserve.service.core.engines import TOLERANCE, CompiledRuntime, compile_model
+from tabserve.service.core.engines import compiled as compiled_module
 from tabserve.service.core.engines import onnx as onnx_module
 from tabserve.service.core.engines.cache import CACHE_DIR, RECORD_FILE
+from tabserve.service.core.engines.compiled import check_parity
+from tabserve.service.core.runtime import Prediction
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
 from tabserve.training.estimators import ParamValue
@@ -247,3 +250,55 @@ def test_lightgbm_without_its_exact_thresholds_fails_parity_at_the_splits(
     [line] = [r.getMessage() for r in caplog.records if "with scikit-learn" in r.getMessage()]
     assert line.startswith("model lgbm version 1: parity check: ")
     assert "values differ from scikit-learn's" in line
+
+
+@pytest.mark.parametrize("kind", LIBRARIES)
+def test_the_second_load_reuses_the_cached_graph(
+    booster_models: Path,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = booster_models / model_name(kind, "classification") / "1"
+    CompiledRuntime(folder).load()  # converts, or reuses what the app's load cached
+
+    def refuse(model: Any) -> bytes:
+        raise AssertionError("a load with a valid cache must not convert")
+
+    monkeypatch.setattr(compiled_module, "convert", refuse)
+    caplog.clear()  # the first load's line, if an app set the logger to INFO
+    with caplog.at_level(logging.INFO, logger="tabserve.models"):
+        runtime = CompiledRuntime(folder)
+        runtime.load()
+    assert runtime.engine == "onnx"
+    [line] = [r.getMessage() for r in caplog.records if "compiled for onnx" in r.getMessage()]
+    assert f"graph reused from {folder / CACHE_DIR}" in line
+
+
+def test_a_booster_outside_a_pipeline_compiles_too() -> None:
+    # A model exported from a notebook need not be a Pipeline: the estimator alone.
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    catboost = pytest.importorskip("catboost")
+    data = load_bundled("breast_cancer")
+    x, y = data.features.astype(np.float64), (data.target == data.target[0]).astype(int)
+    for model in (
+        xgboost.XGBClassifier(n_estimators=5, n_jobs=1),
+        lightgbm.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1),
+        catboost.CatBoostClassifier(
+            iterations=5, thread_count=1, verbose=False, allow_writing_files=False
+        ),
+    ):
+        model.fit(x, y)
+        compiled = compile_model(model, "onnx", classify=True)
+        expected = model.predict_proba(x)
+
+        def own(rows: npt.NDArray[Any], model: Any = model) -> Prediction:
+            proba = np.asarray(model.predict_proba(rows), dtype=np.float64)
+            return Prediction(np.asarray(model.classes_)[proba.argmax(axis=1)], proba)
+
+        assert check_parity(compiled, own, x, TOLERANCE["onnx"], classify=True) is None
+        answer = compiled.predict(x)
+        assert answer.proba is not None
+        assert np.abs(answer.proba - expected).max() <= TOLERANCE["onnx"]
+        assert answer.predict.tolist() == np.ravel(model.predict(x)).tolist()
