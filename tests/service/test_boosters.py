@@ -22,7 +22,13 @@ from fastapi.testclient import TestClient
 
 from tabserve.artifact.store import load_artifact, read_manifest
 from tabserve.service.app import create_app
-from tabserve.service.core.engines import TOLERANCE, CompiledRuntime, compile_model
+from tabserve.service.core.engines import (
+    TOLERANCE,
+    CompiledRuntime,
+    UnsupportedModelError,
+    compile_model,
+    engine_for,
+)
 from tabserve.service.core.engines import compiled as compiled_module
 from tabserve.service.core.engines import onnx as onnx_module
 from tabserve.service.core.engines.cache import CACHE_DIR, RECORD_FILE
@@ -31,6 +37,7 @@ from tabserve.service.core.runtime import Prediction
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
 from tabserve.training.estimators import ParamValue
+from tabserve.training.label_encoding import LabelEncodedClassifier
 from tabserve.training.pipeline import TrainRequest, train
 from tests.conftest import write_mixed_csv
 from tests.service.test_compiled import write_mixed_regression_csv
@@ -302,3 +309,15 @@ def test_a_booster_outside_a_pipeline_compiles_too() -> None:
         assert answer.proba is not None
         assert np.abs(answer.proba - expected).max() <= TOLERANCE["onnx"]
         assert answer.predict.tolist() == np.ravel(model.predict(x)).tolist()
+
+
+def test_only_the_scikit_learn_api_classifiers_and_regressors_get_an_engine() -> None:
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    catboost = pytest.importorskip("catboost")
+    for model in (xgboost.XGBClassifier(), xgboost.XGBRFRegressor(), lightgbm.LGBMRegressor()):
+        assert engine_for(model) == "onnx"
+    assert engine_for(LabelEncodedClassifier(catboost.CatBoostClassifier())) == "onnx"
+    for ranker in (xgboost.XGBRanker(), lightgbm.LGBMRanker(), catboost.CatBoostRanker()):
+        with pytest.raises(UnsupportedModelError, match=f"{type(ranker).__name__} has no"):
+            engine_for(ranker)
