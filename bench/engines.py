@@ -4,10 +4,13 @@ Run from the repository root (one core, nothing else busy):
 
     taskset -c 1 python -m bench.engines            # full size, ~3 minutes
     taskset -c 1 python -m bench.engines --quick    # smaller models, a smoke run
+    taskset -c 1 python -m bench.engines --only XGB --only LGBM --only CatBoost
 
 Every estimator is fitted in the pipeline training exports, then called through
 the same `predict` the service uses (validated float64 or object rows in, labels
-and float64 probabilities or values out) at 1, 64 and 1024 rows. Cells are the
+and float64 probabilities or values out) at 1, 64 and 1024 rows. XGBoost, LightGBM
+and CatBoost are measured too when installed; their `sklearn` row is the library's
+own predict through its scikit-learn API. Cells are the
 median wall time of one call in µs, all measured in this one run. `numpy-walk` is
 a vectorised level-by-level forest evaluator written here only to be measured.
 """
@@ -65,10 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data and models")
     parser.add_argument("--budget", type=float, default=0.4, help="seconds per cell (max)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="estimators whose name contains this"
+    )
     args = parser.parse_args()
     # One core per process, as the service runs: no OpenMP team for scikit-learn either.
     threadpool_limits(limits=1)
-    cases = build_cases(quick=args.quick)
+    cases = build_cases(quick=args.quick, only=args.only)
     print(environment())
     print()
     print("| estimator | engine | 1 row | 64 rows | 1024 rows | max diff vs sklearn | serves |")
@@ -89,12 +95,25 @@ def main() -> None:
 def environment() -> str:
     """Library versions and the machine, for the record."""
     names = ["scikit-learn", "numpy", "onnxruntime", "skl2onnx", "onnx", "protobuf"]
+    names += [n for n in (*BOOSTERS, "onnxmltools") if _installed(n)]
     versions = ", ".join(f"{n} {metadata.version(n)}" for n in names)
     return f"Python {platform.python_version()}, {versions}; {platform.machine()}"
 
 
-def build_cases(*, quick: bool) -> list[Case]:
-    """The estimators we serve, in the pipelines training exports, on generated data."""
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def build_cases(*, quick: bool, only: list[str] | None = None) -> list[Case]:
+    """The estimators we serve, in the pipelines training exports, on generated data.
+
+    `only`: fit just the estimators whose name contains one of these strings.
+    """
+    wanted = only or [""]
     samples, trees = (4000, 20) if quick else (20000, 100)
     x, y = make_classification(
         n_samples=samples, n_features=20, n_informative=10, n_classes=3, random_state=0
@@ -130,15 +149,56 @@ def build_cases(*, quick: bool) -> list[Case]:
         ("Ridge", [*scaled, ("model", Ridge())]),
         ("LinearRegression", [("model", LinearRegression())]),
     ]
+    boosted_classifiers, boosted_regressors = booster_steps(trees)
     cases = []
-    for name, steps in classifiers:
-        fitted = Pipeline(steps).fit(x[train], y[train])
-        cases.append(Case(name, fitted, True, x[test]))
-    for name, steps in regressors:
-        fitted = Pipeline(steps).fit(xr[train], yr[train])
-        cases.append(Case(name, fitted, False, xr[test]))
-    cases += mixed_cases(x, y, train, test, trees)
+    for name, steps in classifiers + boosted_classifiers:
+        if any(w in name for w in wanted):
+            fitted = Pipeline(steps).fit(x[train], y[train])
+            cases.append(Case(name, fitted, True, x[test]))
+    for name, steps in regressors + boosted_regressors:
+        if any(w in name for w in wanted):
+            fitted = Pipeline(steps).fit(xr[train], yr[train])
+            cases.append(Case(name, fitted, False, xr[test]))
+    if any(w in f"{name}, mixed" for name in MIXED for w in wanted):
+        mixed = mixed_cases(x, y, train, test, trees)
+        cases += [c for c in mixed if any(w in c.name for w in wanted)]
     return cases
+
+
+BOOSTERS = ("xgboost", "lightgbm", "catboost")
+MIXED = ("HistGradientBoostingClassifier", "LogisticRegression")
+Steps = list[tuple[str, list[tuple[str, Any]]]]
+
+
+def booster_steps(trees: int) -> tuple[Steps, Steps]:
+    """XGBoost, LightGBM and CatBoost with `trees` trees, one thread, for those installed."""
+    classifiers: Steps = []
+    regressors: Steps = []
+    if _installed("xgboost"):
+        import xgboost
+
+        xgb = {"n_estimators": trees, "n_jobs": 1, "random_state": 0}
+        classifiers.append(("XGBClassifier", [("model", xgboost.XGBClassifier(**xgb))]))
+        regressors.append(("XGBRegressor", [("model", xgboost.XGBRegressor(**xgb))]))
+    if _installed("lightgbm"):
+        import lightgbm
+
+        lgbm = {"n_estimators": trees, "n_jobs": 1, "random_state": 0, "verbose": -1}
+        classifiers.append(("LGBMClassifier", [("model", lightgbm.LGBMClassifier(**lgbm))]))
+        regressors.append(("LGBMRegressor", [("model", lightgbm.LGBMRegressor(**lgbm))]))
+    if _installed("catboost"):
+        import catboost
+
+        cat = {
+            "iterations": trees,
+            "thread_count": 1,
+            "random_state": 0,
+            "verbose": False,
+            "allow_writing_files": False,
+        }
+        classifiers.append(("CatBoostClassifier", [("model", catboost.CatBoostClassifier(**cat))]))
+        regressors.append(("CatBoostRegressor", [("model", catboost.CatBoostRegressor(**cat))]))
+    return classifiers, regressors
 
 
 def mixed_cases(

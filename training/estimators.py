@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +266,12 @@ def _preprocessor(dataset: Dataset, *, impute: bool, scale: bool) -> Any:
 
 
 def plain_param(value: Any) -> ParamValue:
+    """A hyperparameter as the manifest records it: JSON scalars as they are, else repr.
+
+    Non-finite floats (XGBoost's `missing=nan`) are repr too: JSON has no NaN.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)

@@ -37,6 +37,11 @@ from tabserve.training.label_encoding import LabelEncodedClassifier
 
 Library = Literal["xgboost", "lightgbm", "catboost"]
 LIBRARIES: tuple[Library, ...] = ("xgboost", "lightgbm", "catboost")
+COMPILED: dict[Library, tuple[str, ...]] = {
+    "xgboost": ("XGBClassifier", "XGBRegressor"),
+    "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
+    "catboost": ("CatBoostClassifier", "CatBoostRegressor"),
+}
 INPUT_NAME = "X"
 PROBABILITIES = "probabilities"
 DEFAULT_DOMAIN_OPSET = 13
@@ -58,15 +63,22 @@ class BoosterGraph:
 
 def unwrapped(model: Any) -> Any:
     """The estimator that scores: the one inside `LabelEncodedClassifier`, else `model`."""
-    return model.estimator_ if isinstance(model, LabelEncodedClassifier) else model
+    if isinstance(model, LabelEncodedClassifier):
+        return getattr(model, "estimator_", model.estimator)  # fitted, else as configured
+    return model
 
 
 def library_of(model: Any) -> Library | None:
-    """Which boosting library `model` (or the estimator it wraps) comes from, if any."""
-    root = type(unwrapped(model)).__module__.split(".")[0]
-    for library in LIBRARIES:
-        if root == library:
-            return library
+    """The library of `model` (or the estimator it wraps) if it is one we compile.
+
+    That is one of `COMPILED` or a subclass; the libraries' other models (rankers,
+    boosters used without the scikit-learn API) are not compiled.
+    """
+    for cls in type(unwrapped(model)).__mro__:
+        root = cls.__module__.split(".")[0]
+        for library in LIBRARIES:
+            if root == library and cls.__name__ in COMPILED[library]:
+                return library
     return None
 
 
