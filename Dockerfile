@@ -13,16 +13,21 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
+# WHEELS names a folder of wheels in the build context (deploy/podman/wheelhouse.py makes
+# one, e.g. WHEELS=build/wheels) for builds that cannot reach a package index; pip then
+# installs only from it. Left empty, pip installs from the index.
+ARG WHEELS=""
+COPY ${WHEELS:-pyproject.toml} /wheels/
 # Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['all']))" \
         > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+    && pip install --no-cache-dir ${WHEELS:+--no-index --find-links /wheels} -r /tmp/requirements.txt
 COPY README.md ./
 COPY service ./service
 COPY training ./training
 COPY tabserve ./tabserve
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir ${WHEELS:+--no-index --find-links /wheels} --no-deps . \
     && tabserve --help > /dev/null
 
 # MODELS names a folder of <name>/<version>/ artifacts under models/ in the build context

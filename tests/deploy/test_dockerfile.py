@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tabserve.service.cli import build_parser
-from tests.deploy.support import REPO, Served, free_port
+from tests.deploy.image import BUILD, CONTAINERS_CONF, RUN, WHEELS, base_commands
+from tests.deploy.support import DEPLOY, REPO, Served, free_port
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -169,6 +171,33 @@ def test_dependency_layer_installs_pyprojects_dependencies_and_all_extras(tmp_pa
     assert printed
 
 
+def pip_installs(wheels: str) -> list[list[str]]:
+    """The builder's `pip install` commands as sh expands them with build argument WHEELS."""
+    runs = [i.args for i in INSTRUCTIONS if i.keyword == "RUN" and "pip install" in i.args]
+    expanded = []
+    for run in runs:
+        install = "pip install" + run.split("pip install", 1)[1].split("&&", 1)[0]
+        echoed = subprocess.run(
+            ["sh", "-c", f"echo {install}"], env={"WHEELS": wheels}, capture_output=True, text=True
+        )
+        expanded.append(echoed.stdout.split())
+    return expanded
+
+
+def test_pip_installs_from_the_index_unless_given_a_wheel_folder() -> None:
+    args = [i.args for i in INSTRUCTIONS if i.keyword == "ARG" and i.stage == "builder"]
+    assert 'WHEELS=""' in args
+    copies = [i.args for i in INSTRUCTIONS if i.keyword == "COPY" and "WHEELS" in i.args]
+    assert copies == ["${WHEELS:-pyproject.toml} /wheels/"]
+    from_index = pip_installs("")
+    offline = pip_installs("build/wheels")
+    assert len(from_index) == len(offline) == 2  # dependencies, then tabserve itself
+    for default, given in zip(from_index, offline, strict=True):
+        assert "--no-index" not in default
+        assert "--find-links" not in default
+        assert given == [*default[:3], "--no-index", "--find-links", "/wheels", *default[3:]]
+
+
 def healthcheck_code(port: int) -> list[str]:
     command = exec_form(only("HEALTHCHECK"))
     assert command[:2] == ["python", "-c"]
@@ -220,6 +249,8 @@ def dockerignore_admits(patterns: list[str], path: str) -> bool:
         (".git/HEAD", False),
         ("tests/conftest.py", False),
         ("build/test-artifacts/docs.png", False),
+        ("build/wheels/numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.whl", True),
+        ("build/image-report.txt", False),
         ("deploy/kubernetes/base/deployment.yaml", False),
         ("Dockerfile", False),
     ],
@@ -238,8 +269,9 @@ def test_every_path_the_build_copies_from_the_context_exists() -> None:
     for instruction in INSTRUCTIONS:
         if instruction.keyword == "COPY" and "--from=" not in instruction.args:
             *paths, _target = instruction.args.split()
-            sources += [re.sub(r"\$\{MODELS:-([^}]+)\}", r"\1", p) for p in paths]
+            sources += [re.sub(r"\$\{\w+:-([^}]+)\}", r"\1", p) for p in paths]
     assert sources == [
+        "pyproject.toml",  # WHEELS left empty: a harmless stand-in for the wheel folder
         "pyproject.toml",
         "README.md",
         "service",
@@ -321,3 +353,25 @@ def test_baking_refuses_a_folder_without_name_version_artifacts(
     assert result.returncode == 1
     assert f"MODELS={models} holds no <name>/<version>/model.json" in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def readme_image_commands() -> list[list[str]]:
+    """The commands of the README's podman block, continuation lines joined."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```sh\nexport CONTAINERS_CONF=", 1)[1].split("```", 1)[0]
+    lines = re.sub(r"\\\n", " ", "export CONTAINERS_CONF=" + block).splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.strip()]
+
+
+def test_the_readme_documents_the_commands_the_tests_run() -> None:
+    commands = readme_image_commands()
+    assert commands[0] == ["export", f"CONTAINERS_CONF={CONTAINERS_CONF.relative_to(REPO)}"]
+    for command in [*base_commands(Path("base.tar")), BUILD, RUN]:
+        assert command in commands
+    wheels = [c for c in commands if "deploy/podman/wheelhouse.py" in c]
+    assert [c[1:3] for c in wheels] == [["deploy/podman/wheelhouse.py", WHEELS]]
+    configmap = yaml.safe_load((DEPLOY / "kubernetes" / "base" / "configmap.yaml").read_text())
+    for env in [RUN[i + 1] for i, arg in enumerate(RUN) if arg == "-e"]:
+        name, value = env.split("=", 1)
+        assert configmap["data"][name] == value  # the run mirrors the Deployment's settings
+    assert "/tmp:rw,size=64m,mode=1777" in RUN  # the Deployment's emptyDir: Memory, 64Mi
