@@ -30,7 +30,6 @@ import asyncio
 from typing import Any, cast
 
 from tabserve.service.http_guard import GuardedHttpProtocol
-
 from tabserve.service.scope_keys import CLIENT_LEFT
 
 HOLD_BYTES = 16_384

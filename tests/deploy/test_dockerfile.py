@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.deploy.image import BUILD, CONTAINERS_CONF, RUN, WHEELS, base_commands
 
 from tabserve.service.cli import build_parser
-from tests.deploy.image import BUILD, CONTAINERS_CONF, RUN, WHEELS, base_commands
 from tests.deploy.support import DEPLOY, REPO, Served, free_port
 
 DOCKERFILE = REPO / "Dockerfile"
