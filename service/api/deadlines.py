@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope
 from tabserve.service.api.app_state import app_state
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.digits import MAX_DIGITS, parse_digits
 from tabserve.service.core.errors import InvalidInputError, Problem
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
@@ -29,13 +30,19 @@ def deadline_for(header: str | None, settings: Settings) -> float:
     """
     timeout = settings.request_timeout_ms
     if header is not None:
-        text = header.strip()
-        if not text.isdigit() or int(text) == 0:
+        asked = parse_digits(header.strip())
+        if not asked:  # None (not ASCII digits) or 0
             raise InvalidInputError.of(
                 "malformed",
-                [Problem(TIMEOUT_HEADER, "a positive whole number of milliseconds", header)],
+                [
+                    Problem(
+                        TIMEOUT_HEADER,
+                        f"a positive whole number of milliseconds (1 to {MAX_DIGITS} ASCII digits)",
+                        header,
+                    )
+                ],
             )
-        timeout = min(int(text), settings.max_request_timeout_ms)
+        timeout = min(asked, settings.max_request_timeout_ms)
     return asyncio.get_running_loop().time() + timeout / 1000
 
 

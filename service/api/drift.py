@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tabserve.service.api.deps import DataPlaneDep, DriftDep, get_drift
 from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.digits import DigitsInt
 from tabserve.service.core.drift import DriftReport
 
 router = APIRouter(
@@ -131,7 +132,8 @@ async def drift(
     dataplane: DataPlaneDep,
     monitor: DriftDep,
     version: Annotated[
-        int | None, Query(ge=1, description="A version; default: the model's default version.")
+        DigitsInt | None,
+        Query(ge=1, description="A version; default: the model's default version."),
     ] = None,
 ) -> DriftResponse:
     """Per feature, over the window: PSI against the training histogram (or categories),

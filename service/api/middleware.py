@@ -19,6 +19,7 @@ from tabserve.service.access_log import AccessLog
 from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
 from tabserve.service.api.errors import error_response
 from tabserve.service.api.request_ids import new_request_id
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import TooLargeError
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.settings import Settings
@@ -209,11 +210,9 @@ def _request_id(scope: Scope) -> str:
 
 
 def _content_length(scope: Scope) -> int | None:
+    """The declared length; None when absent or not plain digits (then the body is counted)."""
     raw = _header(scope, b"content-length")
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
+    return parse_digits(raw.strip()) if raw is not None else None
 
 
 def request_id_of(scope: MutableMapping[str, Any]) -> str:

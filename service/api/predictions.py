@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from tabserve.service.api.deps import PredictionLogDep, get_prediction_log
 from tabserve.service.api.schemas import error_responses
+from tabserve.service.core.digits import DigitsInt
 from tabserve.service.predlog.records import LoggedPrediction
 
 TAG = "prediction log"
@@ -58,7 +59,7 @@ async def list_predictions(
     model: str,
     request: Request,
     log: PredictionLogDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page.")] = 100,
+    limit: Annotated[DigitsInt, Query(ge=1, le=1000, description="Rows per page.")] = 100,
     cursor: Annotated[
         str | None, Query(pattern=r"^[0-9]{1,18}$", description="`next_cursor` of a page.")
     ] = None,
@@ -68,7 +69,7 @@ async def list_predictions(
     until: Annotated[
         float | None, Query(allow_inf_nan=False, description="Before this time (epoch s).")
     ] = None,
-    version: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
+    version: Annotated[DigitsInt | None, Query(ge=1, le=MAX_INT32)] = None,
     with_feedback: Annotated[bool, Query(description="Only rows with ground truth.")] = False,
 ) -> PredictionsPage:
     """Rows in log order, newest first; `since`/`until` bound the prediction time."""

@@ -21,6 +21,7 @@ from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, m
 from tabserve.service.api.limits import JsonLimits, check_strings
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
@@ -253,12 +254,15 @@ def json_limits(settings: Settings) -> JsonLimits:
 
 
 def parse_version(model: str, version: str) -> int:
-    """A version path segment as an int, or ModelNotFoundError."""
-    if not version.isdigit():
+    """A version path segment as an int, or ModelNotFoundError (ASCII digits only)."""
+    number = parse_digits(version)
+    if number is None:
+        shown = version if len(version) <= 40 else version[:40] + "..."
         raise ModelNotFoundError(
-            f"model {model!r} has no version {version!r}; versions are positive integers"
+            f"model {model!r} has no version {shown!r}; versions are positive integers "
+            "written in ASCII digits"
         )
-    return int(version)
+    return number
 
 
 def _metadata(dataplane: DataPlane, model: ModelVersion) -> ModelMetadata:

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from prometheus_client import Counter
 
 from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.drift_metrics import DriftMetrics
 from tabserve.service.core.drift_reference import BinnedColumn, DriftReference, psi
 from tabserve.service.core.drift_settings import DriftSettings
@@ -391,4 +392,5 @@ def _joined(
 
 
 def _version(text: str) -> int:
-    return int(text) if text.isdigit() else -1
+    number = parse_digits(text)
+    return -1 if number is None else number

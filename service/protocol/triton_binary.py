@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.protocol.v2_datatypes import BOOL, BYTES, Spec
 from tabserve.service.protocol.v2_types import V2CodecError
 
@@ -26,12 +27,13 @@ def parse_header_length(value: str | None) -> int | None:
     """Parse the ``Inference-Header-Content-Length`` request header (None when absent)."""
     if value is None:
         return None
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()):
+    length = parse_digits(value.strip())
+    if length is None:
         raise V2CodecError(
-            f"the {HEADER_NAME} header must be a non-negative integer byte count, got {value!r}"
+            f"the {HEADER_NAME} header must be a non-negative integer byte count, "
+            f"got {value[:40]!r}"
         )
-    return int(text)
+    return length
 
 
 def decode_binary(

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from tabserve.service.core.digits import parse_digits, parse_hex
+
 MAX_HEAD_BYTES = 64 * 1024
 
 
@@ -118,10 +120,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
         head = await _read_head(reader)
         lines = head.split(b"\r\n")
         version, _, rest = lines[0].partition(b" ")
-        code = rest[:3]
-        if not (version.startswith(b"HTTP/1.") and code.isdigit()):
+        found = parse_digits(rest[:3], max_digits=3)
+        if not (version.startswith(b"HTTP/1.") and found is not None):
             raise ReceiverError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-        status = int(code)
+        status = found
         if status >= 200:
             break
     length: int | None = None
@@ -130,8 +132,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip().lower()
-        if name == b"content-length" and value.isdigit():
-            length = int(value)
+        if name == b"content-length":
+            length = parse_digits(value)
+            if length is None:
+                raise ReceiverError(f"bad Content-Length {value[:20]!r}")
         elif name == b"transfer-encoding":
             chunked = value.endswith(b"chunked")
         elif name == b"connection":
@@ -173,10 +177,9 @@ async def _read_exactly(reader: asyncio.StreamReader, size: int) -> None:
 async def _skip_chunks(reader: asyncio.StreamReader) -> None:
     while True:
         size_line = (await _read_line(reader)).split(b";")[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError as exc:
-            raise ReceiverError(f"bad chunk size {size_line[:20]!r}") from exc
+        size = parse_hex(size_line)
+        if size is None:
+            raise ReceiverError(f"bad chunk size {size_line[:20]!r}")
         if size == 0:
             break
         await _read_exactly(reader, size + 2)
