@@ -10,7 +10,6 @@ written first, so feedback right after a prediction finds it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.quality import QualityCounters
 from tabserve.service.predlog.records import Label, LoggedPrediction, Outcome, Truth
 from tabserve.service.predlog.store import PredictionStore
+from tabserve.service.predlog.truths import TruthRange
 from tabserve.service.predlog.writer import PredictionLogWriter
 
 FLUSH_TIMEOUT_SECONDS = 5.0
@@ -138,6 +138,5 @@ class FeedbackRecorder:
             return truth, f"expected one of the model's classes ({shown}), got {truth!r}"
         if isinstance(truth, bool) or not isinstance(truth, int | float):
             return truth, f"expected a number (the model is a regressor), got {truth!r}"
-        if not math.isfinite(truth):
-            return truth, f"expected a finite number, got {truth!r}"
-        return float(truth), None
+        value, error = TruthRange.of(manifest.target if manifest else None).check(truth)
+        return (truth, error) if value is None else (value, None)

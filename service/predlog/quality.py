@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from tabserve.artifact.manifest import Task
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.records import Label, LabelledRow
+from tabserve.service.predlog.truths import absolute_error
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def measure(rows: Sequence[LabelledRow], task: Task) -> list[VersionQuality]:
                 )
             )
         else:
-            errors = [abs(float(r.prediction) - float(r.truth)) for r in group]
+            errors = [absolute_error(r.prediction, r.truth) for r in group]
             out.append(VersionQuality(version, len(group), mae=sum(errors) / len(errors)))
     return out
 
@@ -89,7 +90,7 @@ class QualityCounters:
         bound = self._bind(model, version, classes)
         bound.rows.inc()
         if bound.absolute_error is not None:
-            bound.absolute_error.inc(abs(float(prediction) - float(truth)))
+            bound.absolute_error.inc(absolute_error(prediction, truth))
             return
         actual, predicted = str(truth), str(prediction)
         cell = bound.confusion.get((actual, predicted))

@@ -282,6 +282,41 @@ def test_numbers_past_float32_range_get_400_not_a_500(client: TestClient, model:
     assert all(isinstance(p, str | float) for p in largest.json()["predictions"])
 
 
+HUGE = 10**400 + 7  # JSON allows it; float64 cannot hold it
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        [HUGE, 3.0, 5.2, 2.3],
+        {
+            "sepal_length_cm": HUGE,
+            "sepal_width_cm": 3.0,
+            "petal_length_cm": 5.2,
+            "petal_width_cm": 2.3,
+        },
+        [-HUGE, 3.0, 5.2, 2.3],
+    ],
+)
+def test_an_integer_beyond_float64_is_400_naming_it(
+    fast_and_general: tuple[TestClient, TestClient], instance: Any
+) -> None:
+    for client in fast_and_general:
+        response = client.post("/v1/models/iris:predict", json={"instances": [instance]})
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["code"] == "invalid_input"
+        [detail] = body["details"]
+        assert detail["field"] == "sepal_length_cm"
+        assert (detail["index"], detail["row"]) == (0, 0)
+        assert detail["expected"] == "a number between -3.40282e+38 and 3.40282e+38"
+        assert detail["value"].lstrip("-").startswith("1000")
+        rejected = client.get("/metrics").text
+        assert 'tabserve_validation_errors_total{model="iris",reason="too_large_number"}' in (
+            rejected
+        )
+
+
 def test_a_schema_error_lists_at_most_twenty_problems(client: TestClient) -> None:
     response = client.post("/v1/models/iris:predict", json={"instances": list(range(10_000))})
     assert response.status_code == 422

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,6 +15,9 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error
 
 from tabserve.service.app import create_app
 from tabserve.service.predlog import Outcome, Truth
+from tabserve.service.predlog.quality import measure
+from tabserve.service.predlog.records import LabelledRow
+from tabserve.service.predlog.truths import ERROR_CAP, TruthRange, absolute_error
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import load_bundled
 
@@ -119,6 +124,56 @@ def test_truth_must_fit_the_model(log_client: TestClient) -> None:
     body = feedback(log_client, "diabetes", [{"request_id": "r", "truth": "high"}])
     assert body["results"][0]["error"] == "expected a number (the model is a regressor), got 'high'"
     assert feedback(log_client, "diabetes", {"request_id": "r", "truth": 151})["accepted"] == 1
+
+
+FAR_TRUTHS = [10**400, -(10**400), 1e308, -1e308, 1e9, math.nan, math.inf]
+
+
+def test_truths_far_outside_the_training_target_are_invalid_and_quality_stays_finite(
+    log_client: TestClient, scrape: Callable[..., float]
+) -> None:
+    rows = [dict.fromkeys(DIABETES_FEATURES, 0.01)] * (len(FAR_TRUTHS) + 1)
+    answer = predict(log_client, "diabetes", rows, "far")
+    items = [{"request_id": "far", "row": k, "truth": t} for k, t in enumerate(FAR_TRUTHS)]
+    items.append({"request_id": "far", "row": len(FAR_TRUTHS), "truth": 151})
+    body = json.dumps(items).encode()  # NaN and Infinity as Python's json writes them
+    sent = log_client.post(
+        "/models/diabetes/feedback", content=body, headers={"content-type": "application/json"}
+    )
+    assert sent.status_code == 200, sent.text
+    results = sent.json()["results"]
+    assert [r["outcome"] for r in results] == ["invalid"] * len(FAR_TRUTHS) + ["accepted"]
+    state = log_client.app.state.tabserve  # type: ignore[attr-defined]
+    manifest = state.registry.get("diabetes").manifest
+    bounds = TruthRange.of(manifest.target)
+    low, high = bounds.low, bounds.high
+    assert -1e9 < low < -1e5 < 1e5 < high < 1e9  # diabetes targets lie in 25..346
+    for result in results[:-1]:
+        assert result["error"].startswith(f"expected a finite number within [{low:g}, {high:g}]")
+    assert "an integer of about 401 digits" in results[0]["error"]
+    error = abs(answer["predictions"][-1]["prediction"] - 151)
+    (v1,) = log_client.get("/models/diabetes/quality").json()["versions"]
+    assert (v1["rows"], v1["mae"]) == (1, pytest.approx(error))
+    labels = {"model": "diabetes", "version": "1"}
+    assert scrape(log_client, "tabserve_feedback_absolute_error_total", **labels) == (
+        pytest.approx(error)
+    )
+
+
+def test_one_rows_error_counts_at_most_the_cap_so_the_sums_stay_finite() -> None:
+    assert absolute_error(1e308, -1e308) == ERROR_CAP
+    assert absolute_error(math.inf, 1.0) == ERROR_CAP
+    assert absolute_error(math.nan, 1.0) == ERROR_CAP
+    assert absolute_error(3.0, 1.0) == 2.0
+    # Rows stored before truths were bounded: the window's MAE is still a number.
+    stored = [
+        LabelledRow("m", 1, "r", k, 0.0, {}, prediction, truth, 0.0)
+        for k, (prediction, truth) in enumerate([(1e308, -1e308), (2.0, 1e308), (3.0, 1.0)])
+    ]
+    (quality,) = measure(stored, "regression")
+    assert quality.mae is not None
+    assert math.isfinite(quality.mae)
+    assert quality.mae == pytest.approx((2 * ERROR_CAP + 2.0) / 3)
 
 
 @pytest.mark.parametrize(
