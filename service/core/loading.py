@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from tabserve.service.core.runtime import Runtime, SklearnRuntime
 from tabserve.service.core.validation import FeatureSchema
 
 log = logging.getLogger("tabserve.models")
+# An absolute path in an error message: after the start, a space, a quote or "(".
+_ABSOLUTE = re.compile(r"""(?<![^\s'"(=])/[^\s:,;'"()]+""")
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def load_version(
         runtime.predict(schema.example_batch().features)
     except Exception as exc:
         model.state = ModelState.FAILED
-        model.error = str(exc)
+        model.error = relative_paths(str(exc), config.models_dir)
         metrics.loading.failures.labels(name).inc()
         metrics.loading.info.labels(name, str(version), "", "", "none").set(0)
         log.error("model %s version %s failed to load: %s", name, version, exc)
@@ -109,3 +113,16 @@ def load_version(
         model.load_seconds,
     )
     return model
+
+
+def relative_paths(message: str, models_dir: Path) -> str:
+    """`message` with absolute paths made relative to the models directory.
+
+    Load failures are shown to clients (`GET /models`, 503 answers, the repository
+    API); where the server keeps its files is not theirs to know. The log keeps
+    the full message.
+    """
+    root = models_dir.absolute()
+    for prefix in dict.fromkeys([str(root.resolve()), str(root)]):
+        message = message.replace(prefix + os.sep, "")
+    return _ABSOLUTE.sub(lambda found: os.path.relpath(found.group(), root), message)

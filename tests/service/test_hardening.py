@@ -87,7 +87,9 @@ def test_a_refused_artifact_fails_its_version_and_the_others_serve(
         assert states[2] == ("ready", None)
         assert states[3][0] == "failed"
         assert reason in states[3][1]
-        assert str(attacked_root / "iris" / "3") in states[3][1]
+        # Paths relative to the models directory: where the server keeps files is not shown.
+        assert states[3][1].startswith("iris/3")
+        assert str(attacked_root.parent) not in states[3][1]
 
         infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1] * 4}]}
         refused = client.post("/v2/models/iris/versions/3/infer", json=infer)
@@ -129,7 +131,8 @@ def test_a_version_swapped_in_through_the_repository_api_is_refused_the_same_way
         )
         [attempt] = response.json()
         assert attempt["state"] == "failed"
-        assert "the version folder resolves to " in attempt["reason"]
+        assert attempt["reason"].startswith("iris/3: the version folder resolves to ../outside/3,")
+        assert str(attacked_root.parent) not in attempt["reason"]
         assert client.get("/v2/models/iris").json()["parameters"]["version"] == "2"
         assert client.post("/models/iris/predict", json=IRIS_ROW).status_code == 200
 
