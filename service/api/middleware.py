@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tabserve.service.access_log import AccessLog
 from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
 from tabserve.service.api.errors import error_response
+from tabserve.service.api.exchange import Exchange
 from tabserve.service.api.request_ids import new_request_id
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import TooLargeError
@@ -84,36 +85,35 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        status = 500
         id_header = (b"x-request-id", request_id.encode())
-        extra = _security_headers(scope)
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header, *extra]
-            await send(message)
-
+        headers = (id_header, *_security_headers(scope))
+        declared = _content_length(scope)
+        # A declared length bounds the body (the HTTP parser reads no further); only a
+        # chunked body needs counting as it streams in.
+        limit = None if declared is not None else self.max_body
+        exchange = Exchange(scope, receive, send, headers, limit)
         in_flight = self.metrics.http.in_flight
         in_flight.inc()
         try:
-            declared = _content_length(scope)
             if declared is not None and declared > self.max_body:
                 refusal = error_response(
                     413,
                     f"request body is {declared} bytes; the limit is {self.max_body}",
                     TooLargeError.code,
                 )
-                await refusal(scope, receive, send_with_id)
+                await refusal(scope, receive, exchange.send)
                 return
-            # A declared length bounds the body (the HTTP parser reads no further);
-            # only a chunked body needs counting as it streams in.
-            limited = receive if declared is not None else self._limited(receive)
-            await self.app(scope, limited, send_with_id)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except Exception as exc:
+                if not await exchange.settle(exc):
+                    raise
+            else:
+                await exchange.settle(None)
         finally:
             in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started, request_id)
+            seconds = time.perf_counter() - started
+            self._record(scope, exchange.recorded_status, seconds, request_id)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket gets a request id (echoed on the handshake) and one access-log line.
@@ -147,22 +147,6 @@ class RequestContextMiddleware:
                 model = scope["state"].get("model", "-")
                 seconds = time.perf_counter() - started
                 self.access.record("WS", scope["path"], route, status, seconds, model, request_id)
-
-    def _limited(self, receive: Receive) -> Receive:
-        """`receive` that raises TooLargeError once a streamed body passes the limit."""
-        limit = self.max_body
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise TooLargeError(f"request body exceeds the limit of {limit} bytes")
-            return message
-
-        return counting
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route_obj = scope.get("route")
