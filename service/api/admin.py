@@ -18,6 +18,7 @@ from fastapi.exceptions import HTTPException
 from pydantic import BaseModel, Field
 
 from tabserve.service.api.deps import StateDep
+from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.records import install_record_routes
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.errors import FeatureDisabledError
@@ -49,6 +50,7 @@ router = APIRouter(
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     responses=error_responses(401, 403, 409),
+    route_class=JsonBodyRoute,
 )
 
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag
 
 from tabserve.service.api.deps import PredictionLogDep, StateDep, get_prediction_log
+from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.predictions import MAX_INT32
 from tabserve.service.api.schemas import error_responses
@@ -30,6 +31,7 @@ router = APIRouter(
     tags=["prediction log"],
     dependencies=[Depends(get_prediction_log)],
     responses=error_responses(409),
+    route_class=JsonBodyRoute,
 )
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"

@@ -19,6 +19,7 @@ from tabserve.service.access_log import AccessLog
 from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
 from tabserve.service.api.errors import error_response
 from tabserve.service.api.exchange import Exchange
+from tabserve.service.api.origins import cross_origin_refusal
 from tabserve.service.api.request_ids import new_request_id
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import TooLargeError
@@ -70,6 +71,7 @@ class RequestContextMiddleware:
         self.access = access
         self.max_body = settings.max_body_bytes
         self.log_probes = settings.log_probes
+        self.origins = settings.cors_origins
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._latency: dict[tuple[str, str], Histogram] = {}
 
@@ -102,6 +104,10 @@ class RequestContextMiddleware:
                     TooLargeError.code,
                 )
                 await refusal(scope, receive, exchange.send)
+                return
+            forbidden = cross_origin_refusal(scope, self.origins)
+            if forbidden is not None:
+                await forbidden(scope, receive, exchange.send)
                 return
             try:
                 await self.app(scope, exchange.receive, exchange.send)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Discriminator, Tag
 from tabserve.service.api.app_state import app_state
 from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.record_models import PredictResponse, record_model
@@ -96,9 +97,10 @@ def _add_route(
     )
     which = f"version {version}" if version is not None else "the default version"
     manifest = model.manifest
-    app.add_api_route(
+    app.router.add_api_route(
         path,
         endpoint,
+        route_class_override=JsonBodyRoute,
         methods=["POST"],
         response_model=PredictResponse,
         summary=f"Predict with {name} ({which})",

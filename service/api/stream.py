@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -22,6 +21,7 @@ from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for
 from tabserve.service.api.deps import StateDep, StreamsDep
 from tabserve.service.api.limits import JsonLimits
 from tabserve.service.api.middleware import request_id_of
+from tabserve.service.api.origins import origin_allowed
 from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.api.stream_messages import (
     Inbound,
@@ -102,10 +102,8 @@ def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     answers, so the handshake's Origin is checked here as CORS would for HTTP.
     Clients other than browsers send no Origin.
     """
-    origin = websocket.headers.get("origin")
-    if origin is None or origin in settings.cors_origins or "*" in settings.cors_origins:
-        return True
-    return urlsplit(origin).netloc == websocket.headers.get("host")
+    headers = websocket.headers
+    return origin_allowed(headers.get("origin"), headers.get("host"), settings.cors_origins)
 
 
 def _refusal_code(exc: ServiceError) -> int:

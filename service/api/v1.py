@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
+from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.schemas import error_responses
 
-router = APIRouter(tags=["kserve-v1"])
+router = APIRouter(tags=["kserve-v1"], route_class=JsonBodyRoute)
 
 
 class V1Request(BaseModel):
