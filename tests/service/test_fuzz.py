@@ -148,3 +148,45 @@ def test_the_whole_api_survives_fuzzing_and_answers_as_documented(
     assert set(run.per_operation) == {op.label for op in operations}
     # The record routes exist only once the lifespan has loaded the models.
     assert {f"POST /models/{name}/predict" for name in names} <= set(run.per_operation)
+
+
+# Inputs the adversarial probe of issue #17 found, which generated cases do not reach:
+# each must be a 4xx in the error shape, never a 5xx.
+_HUGE = b"1" + b"0" * 400
+HOSTILE: list[tuple[str, str, dict[str, Any], bytes]] = [
+    ("POST", "/v1/models/iris:predict", {}, b'{"instances": [[' + _HUGE + b", 3.0, 5.2, 2.3]]}"),
+    (
+        "POST",
+        "/v1/models/iris:predict",
+        {},
+        b'{"instances": [{"sepal_length_cm": -' + _HUGE + b"}]}",
+    ),
+    ("POST", "/models/iris/predict", {}, b'{"sepal_length_cm": ' + _HUGE + b"}"),
+    ("POST", "/v2/models/iris/versions/%C2%B2/infer", {}, b"{}"),
+    ("POST", "/v2/models/iris/versions/%E2%91%A0/infer", {}, b"{}"),
+    ("POST", "/v2/models/iris/versions/%D9%A1/infer", {}, b"{}"),
+    ("POST", "/v2/models/iris/versions/%EF%BC%91/infer", {}, b"{}"),
+    ("POST", "/v2/models/iris/versions/" + "9" * 5000 + "/infer", {}, b"{}"),
+    ("GET", "/v2/models/iris/versions/" + "9" * 5000, {}, b""),
+    ("GET", "/v2/models/iris/versions/%C2%B2/ready", {}, b""),
+    ("POST", "/v2/models/iris/infer", {"x-request-timeout-ms": b"\xb2"}, b"{}"),
+    ("POST", "/models/iris/predict", {"x-request-timeout-ms": b"\xb2"}, b"{}"),
+    ("POST", "/v1/models/iris:predict", {"x-request-timeout-ms": b"9" * 5000}, b"{}"),
+    ("POST", "/v2/models/iris/infer", {"inference-header-content-length": b"9" * 5000}, b"{}"),
+    ("POST", "/models/iris/predict", {"content-type": b"text/plain"}, b"not json"),
+    ("POST", "/v1/models/iris:predict", {"content-type": b"multipart/form-data"}, b"--x--"),
+    ("POST", "/models/iris/predict", {"origin": b"https://evil.example"}, b"{}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body"), HOSTILE, ids=[f"{m} {p[:50]}" for m, p, _, _ in HOSTILE]
+)
+def test_inputs_from_the_adversarial_probe_get_a_4xx_in_the_error_shape(
+    client: TestClient, method: str, path: str, headers: dict[str, Any], body: bytes
+) -> None:
+    answer = client.request(method, path, headers=headers, content=body or None)
+    assert 400 <= answer.status_code < 500, answer.text
+    error = answer.json()
+    assert set(error) == {"error", "code", "details"}
+    assert answer.headers["x-request-id"]

@@ -110,3 +110,41 @@ def test_log_routes_survive_fuzzing(log_settings: Callable[..., Settings]) -> No
     report = "\n\n".join(f"{label}:\n{text[:3000]}" for label, text in failures.items())
     assert not failures, f"{len(failures)} failing variants:\n\n{report}"
     assert sum(cases.values()) >= 200
+
+
+# Inputs the adversarial probe of issue #17 found, which generated cases do not reach.
+_HUGE = "1" + "0" * 400
+HOSTILE_TRUTHS = [_HUGE, "-" + _HUGE, "1e308", "-1e308", "NaN", "Infinity", "-Infinity"]
+HOSTILE_QUERIES = [
+    "/models/diabetes/predictions?limit=%D9%A1",
+    "/models/diabetes/predictions?limit=%EF%BC%91",
+    "/models/diabetes/predictions?version=%2B1",
+    "/models/diabetes/predictions?version=1_0",
+    "/models/diabetes/predictions?version=" + "9" * 5000,
+    "/models/diabetes/predictions?cursor=%C2%B2",
+    "/models/diabetes/quality?window_seconds=1e400",
+]
+
+
+def test_hostile_truths_and_queries_get_answers_never_a_5xx(
+    log_settings: Callable[..., Settings],
+) -> None:
+    record = dict.fromkeys(["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"], 0.01)
+    with TestClient(create_app(log_settings(log_level="error"))) as client:
+        rows = [record] * (len(HOSTILE_TRUTHS) + 1)
+        predicted = client.post(
+            "/models/diabetes/predict", json=rows, headers={"x-request-id": "h"}
+        )
+        assert predicted.status_code == 200
+        items = ",".join(
+            f'{{"request_id": "h", "row": {k}, "truth": {t}}}' for k, t in enumerate(HOSTILE_TRUTHS)
+        )
+        answer = client.post("/models/diabetes/feedback", content=f"[{items}]")
+        assert answer.status_code == 200, answer.text
+        assert {r["outcome"] for r in answer.json()["results"]} == {"invalid"}
+        quality = client.get("/models/diabetes/quality").json()
+        assert quality["versions"] == []
+        for path in HOSTILE_QUERIES:
+            refused = client.get(path)
+            assert refused.status_code == 422, (path, refused.text)
+            assert refused.json()["code"] == "invalid_request"
