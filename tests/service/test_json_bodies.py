@@ -205,6 +205,8 @@ def test_a_state_changing_request_from_another_origin_is_refused_before_any_work
     logged = client.post("/models/iris/predict", json=RECORD, headers={"x-request-id": "own"})
     assert logged.status_code == 200
     rows = _rows_served(client)
+    log = client.app.state.tabserve.predlog  # type: ignore[attr-defined]
+    assert log.writer.flush(30)  # the row is stored, so the log's contents below are final
     v2 = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.7, 3, 5, 2]}]}
     foreign = {"origin": FOREIGN, "content-type": "text/plain", "x-request-id": "evil"}
     attempts = [
@@ -240,6 +242,7 @@ def test_a_state_changing_request_from_another_origin_is_refused_before_any_work
         assert "access-control-allow-origin" not in answer.headers
     # Nothing ran: no model call, no log row, no truth, the repository unchanged.
     assert _rows_served(client) == rows
+    assert log.writer.flush(30)
     page = client.get("/models/iris/predictions").json()
     assert [item["request_id"] for item in page["items"]] == ["own"]
     assert page["items"][0]["truth"] is None
