@@ -1,10 +1,11 @@
 """The prediction log's cost on the request path: forest, 1 row, log `all` vs `off`.
 
 `python -m bench.predlog --seconds 8 --rounds 2`. First, in-process CPU costs: the
-listener's enqueue per request, and the writer's conversion and SQLite insert per
-row. Then the HTTP runs: : the same server (pinned to CPU 0,
-wrk on CPU 1, as `make bench`) runs with the log off and on, alternating, so the
-spread between rounds shows next to the difference. With the log on, the SQLite
+listener's enqueue per request (and with durability `journal`, enqueue plus the
+journal's append), and the writer's conversion and SQLite insert per row. Then
+the HTTP runs: the same server (pinned to CPU 0, wrk on CPU 1, as `make bench`)
+runs with the log off, on, and on with the journal, in turn, so the spread
+between rounds shows next to the difference. With the log on, the SQLite
 writer thread shares CPU 0 with the server: that is the real cost. After each
 logged run, the rows written and dropped (from /metrics) are printed too.
 """
@@ -25,6 +26,7 @@ from bench.run import ROOT, SCENARIOS, Row, measure, process, progress
 from tabserve.service.core.dataplane import Served
 from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.predlog.journal import Journal
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.store import PredictionStore
 from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
@@ -72,6 +74,7 @@ def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
     for _ in range(calls):
         writer(served)
     enqueue = (time.thread_time() - started) / calls * 1e6
+    journaled = _journaled_enqueue(store, served, work)
     rows = 20_000
     many = [
         Served(f"bench-{i}", model, features, prediction, time.time(), 0.001) for i in range(rows)
@@ -83,11 +86,26 @@ def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
         store.write(logged[start : start + 1000])
     cost = {
         "enqueue_us_per_request": enqueue,
+        "enqueue_with_journal_us_per_request": journaled,
         "write_cpu_us_per_row": (time.thread_time() - started) / rows * 1e6,
         "write_wall_us_per_row": (time.perf_counter() - wall) / rows * 1e6,
     }
     store.dispose()
     return cost
+
+
+def _journaled_enqueue(store: PredictionStore, served: Served, work: Path) -> float:
+    """CPU µs per request of the listener in journal mode: enqueue, rows, one file write."""
+    calls = 20_000
+    journal = Journal(work / "journal")
+    journal.open()
+    policy = WriterPolicy(queue_rows=calls + 1)
+    series = PredictionLogMetrics(ServiceMetrics().registry)
+    writer = PredictionLogWriter(store, policy, series, journal=journal)
+    started = time.thread_time()
+    for _ in range(calls):
+        writer(served)
+    return (time.thread_time() - started) / calls * 1e6
 
 
 def _settings(models_dir: Path) -> Settings:
@@ -116,13 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, Row]] = []
     port = 8790
     for round_ in range(1, args.rounds + 1):
-        for mode in ("off", "all"):
+        for mode, durability in (("off", "queued"), ("all", "queued"), ("all", "journal")):
             port += 1
-            data = work / f"data-{round_}-{mode}"
-            env = {"TABSERVE_PREDLOG_MODE": mode, "TABSERVE_DATA_DIR": str(data)}
+            data = work / f"data-{round_}-{mode}-{durability}"
+            env = {
+                "TABSERVE_PREDLOG_MODE": mode,
+                "TABSERVE_PREDLOG_DURABILITY": durability,
+                "TABSERVE_DATA_DIR": str(data),
+            }
             command = [*serve, "--port", str(port), "--log-level", "warning"]
-            with process(command, port, "0", work / f"{mode}-{round_}.log", env) as url:
-                label = f"tabserve, log {mode}"
+            logfile = work / f"{mode}-{durability}-{round_}.log"
+            with process(command, port, "0", logfile, env) as url:
+                label = f"tabserve, log {mode}" + (", journal" if durability == "journal" else "")
                 row = measure(url, SCENARIO, label, args.seconds, work, 1)
                 counters = _series(url) if mode == "all" else {}
             rows.append((f"{round_}", row))

@@ -1,4 +1,4 @@
-"""Bounds on what one HTTP connection may cost: the size of a head, the time to arrive.
+"""Bounds on what one HTTP connection may cost, and a drain that drops no request.
 
 uvicorn's httptools protocol puts no limit on the request line and headers (a
 96 MiB header cost a worker 9 s of CPU; 200 MiB grew it to 517 MB) and no limit on
@@ -17,6 +17,12 @@ now and then is held forever). `GuardedHttpProtocol` adds both:
 Refusals close gently: the answer is written, the sending side shut, and what the
 client still sends is read and discarded for `LINGER_SECONDS`, so its kernel does
 not reset the connection before it reads the answer.
+
+On shutdown (SIGTERM, or gunicorn retiring a worker on SIGHUP) uvicorn closes idle
+keep-alive connections at once, so a request a client sends at that moment meets a
+reset. Here they stay open for `drain_window_seconds`: a request arriving on one
+is answered with `Connection: close`, then the connection closes; those still idle
+at the end of the window are closed then.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class ConnectionLimits:
 
     max_header_bytes: int = 64 * 1024
     read_timeout_seconds: float = 30.0
+    drain_window_seconds: float = 2.0
     refusals: RefusalLog = field(default_factory=RefusalLog, compare=False)
 
 
@@ -109,7 +116,7 @@ def error_answer(status: int, message: str, code: str, field_name: str, expected
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded heads and arrival deadlines."""
+    """uvicorn's httptools protocol with bounded heads, arrival deadlines and a gentle drain."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
 
@@ -126,6 +133,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._receiving = False  # a message has begun and not yet ended
         self._arrival: asyncio.TimerHandle | None = None
         self._refused = False
+        self._draining = False
 
     # --- connection events ---
 
@@ -187,6 +195,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse_head(size)
             return
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed: the server is stopping
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -200,6 +210,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._receiving = False
         self._disarm_arrival()
         super().on_message_complete()
+
+    # --- shutdown ---
+
+    def shutdown(self) -> None:
+        """Keep idle keep-alive connections for the drain window instead of closing them now."""
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            return
+        self.loop.call_later(self.limits.drain_window_seconds, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self.transport.is_closing() or self._receiving:
+            return  # a request is arriving: it gets its answer with Connection: close
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
     # --- refusals ---
 

@@ -83,6 +83,7 @@ def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         read_timeout_seconds=settings.request_read_timeout_seconds,
+        drain_window_seconds=settings.drain_keepalive_seconds,
     )
     base = TabserveHttpProtocol if settings.coalesce_writes else GuardedHttpProtocol
     return base.configured(limits)

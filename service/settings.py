@@ -131,6 +131,16 @@ class Settings(BaseSettings):
             "408 and the connection is closed (slow clients cannot hold connections forever)."
         ),
     )
+    drain_keepalive_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description=(
+            "On SIGTERM (or a worker retired by SIGHUP), how long open keep-alive connections "
+            "are still answered, each answer with `Connection: close`, before those still idle "
+            "are closed; a request sent as an idle connection closes would meet a reset."
+        ),
+    )
     shutdown_grace_seconds: int = Field(
         default=25,
         ge=1,

@@ -14,6 +14,7 @@ import anyio
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.predlog.feedback import FeedbackRecorder
+from tabserve.service.predlog.journal import Journal
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.quality import VersionQuality, measure
 from tabserve.service.predlog.settings import PredictionLogSettings
@@ -36,7 +37,14 @@ class PredictionLog:
         self.dataplane = dataplane
         self.registry: ModelRegistry = dataplane.registry
         self.store = PredictionStore(settings.database_url)
-        self.writer = PredictionLogWriter(self.store, _policy(settings), metrics, redact)
+        journal = (
+            Journal(settings.data_dir / "predlog-journal")
+            if settings.durability == "journal"
+            else None
+        )
+        self.writer = PredictionLogWriter(
+            self.store, _policy(settings), metrics, redact, journal=journal
+        )
         self.feedback = FeedbackRecorder(self.store, self.writer, self.registry, metrics)
         self.migrated = False
 

@@ -52,6 +52,16 @@ class PredictionLogSettings(FeatureSettings):
             "it is not logged (counted as dropped, reason `queue_full`), never delayed."
         ),
     )
+    durability: Literal["queued", "journal"] = Field(
+        default="queued",
+        description=(
+            "`queued`: rows wait in memory for the writer, so a process that dies loses the "
+            "rows it answered in the last `flush_seconds` or so (docs/prediction-log.md); "
+            "`journal`: each request's rows are also appended to a file under "
+            "`<data_dir>/predlog-journal/` before its answer leaves, and replayed into the log "
+            "at the next start-up if the process died first (costs one file write per request)."
+        ),
+    )
     batch_rows: int = Field(
         default=1000,
         ge=1,

@@ -6,6 +6,10 @@ queued records into rows (feature names, redaction, JSON-ready values) and
 writes them in batches (one executemany per wake-up), every `flush_seconds` or
 as soon as `batch_rows` rows wait. What cannot be logged is counted, by reason.
 The same thread applies retention every `retention_interval` seconds.
+
+With a `Journal` (durability `journal`), the rows of each queued request are also
+appended to it on the event loop, before the answer leaves; a segment is deleted
+once the rows it holds are stored, and start-up replays those of dead processes.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tabserve.service.core.dataplane import Served
+from tabserve.service.predlog.journal import Journal
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.records import LoggedRow
 from tabserve.service.predlog.store import PredictionStore
@@ -53,8 +59,10 @@ class PredictionLogWriter:
         redact: Iterable[str] = (),
         *,
         sample: Callable[[], float] = random.random,
+        journal: Journal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal
         self.policy = policy
         self.redact = frozenset(redact)
         self._sample = sample
@@ -91,6 +99,8 @@ class PredictionLogWriter:
             if self._queued_rows + rows > self.policy.queue_rows:
                 self._dropped["queue_full"].inc(rows)
                 return
+            if self.journal is not None:
+                self._journal(served)
             self._queue.append(served)
             self._queued_rows += rows
             self._enqueued += 1
@@ -99,10 +109,20 @@ class PredictionLogWriter:
         if full:
             self._wake.set()
 
+    def _journal(self, served: Served) -> None:
+        assert self.journal is not None
+        try:
+            self.journal.append(self._rows(served))
+        except Exception:  # a full disk must not fail the answer: the row is still queued
+            log.exception("prediction log: journaling request %s failed", served.request_id)
+
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writing thread."""
+        """Replay the journals of dead processes (journal mode), then start the writing thread."""
+        if self.journal is not None:
+            self.journal.open()
+            self._replay(self.journal)
         self._thread = threading.Thread(target=self._run, name="tabserve-predlog", daemon=True)
         self._thread.start()
 
@@ -126,6 +146,9 @@ class PredictionLogWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("prediction log writer did not finish within %.0f s", timeout)
+                return
+        if self.journal is not None:
+            self.journal.close()
 
     @property
     def queued_rows(self) -> int:
@@ -154,18 +177,31 @@ class PredictionLogWriter:
                 self._write_queued()  # whatever arrived between the check and the flag
                 return
 
-    def _take(self) -> list[Served]:
+    def _take(self) -> tuple[list[Served], Path | None]:
         with self._lock:
             taken = list(self._queue)
             self._queue.clear()
             self._queued_rows = 0
             self._queue_gauge.set(0)
-        return taken
+            # The sealed segment holds the rows of exactly what was taken.
+            sealed = self.journal.seal() if self.journal is not None else None
+        return taken, sealed
+
+    def _replay(self, journal: Journal) -> None:
+        for segment, rows in journal.orphans():
+            for start in range(0, len(rows), self.policy.batch_rows):
+                self._write(rows[start : start + self.policy.batch_rows])
+            journal.discard(segment)
+            log.info("prediction log: replayed %d rows from journal %s", len(rows), segment)
 
     def _write_queued(self) -> None:
-        taken = self._take()
-        if not taken:
-            return
+        taken, sealed = self._take()
+        if taken:
+            self._write_taken(taken)
+        if sealed is not None and self.journal is not None:
+            self.journal.discard(sealed)  # its rows are stored (or counted as dropped)
+
+    def _write_taken(self, taken: list[Served]) -> None:
         try:
             rows: list[LoggedRow] = []
             for served in taken:
