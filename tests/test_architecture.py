@@ -26,7 +26,7 @@ SOURCES = {
 }
 WEB = ("fastapi", "starlette", "uvicorn")
 COMPOSITION = {"service.app", "service.components", "service.server", "service.cli"}
-WEB_ALLOWED = {"service.api", "service.http_protocol"} | COMPOSITION
+WEB_ALLOWED = {"service.api", "service.http_protocol", "service.http_guard"} | COMPOSITION
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def test_predlog_and_sinks_import_no_web_framework_and_not_the_api(package: str)
 
 
 def test_only_the_web_layer_and_the_composition_root_import_the_web_framework() -> None:
-    """Rule 7: only `service.api`, the composition root and `http_protocol` import them."""
+    """Rule 7: only `service.api`, the composition root and the HTTP protocols import them."""
     found = [str(i) for i in IMPORTS if within(i.target, *WEB)]
     assert [f for f in found if node(f.split(":")[0]) not in WEB_ALLOWED] == []
 

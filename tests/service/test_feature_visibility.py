@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tabserve.service.app import create_app
 from tabserve.service.settings import Settings
@@ -102,3 +103,33 @@ def test_the_prediction_log_off_refuses_feedback_before_reading_it(
         "expected": "`all` or `sampled`",
     }
     assert not (tmp_path / "predictions.db").exists()
+
+
+def _families(client: TestClient) -> set[tuple[str, str, str]]:
+    """(name, type, help) of every tabserve family, with series or without."""
+    text = client.get("/metrics").text
+    return {
+        (f.name, f.type, f.documentation)
+        for f in text_string_to_metric_families(text)
+        # the parser makes each series' `_created` sample a family of its own
+        if f.name.startswith("tabserve_") and not f.name.endswith("_created")
+    }
+
+
+def test_the_metric_families_are_the_same_with_every_feature_off_or_on(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    on = _settings(
+        models_dir, tmp_path, predlog_mode="all", drift_enabled=True, sink_url="http://127.0.0.1:9/"
+    )
+    with TestClient(create_app(_settings(models_dir, tmp_path, **OFF))) as off_client:
+        off = _families(off_client)
+    with TestClient(create_app(on)) as on_client:
+        assert _families(on_client) == off
+    names = {name for name, _, _ in off}
+    assert {
+        "tabserve_drift_rows",
+        "tabserve_prediction_log_rows_written",
+        "tabserve_sink_events_sent",
+        "tabserve_stream_rows",
+    } <= names

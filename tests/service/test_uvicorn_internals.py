@@ -1,9 +1,9 @@
-"""uvicorn's internals that `service/http_protocol.py` relies on still have the shape it expects.
+"""uvicorn's internals that tabserve's HTTP protocols rely on still have the expected shape.
 
-`TabserveHttpProtocol` subclasses uvicorn's `HttpToolsProtocol`, which is not public
-API. pyproject.toml pins uvicorn to the minor release it was written against; when
-that pin moves, this file says exactly which assumption broke instead of the server
-writing answers wrongly.
+`GuardedHttpProtocol` (`service/http_guard.py`) and `TabserveHttpProtocol` above it
+subclass uvicorn's `HttpToolsProtocol`, which is not public API. pyproject.toml pins
+uvicorn to the minor release they were written against; when that pin moves, this
+file says exactly which assumption broke instead of the server writing answers wrongly.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from tabserve.service.http_guard import GuardedHttpProtocol
 from tabserve.service.http_protocol import TabserveHttpProtocol
+
+OURS = {"configured"}
+"""Public methods of the subclasses that are theirs alone (the rest override uvicorn's)."""
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 
@@ -49,6 +54,28 @@ def test_the_overridden_methods_exist_with_the_signatures_the_subclass_uses() ->
             f"HttpToolsProtocol.{name} now takes {inspect.signature(method)}"
         )
         assert name in vars(TabserveHttpProtocol), f"the subclass no longer overrides {name}"
+
+
+def test_every_method_the_subclasses_override_exists_with_the_same_parameters() -> None:
+    for subclass in (GuardedHttpProtocol, TabserveHttpProtocol):
+        for name, method in vars(subclass).items():
+            if name.startswith("_") or name in OURS or not callable(method):
+                continue
+            base = getattr(HttpToolsProtocol, name, None)
+            assert base is not None, f"{subclass.__name__}.{name} overrides nothing in uvicorn"
+            ours, theirs = inspect.signature(method), inspect.signature(base)
+            assert list(ours.parameters) == list(theirs.parameters), (
+                f"HttpToolsProtocol.{name} now takes {theirs}; {subclass.__name__} takes {ours}"
+            )
+
+
+def test_the_guard_finds_the_attributes_and_constants_it_reads() -> None:
+    assert httptools_impl.STATUS_LINE[408].startswith(b"HTTP/1.1 408"), "STATUS_LINE changed"
+    source = _source(HttpToolsProtocol)
+    for attribute in ("self.url", "self.headers", "self.cycle", "self.flow", "self.client"):
+        assert re.search(rf"{re.escape(attribute)}(: [^=]+)? = ", source), (
+            f"HttpToolsProtocol no longer sets {attribute}"
+        )
 
 
 def test_the_protocol_keeps_loop_transport_and_a_per_request_scope() -> None:
