@@ -54,7 +54,9 @@ def _children(obj: Any) -> list[Any]:
     branches = getattr(obj, "transformers_", None) or getattr(obj, "transformers", None)
     if isinstance(branches, list):  # ColumnTransformer
         return [branch[1] for branch in branches if len(branch) >= 2]
-    return []
+    # A meta-estimator wrapping one (e.g. training's LabelEncodedClassifier around XGBoost).
+    inner = getattr(obj, "estimator_", None) or getattr(obj, "estimator", None)
+    return [inner] if hasattr(inner, "get_params") else []
 
 
 def library_of(step: Any) -> str | None:

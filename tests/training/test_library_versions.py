@@ -18,7 +18,10 @@ from sklearn.preprocessing import StandardScaler
 import tabserve
 from tabserve.artifact.errors import ArtifactError
 from tabserve.artifact.libraries import libraries_of
+from tabserve.artifact.seal import make_seal, write_seal
 from tabserve.artifact.store import load_artifact
+from tabserve.training.datasets import load_bundled
+from tabserve.training.pipeline import TrainRequest, train
 
 
 def sample() -> tuple[pd.DataFrame, np.ndarray]:
@@ -35,6 +38,8 @@ def _edit(folder: Path, library: str, version: str) -> None:
     else:
         raw["environment"]["libraries"][library] = version
     path.write_text(json.dumps(raw), encoding="utf-8")
+    # sealed again, as an exporter would: the version check comes after the seal's
+    write_seal(folder, make_seal(path.read_bytes()))
 
 
 def _other_major(version: str) -> str:
@@ -100,3 +105,12 @@ def test_a_library_that_is_not_installed_is_named_even_when_mismatches_are_allow
             f"{folder}: the model needs not-a-model-library 1.2.3, which is not installed here; "
             "install it in the serving environment (pip install 'not-a-model-library==1.2.3')"
         )
+
+
+def test_a_trained_xgboost_model_records_xgboost_through_its_label_wrapper(tmp_path: Path) -> None:
+    xgboost = pytest.importorskip("xgboost")
+    request = TrainRequest(
+        load_bundled("iris"), "xgboost", tmp_path, "iris", params={"n_estimators": 3}
+    )
+    manifest = train(request).manifest
+    assert manifest.environment.libraries == {"xgboost": xgboost.__version__}
