@@ -35,7 +35,7 @@ from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict
 from tabserve.service.api.errors import on_service_error, on_unexpected
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.records import RecordRoute
-from tabserve.service.api.records_express import RecordsExpress
+from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.v2_express import ExpressV2
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import ServiceError
@@ -47,7 +47,6 @@ from tabserve.service.settings import Settings
 _LENGTH = v2.HEADER_LENGTH.encode()
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()
 _V2_LANE: LaneKey[ExpressV2 | None] = LaneKey("v2_express")
-_RECORDS_LANE: LaneKey[RecordsExpress | None] = LaneKey("records_express")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +210,3 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: Exception) ->
 def _v2_lane(model: ModelVersion) -> ExpressV2 | None:
     """The version's V2 express lane, built on first use (None: it has none)."""
     return model.lanes.get(_V2_LANE, lambda: ExpressV2.for_model(model))
-
-
-def records_lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
-    """`model`'s records express lane, built once per version (None: it has none)."""
-    return model.lanes.get(_RECORDS_LANE, lambda: RecordsExpress.for_model(model, settings))

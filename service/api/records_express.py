@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.registry import LaneKey, ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.records import records_answer
@@ -100,3 +100,11 @@ class RecordsExpress:
         return records_answer(
             self.model_name, self.version, request_id, prediction.predict, proba, self.classes
         )
+
+
+_LANE: LaneKey[RecordsExpress | None] = LaneKey("records_express")
+
+
+def records_lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+    """`model`'s records express lane, built once per version (None: it has none)."""
+    return model.lanes.get(_LANE, lambda: RecordsExpress.for_model(model, settings))

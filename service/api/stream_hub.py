@@ -17,7 +17,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from tabserve.service.api.express import records_lane
+from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.stream_messages import RecordChecker
 from tabserve.service.api.stream_metrics import StreamMetrics
 from tabserve.service.core.registry import LaneKey, ModelVersion
