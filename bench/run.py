@@ -90,14 +90,19 @@ def progress(message: str) -> None:
 
 @contextmanager
 def process(
-    command: list[str], port: int, cpus: str | None, log: Path, env: dict[str, str] | None = None
+    command: list[str],
+    port: int,
+    cpus: str | None,
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[str]:
-    """Start a server process (pinned to `cpus`), wait until ready, stop it afterwards."""
+    """Start a server process (pinned to `cpus`) in `cwd`, wait until ready, stop it afterwards."""
     if cpus is not None and (os.cpu_count() or 1) > 1:
         command = ["taskset", "-c", cpus, *command]
     with log.open("ab") as sink:
         proc = subprocess.Popen(
-            command, stdout=sink, stderr=sink, cwd=ROOT, env={**os.environ, **(env or {})}
+            command, stdout=sink, stderr=sink, cwd=cwd, env={**os.environ, **(env or {})}
         )
     url = f"http://127.0.0.1:{port}"
     try:

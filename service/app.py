@@ -7,14 +7,12 @@ routes, and on shutdown finishes running predictions before the threads stop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tabserve.service import __version__
 from tabserve.service.access_log import AccessLog
@@ -31,7 +29,7 @@ from tabserve.service.api import (
 )
 from tabserve.service.api.docs import install_docs
 from tabserve.service.api.errors import install_error_handlers
-from tabserve.service.api.fastpath import INFER_TARGET, InferEndpoint, infer_target
+from tabserve.service.api.express import install_express_lanes
 from tabserve.service.api.middleware import RequestContextMiddleware
 from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.api.stream_metrics import StreamMetrics
@@ -67,41 +65,6 @@ where each detail names the field, the value given and what was expected.
 """
 
 
-class ServingApp(FastAPI):
-    """FastAPI, except that V2 infer and record requests go to fast paths when set.
-
-    `fast_records` maps each record route's exact path to its endpoint (rebuilt
-    with the routes); `wrap_fast` wraps an endpoint in the request bookkeeping and
-    `wrap_cors` wraps what a fast path answers itself in CORS (when configured).
-    """
-
-    fast_infer: ASGIApp | None = None
-    fast_records: Mapping[str, ASGIApp] = MappingProxyType({})
-    wrap_fast: Callable[[ASGIApp], ASGIApp] | None = None
-    wrap_cors: Callable[[ASGIApp], ASGIApp] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch V2 infer and records to the fast paths; everything else through FastAPI."""
-        if self.fast_infer is not None:
-            target = infer_target(scope)
-            if target is not None:
-                scope["app"] = self
-                scope[INFER_TARGET] = target
-                await self.fast_infer(scope, receive, send)
-                return
-            if scope["type"] == "http" and scope["method"] == "POST":
-                records = self.fast_records.get(scope["path"])
-                if records is not None:
-                    scope["app"] = self
-                    await records(scope, receive, send)
-                    return
-        await super().__call__(scope, receive, send)
-
-    async def general(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """FastAPI's own handling, for what a fast path leaves."""
-        await super().__call__(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None, *, preload: bool = False) -> FastAPI:
     """A new app with its own metrics, registry and inference pool.
 
@@ -125,7 +88,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         async with running(components):
             yield
 
-    app = ServingApp(
+    app = FastAPI(
         title="tabserve",
         version=__version__,
         description=DESCRIPTION,
@@ -146,22 +109,14 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         SigtermDrain(state, streams),
         *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
     ]
-    if settings.fast_path:
-
-        def wrap_fast(endpoint: ASGIApp) -> ASGIApp:
-            return RequestContextMiddleware(endpoint, state.metrics, settings, access)
-
-        def wrap_cors(endpoint: ASGIApp) -> ASGIApp:
-            return _cors(endpoint, settings) if settings.cors_origins else endpoint
-
-        app.wrap_fast, app.wrap_cors = wrap_fast, wrap_cors
-        app.fast_infer = wrap_fast(wrap_cors(InferEndpoint(state.dataplane, settings)))
     install_docs(app)
     install_error_handlers(app)
     # Every documented route exists whatever the settings: a feature that is off
     # answers 409 `feature_disabled`, naming the setting that turns it on.
     for router in ROUTERS:
         app.include_router(router)
+    if settings.fast_path:  # first, so innermost: the middleware below wraps the lanes too
+        install_express_lanes(app, state.dataplane, settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.
@@ -203,10 +158,6 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
         ],
         "expose_headers": ["x-request-id", "inference-header-content-length"],
     }
-
-
-def _cors(app: ASGIApp, settings: Settings) -> ASGIApp:
-    return CORSMiddleware(app, **_cors_options(settings))
 
 
 def app_from_environment() -> FastAPI:

@@ -28,7 +28,6 @@ from tabserve.service.settings import Settings
 
 PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-_HANDLED = "tabserve.context"
 
 Headers = tuple[tuple[bytes, bytes], ...]
 _ALWAYS: Headers = (
@@ -79,11 +78,9 @@ class RequestContextMiddleware:
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
             return
-        if scope["type"] != "http" or scope.get(_HANDLED):
-            # A fast path's fallback runs the whole app again: bookkeeping happened once.
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope[_HANDLED] = True
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id

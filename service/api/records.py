@@ -11,14 +11,12 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
-from tabserve.service.api.app_state import app_state
 from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
 from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.record_models import PredictResponse, record_model
-from tabserve.service.api.records_express import RecordsEndpoint
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
@@ -27,18 +25,23 @@ from tabserve.service.protocol.records import records_document
 TAG = "records"
 
 
+class RecordRoute(APIRoute):
+    """A route this module adds, rebuilt whenever the registry changes.
+
+    `serves` is the (model, version) the route predicts with (version None: the
+    default); None for the catch-all route of models that have no route of their own.
+    """
+
+    serves: tuple[str, int | None] | None = None
+
+
 def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     """(Re)build `/models/{name}/predict` and `/models/{name}/versions/{v}/predict` routes.
 
     Called at start-up and after every change to the registry, on the event loop and
     without awaiting, so no request is routed while the list is being rebuilt.
     """
-    kept = [r for r in app.router.routes if not getattr(r, "tabserve_records", False)]
-    app.router.routes[:] = kept
-    express: dict[str, Any] = {}
-    wrap = getattr(app, "wrap_fast", None)  # set when the fast path is on (see app.py)
-    cors = getattr(app, "wrap_cors", None)
-    state = app_state(app)
+    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, RecordRoute)]
     for name in registry.names():
         versions = registry.versions(name)
         default = registry.get(name)
@@ -48,28 +51,20 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
         for path, version, model in targets:
             if model.manifest is None:
                 continue
-            route = _add_route(app, path, name, version, model)
-            if wrap is not None:
-                endpoint = RecordsEndpoint(
-                    state.dataplane, state.settings, name, version, route, cors
-                )
-                express[path] = wrap(endpoint)
-    app.add_api_route(
+            _add_route(app, path, name, version, model).serves = (name, version)
+    app.router.add_api_route(
         "/models/{model}/predict",
         predict_unserved,
         methods=["POST"],
         include_in_schema=False,
+        route_class_override=RecordRoute,
     )
-    for added in app.router.routes[len(kept) :]:
-        added.tabserve_records = True  # type: ignore[attr-defined]
     app.openapi_schema = None
-    if wrap is not None:
-        app.fast_records = express  # type: ignore[attr-defined]
 
 
 def _add_route(
     app: FastAPI, path: str, name: str, version: int | None, model: ModelVersion
-) -> APIRoute:
+) -> RecordRoute:
     assert model.manifest is not None
     assert model.schema is not None
     record = record_model(model.manifest, model.schema.example)
@@ -113,9 +108,10 @@ def _add_route(
         responses=error_responses(400, 404, 413, 422, 503, 504),
         operation_id=f"predict_{name}" + (f"_v{version}" if version is not None else ""),
         dependencies=[Depends(enforce_json_limits)],
+        route_class_override=RecordRoute,
     )
     route = app.router.routes[-1]
-    assert isinstance(route, APIRoute)
+    assert isinstance(route, RecordRoute)
     return route
 
 

@@ -6,8 +6,8 @@ the body through a Pydantic union of generated record models, the answer through
 the response model and `jsonable_encoder`. That was three times the cost of the
 V2 path (`docs/benchmarks.md`).
 
-So the app answers each record route's exact path before FastAPI's router, as it
-does V2 infer (`fastpath.py`). It decodes the common body (one record, or a list
+So the express route (`express.py`) answers each record route's exact path before
+the route itself, as it does V2 infer. This lane decodes the common body (one record, or a list
 of records, each with exactly the model's feature names and numbers within their
 training ranges, for a model whose inputs are all numeric) and answers it
 itself; anything else, errors included, goes on through FastAPI to the record
@@ -19,30 +19,17 @@ has the same JSON as the FastAPI route's (its numbers written by orjson:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi.routing import APIRoute
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tabserve.service.api.asgi_io import header, read_body, replay, send_json
-from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from tabserve.service.api.errors import on_service_error, on_unexpected
-from tabserve.service.api.middleware import request_id_of
-from tabserve.service.core.dataplane import DataPlane
-from tabserve.service.core.errors import ServiceError
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.registry import LaneKey, ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.records import records_answer
 from tabserve.service.settings import Settings
 
 _NUMBERS = frozenset({int, float})
-_TIMEOUT = TIMEOUT_HEADER.lower().encode()
-_LANE = "records_express"
-_DECODED = "tabserve.records"
 
 
 class RecordsExpress:
@@ -115,69 +102,9 @@ class RecordsExpress:
         )
 
 
-class RecordsEndpoint:
-    """ASGI endpoint for one record route's path, answered before FastAPI's router.
-
-    The app dispatches here by exact path (wrapped in RequestContextMiddleware);
-    bodies the lane does not take go to `scope["app"].general`, FastAPI's own
-    stack (CORS included), with the body replayed. What the lane answers itself
-    goes through `wrap_answer` (the CORS middleware, when origins are configured).
-    """
-
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        settings: Settings,
-        name: str,
-        version: int | None,
-        route: APIRoute,
-        wrap_answer: Callable[[ASGIApp], ASGIApp] | None = None,
-    ) -> None:
-        self.dataplane = dataplane
-        self.settings = settings
-        self.name = name
-        self.version = version
-        self.route = route
-        self._respond = wrap_answer(self._answer) if wrap_answer is not None else self._answer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self.route  # what metrics and the access log name the request by
-        body = await read_body(receive)
-        if body is None:
-            return  # the client left before sending its body
-        try:
-            model: ModelVersion | None = self.dataplane.model(self.name, self.version)
-        except ServiceError:
-            model = None  # the general route gives the 404 or 503
-        lane = records_lane(model, self.settings) if model is not None else None
-        batch = lane.decode(body) if lane is not None else None
-        if model is None or lane is None or batch is None:
-            await scope["app"].general(scope, replay(body, receive), send)
-            return
-        scope[_DECODED] = (model, lane, batch)
-        await self._respond(scope, receive, send)
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model, lane, batch = scope.pop(_DECODED)
-        scope.setdefault("state", {})["model"] = self.name
-        try:
-            prediction = await predict_watched(
-                self.dataplane,
-                model,
-                batch,
-                deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
-                scope=scope,
-                receive=receive,
-            )
-        except ServiceError as exc:
-            await (await on_service_error(Request(scope), exc))(scope, receive, send)
-            return
-        except Exception as exc:
-            await (await on_unexpected(Request(scope), exc))(scope, receive, send)
-            return
-        await send_json(send, lane.encode(prediction, request_id_of(scope)))
+_LANE: LaneKey[RecordsExpress | None] = LaneKey("records_express")
 
 
 def records_lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
     """`model`'s records express lane, built once per version (None: it has none)."""
-    return model.cached(_LANE, lambda: RecordsExpress.for_model(model, settings))
+    return model.lanes.get(_LANE, lambda: RecordsExpress.for_model(model, settings))

@@ -1,6 +1,6 @@
 """The open prediction streams of one app: counted, and closed cleanly when the server drains.
 
-It also keeps each model version's record checks, shared by its streams.
+Each model version's record checks, shared by its streams, live in its `lanes`.
 
 The server (uvicorn) closes every WebSocket with 1012 the moment it starts shutting
 down, dropping answers that were still being computed. So on SIGTERM the app asks
@@ -20,10 +20,11 @@ from prometheus_client import Counter
 from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.stream_messages import RecordChecker
 from tabserve.service.api.stream_metrics import StreamMetrics
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.registry import LaneKey, ModelVersion
 from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.stream")
+_CHECKER: LaneKey[RecordChecker] = LaneKey("stream_records")
 
 
 class Drainable(Protocol):
@@ -48,7 +49,6 @@ class StreamHub:
         self._task: asyncio.Task[None] | None = None
         self._messages: dict[tuple[str, str], Counter] = {}
         self._rows: dict[tuple[str, int], Counter] = {}
-        self._checkers: dict[tuple[str, int], RecordChecker] = {}
 
     def opened(self, stream: Drainable) -> None:
         """A stream was accepted (called on the event loop)."""
@@ -75,12 +75,12 @@ class StreamHub:
 
         With `fast_path` on, the common records take the records express lane.
         """
-        key = (model.name, model.version)
-        checker = self._checkers.get(key)
-        if checker is None or checker.model is not model:
+
+        def build() -> RecordChecker:
             express = records_lane(model, settings) if settings.fast_path else None
-            checker = self._checkers[key] = RecordChecker(model, express)
-        return checker
+            return RecordChecker(model, express)
+
+        return model.lanes.get(_CHECKER, build)
 
     def count(self, model: str, code: str, version: int | None = None, rows: int = 0) -> None:
         """One reply sent: `ok` with its rows, or an error code."""

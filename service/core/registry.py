@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from tabserve.artifact.manifest import Manifest
 from tabserve.service.core.batching import Batcher
@@ -16,6 +16,36 @@ from tabserve.service.core.runtime import Runtime
 from tabserve.service.core.validation import FeatureSchema
 
 T = TypeVar("T")
+
+
+class LaneKey(Generic[T]):
+    """Names one thing the web layer builds once per version; `T` is its type."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"LaneKey({self.name!r})"
+
+
+class Lanes:
+    """One version's cache of what the APIs precompute for it (express lanes, record checks).
+
+    Keyed by `LaneKey`s that the web layer declares, so the core never learns what
+    they hold and every read is typed.
+    """
+
+    __slots__ = ("_built",)
+
+    def __init__(self) -> None:
+        self._built: dict[LaneKey[Any], object] = {}
+
+    def get(self, key: LaneKey[T], build: Callable[[], T]) -> T:
+        """What `build()` gives, built on first use and kept for this version."""
+        built = self._built
+        if key not in built:
+            built[key] = build()
+        return cast(T, built[key])
 
 
 class ModelState(StrEnum):
@@ -43,19 +73,13 @@ class ModelVersion:
     batcher: Batcher | None = None
     batch_rows: int | None = None
     """Most rows per model call for this version (None: the global batch_max_rows)."""
-    wire: dict[str, object] = field(default_factory=dict)
-    """What the APIs precompute per version on first use (see `cached`)."""
+    lanes: Lanes = field(default_factory=Lanes)
+    """What the APIs precompute for this version on first use."""
 
     @property
     def ready(self) -> bool:
         """Whether it can serve."""
         return self.state is ModelState.READY
-
-    def cached(self, key: str, build: Callable[[], T]) -> T:
-        """What `build()` gives, built once per version (an API's express lane, say)."""
-        if key not in self.wire:
-            self.wire[key] = build()
-        return cast(T, self.wire[key])
 
 
 class ModelRegistry:

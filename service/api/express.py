@@ -1,0 +1,212 @@
+"""The express lanes: one dispatch point that answers the common requests itself.
+
+`POST /v2/models/{m}[/versions/{v}]/infer` and `POST /models/{m}[/versions/{v}]/predict`
+are the hot paths. FastAPI's per-request work (dependency solving, the body through
+Pydantic, the answer through the response model) cost more than the prediction, so
+`ExpressLanes` sits innermost of the app's middleware, inside the request context and
+CORS, so they wrap it like any route. It claims exactly the requests a documented route
+would take (it asks those routes' own `matches()`), and labels what it answers with that
+route (metrics and the access log see `/v2/models/{model}/infer`, `/models/iris/predict`,
+...). It reads the body and tries the lane (`v2_express` or `records_express`); a body
+the lane does not take (binary tensors, named features, output selection, out-of-range
+values, any error at all) goes on down the stack to the documented route with the body
+replayed, which answers exactly as it always does.
+
+A router entry (a `BaseRoute` placed first) would do the same inside FastAPI's
+exception middleware, exit stack and router, at about 20 µs more CPU per request than
+this (`docs/benchmarks.md`, "Express lanes in one module"). Off with
+`TABSERVE_FAST_PATH=false`: then the lanes are never added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tabserve.service.api import v2
+from tabserve.service.api.asgi_io import header, read_body, replay, send_json
+from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
+from tabserve.service.api.errors import on_service_error, on_unexpected
+from tabserve.service.api.middleware import request_id_of
+from tabserve.service.api.records import RecordRoute
+from tabserve.service.api.records_express import records_lane
+from tabserve.service.api.v2_express import ExpressV2
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import ServiceError
+from tabserve.service.core.registry import LaneKey, ModelVersion
+from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.settings import Settings
+
+_LENGTH = v2.HEADER_LENGTH.encode()
+_TIMEOUT = TIMEOUT_HEADER.lower().encode()
+_V2_LANE: LaneKey[ExpressV2 | None] = LaneKey("v2_express")
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A request a lane took: the version, its rows, and how to write the answer."""
+
+    model: ModelVersion
+    batch: ValidatedBatch
+    encode: Callable[[Prediction, Scope], bytes]
+
+
+def install_express_lanes(app: FastAPI, dataplane: DataPlane, settings: Settings) -> None:
+    """Put the express lanes innermost of `app`'s middleware (call before adding any other)."""
+    app.add_middleware(ExpressLanes, router=app.router, dataplane=dataplane, settings=settings)
+
+
+class ExpressLanes:
+    """The express lanes of V2 infer and record predict, in front of their documented routes."""
+
+    def __init__(
+        self, app: ASGIApp, router: Router, dataplane: DataPlane, settings: Settings
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.dataplane = dataplane
+        self.settings = settings
+        endpoints = (v2.infer, v2.infer_version)
+        self._infer_routes = [
+            r for r in v2.router.routes if isinstance(r, APIRoute) and r.endpoint in endpoints
+        ]
+        self._record_routes: dict[str, RecordRoute] = {}
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """FULL, with the documented route's own scope, for a POST a lane may take.
+
+        The V2 routes come from `v2.router` itself; record routes change with the
+        registry, so each path's route is looked up again when it leaves the router.
+        """
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return Match.NONE, {}
+        path: str = scope["path"]
+        if path.endswith("/infer"):
+            for route in self._infer_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    return match, child
+        elif path.endswith("/predict"):
+            record = self._record_route(scope)
+            if record is not None:
+                return record.matches(scope)
+        return Match.NONE, {}
+
+    def _record_route(self, scope: Scope) -> RecordRoute | None:
+        """The record route of a served version for this exact path (routes change on reloads)."""
+        path: str = scope["path"]
+        known = self._record_routes.get(path)
+        if known is not None and known in self.router.routes:
+            return known
+        self._record_routes.pop(path, None)
+        for route in self.router.routes:
+            if not isinstance(route, RecordRoute) or route.serves is None:
+                continue
+            if route.matches(scope)[0] is Match.FULL:
+                self._record_routes[path] = route
+                return route
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer in the lane, or hand the request (body replayed) to the documented route."""
+        match, child = self.matches(scope)
+        if match is not Match.FULL:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive)
+        except ServiceError as exc:  # a chunked body past the limit
+            scope.update(child)
+            await _refuse(scope, receive, send, exc)
+            return
+        if body is None:
+            return  # the client left before sending its body: nobody to answer
+        route = child["route"]
+        if isinstance(route, RecordRoute):
+            taken = self._records(route, body)
+        else:
+            taken = self._infer(scope, child["path_params"], body)
+        if taken is None:
+            await self.app(scope, replay(body, receive), send)
+            return
+        scope.update(child)
+        try:
+            prediction = await predict_watched(
+                self.dataplane,
+                taken.model,
+                taken.batch,
+                deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
+                scope=scope,
+                receive=receive,
+            )
+        except Exception as exc:
+            await _refuse(scope, receive, send, exc)
+            return
+        await send_json(send, taken.encode(prediction, scope))
+
+    def _infer(self, scope: Scope, params: dict[str, str], body: bytes) -> _Taken | None:
+        """A V2 body of the express shape, for a ready version with an express lane."""
+        if header(scope, _LENGTH) is not None:
+            return None  # binary tensors: the general codec
+        model = self._ready(params)
+        lane = _v2_lane(model) if model is not None else None
+        decoded = lane.decode(body) if lane is not None else None
+        if model is None or lane is None or decoded is None:
+            return None
+        request_id = decoded.request_id
+
+        def encode(prediction: Prediction, scope: Scope) -> bytes:
+            return lane.encode(prediction, request_id)
+
+        return _Taken(model, decoded.batch, encode)
+
+    def _records(self, route: RecordRoute, body: bytes) -> _Taken | None:
+        """Records of the express shape, for a ready version with a records lane."""
+        if route.serves is None:
+            return None
+        name, version = route.serves
+        try:
+            model = self.dataplane.model(name, version)
+        except ServiceError:
+            return None  # the documented route gives the 404 or 503
+        lane = records_lane(model, self.settings)
+        batch = lane.decode(body) if lane is not None else None
+        if lane is None or batch is None:
+            return None
+
+        def encode(prediction: Prediction, scope: Scope) -> bytes:
+            scope.setdefault("state", {})["model"] = name
+            return lane.encode(prediction, request_id_of(scope))
+
+        return _Taken(model, batch, encode)
+
+    def _ready(self, params: dict[str, str]) -> ModelVersion | None:
+        """The ready version the path names, or None (the documented route says why)."""
+        version = params.get("version")
+        try:
+            number = None if version is None else v2.parse_version(params["model"], version)
+            return self.dataplane.model(params["model"], number)
+        except ServiceError:
+            return None
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """What the app's exception handlers answer for `exc` (the lanes run outside them)."""
+    request = Request(scope)
+    if isinstance(exc, ServiceError):
+        response = await on_service_error(request, exc)
+    else:
+        response = await on_unexpected(request, exc)
+    await response(scope, receive, send)
+
+
+def _v2_lane(model: ModelVersion) -> ExpressV2 | None:
+    """The version's V2 express lane, built on first use (None: it has none)."""
+    return model.lanes.get(_V2_LANE, lambda: ExpressV2.for_model(model))
