@@ -1,8 +1,9 @@
 """The image built from the repository's Dockerfile with podman and run as the Deployment
 runs it: unprivileged, read-only with an in-memory /tmp, two workers.
 
-Built once per run (cold: about 8 minutes with the base image and the wheels; warm: the
-layer cache makes it seconds) and shared by this module's tests.
+Built once per run and shared by this module's tests. Cold (no base image, no wheels,
+no layers) the build takes many minutes; warm, podman's layer cache and the kept base
+and wheels leave a couple of minutes (figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
