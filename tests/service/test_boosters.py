@@ -291,6 +291,7 @@ def test_a_booster_outside_a_pipeline_compiles_too() -> None:
     x, y = data.features.astype(np.float64), (data.target == data.target[0]).astype(int)
     for model in (
         xgboost.XGBClassifier(n_estimators=5, n_jobs=1),
+        xgboost.XGBRFClassifier(n_estimators=5, n_jobs=1),  # a subclass converts too
         lightgbm.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1),
         catboost.CatBoostClassifier(
             iterations=5, thread_count=1, verbose=False, allow_writing_files=False
