@@ -54,7 +54,8 @@ def _children(obj: Any) -> list[Any]:
     branches = getattr(obj, "transformers_", None) or getattr(obj, "transformers", None)
     if isinstance(branches, list):  # ColumnTransformer
         return [branch[1] for branch in branches if len(branch) >= 2]
-    return []
+    inner = getattr(obj, "estimator_", None)  # a fitted wrapper (LabelEncodedClassifier)
+    return [] if inner is None else [inner]
 
 
 def library_of(step: Any) -> str | None:
