@@ -113,7 +113,7 @@ def booster_graph(model: Any) -> BoosterGraph:
     except ImportError as exc:
         raise UnsupportedModelError(
             f"{type(inner).__name__} needs onnxmltools to compile: "
-            "pip install 'tabserve[xgboost]' or 'tabserve[lightgbm]'"
+            f"pip install 'tabserve[{library}]'"
         ) from exc
     from skl2onnx import convert_sklearn, get_latest_tested_opset_version
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
