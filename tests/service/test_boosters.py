@@ -29,6 +29,7 @@ from tabserve.service.core.engines import (
     compile_model,
     engine_for,
 )
+from tabserve.service.core.engines import boosters as boosters_module
 from tabserve.service.core.engines import compiled as compiled_module
 from tabserve.service.core.engines import onnx as onnx_module
 from tabserve.service.core.engines.cache import CACHE_DIR, RECORD_FILE
@@ -291,6 +292,7 @@ def test_a_booster_outside_a_pipeline_compiles_too() -> None:
     x, y = data.features.astype(np.float64), (data.target == data.target[0]).astype(int)
     for model in (
         xgboost.XGBClassifier(n_estimators=5, n_jobs=1),
+        xgboost.XGBRFClassifier(n_estimators=5, n_jobs=1),  # a subclass converts too
         lightgbm.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1),
         catboost.CatBoostClassifier(
             iterations=5, thread_count=1, verbose=False, allow_writing_files=False
@@ -321,3 +323,31 @@ def test_only_the_scikit_learn_api_classifiers_and_regressors_get_an_engine() ->
     for ranker in (xgboost.XGBRanker(), lightgbm.LGBMRanker(), catboost.CatBoostRanker()):
         with pytest.raises(UnsupportedModelError, match=f"{type(ranker).__name__} has no"):
             engine_for(ranker)
+
+
+def test_without_onnxmltools_a_booster_serves_natively_and_the_log_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    train(TrainRequest(load_bundled("iris"), "xgboost", tmp_path, "xgb", params=SMALL["xgboost"]))
+
+    def missing(model: Any, library: str) -> None:
+        raise ModuleNotFoundError("No module named 'onnxmltools'", name="onnxmltools")
+
+    monkeypatch.setattr(boosters_module, "_register_converter", missing)
+    with caplog.at_level(logging.INFO, logger="tabserve.models"):
+        runtime = CompiledRuntime(tmp_path / "xgb" / "1")
+        runtime.load()
+    assert runtime.engine == "sklearn"
+    [line] = [r for r in caplog.records if "with scikit-learn" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert line.getMessage() == (
+        "model xgb version 1: XGBClassifier needs onnxmltools to compile: "
+        "pip install 'tabserve[xgboost]'; serving with scikit-learn"
+    )
+    rows = load_bundled("iris").features
+    labels, proba = own_answers(tmp_path / "xgb" / "1", rows)
+    answer = runtime.predict(rows)
+    assert answer.predict.tolist() == labels
+    assert answer.proba is not None
+    np.testing.assert_array_equal(answer.proba, proba)
+    assert not (tmp_path / "xgb" / "1" / CACHE_DIR).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -76,6 +77,8 @@ def test_xgboost_classifier_is_wrapped_to_learn_string_labels(models_dir: Path) 
     # defaults recorded as for the scikit-learn estimators
     assert result.manifest.estimator.params["n_estimators"] == 100
     assert result.manifest.estimator.params["n_jobs"] == 1
+    # the library inside the wrapper is recorded, so the loader checks its version
+    assert result.manifest.environment.libraries == {"xgboost": metadata.version("xgboost")}
 
 
 @pytest.mark.parametrize("model", list(SMALL))

@@ -87,10 +87,17 @@ def booster_versions(model: Any) -> dict[str, str]:
     library = library_of(model)
     if library is None:
         return {}
-    versions: dict[str, str] = {library: metadata.version(library)}
+    versions: dict[str, str] = {library: _version(library)}
     if library != "catboost":
-        versions["onnxmltools"] = metadata.version("onnxmltools")
+        versions["onnxmltools"] = _version("onnxmltools")
     return versions
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"  # conversion then says which extra to install
 
 
 def booster_graph(model: Any) -> BoosterGraph:
@@ -102,11 +109,11 @@ def booster_graph(model: Any) -> BoosterGraph:
     if library is None:
         raise UnsupportedModelError(f"{type(inner).__name__} is not a boosting-library model")
     try:
-        _register_converters()
+        _register_converter(inner, library)
     except ImportError as exc:
         raise UnsupportedModelError(
             f"{type(inner).__name__} needs onnxmltools to compile: "
-            "pip install 'tabserve[xgboost]' or 'tabserve[lightgbm]'"
+            f"pip install 'tabserve[{library}]'"
         ) from exc
     from skl2onnx import convert_sklearn, get_latest_tested_opset_version
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
@@ -124,48 +131,30 @@ def booster_graph(model: Any) -> BoosterGraph:
     return BoosterGraph(graph, _lightgbm_thresholds(graph, inner) if lightgbm else None)
 
 
-def _register_converters() -> None:
-    """Teach skl2onnx the onnxmltools converters of whichever libraries are installed."""
+def _register_converter(model: Any, library: Library) -> None:
+    """Teach skl2onnx onnxmltools' converter for `type(model)` (subclasses included)."""
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (
         calculate_linear_classifier_output_shapes,
         calculate_linear_regressor_output_shapes,
     )
 
-    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    found: list[tuple[Any, str, Any, Any]] = []
-    try:
-        import xgboost
+    converter: Any
+    if library == "xgboost":
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 
-        found += [
-            (xgboost.XGBClassifier, "XGBoostXGBClassifier", True, convert_xgboost),
-            (xgboost.XGBRegressor, "XGBoostXGBRegressor", False, convert_xgboost),
-        ]
-    except ImportError:
-        pass
-    try:
-        import lightgbm
+        converter = convert_xgboost
+    else:
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
-        found += [
-            (lightgbm.LGBMClassifier, "LightGbmLGBMClassifier", True, convert_lightgbm),
-            (lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", False, convert_lightgbm),
-        ]
-    except ImportError:
-        pass
-    if not found:
-        raise ImportError("onnxmltools")
-    for cls, alias, classifier, converter in found:
-        update_registered_converter(
-            cls,
-            alias,
-            calculate_linear_classifier_output_shapes
-            if classifier
-            else calculate_linear_regressor_output_shapes,
-            converter,
-            options=classifier_options if classifier else {"split": None},
-        )
+        converter = convert_lightgbm
+    cls = type(model)
+    if hasattr(model, "predict_proba"):
+        shapes: Any = calculate_linear_classifier_output_shapes
+        options: dict[str, Any] = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    else:
+        shapes, options = calculate_linear_regressor_output_shapes, {"split": None}
+    update_registered_converter(cls, f"{library}{cls.__name__}", shapes, converter, options=options)
 
 
 def _lightgbm_thresholds(graph: Any, model: Any) -> npt.NDArray[np.float64]:
