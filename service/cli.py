@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
+from tabserve.service.port import PortUnavailableError, ensure_can_listen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV with a header of feature names, or JSON; with --stream also JSON lines "
         "(one message per line), or - for JSON lines on stdin",
     )
-    predict.add_argument("--model", required=True)
-    predict.add_argument("--version", type=int)
-    predict.add_argument("--url", default="http://127.0.0.1:8000")
+    predict.add_argument("--model", required=True, help="the served model's name")
+    predict.add_argument(
+        "--version", type=int, help="the version to ask (default: the model's default version)"
+    )
+    predict.add_argument(
+        "--url",
+        default=_default_url(),
+        help="the server's address (default: %(default)s, from TABSERVE_PORT when set)",
+    )
     predict.add_argument(
         "--stream",
         action="store_true",
@@ -131,6 +138,11 @@ def run_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[key] = str(value)
     settings = Settings()
+    try:
+        ensure_can_listen(settings.host, settings.port)  # before any model loads
+    except PortUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     # Several workers need the shared folder; an operator-set folder (even with one
     # worker) must exist and start empty, or stale files from a previous run add up.
     shared = settings.workers > 1 or os.environ.get(ENV)
@@ -165,6 +177,11 @@ def run_log_export(args: argparse.Namespace) -> int:
         store.dispose()
     print(f"{rows} rows of {args.model} written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _default_url() -> str:
+    """Where `tabserve serve` listens by default on this machine."""
+    return f"http://127.0.0.1:{os.environ.get('TABSERVE_PORT') or 8000}"
 
 
 def _positive(text: str) -> int:
