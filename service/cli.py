@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "answer as it arrives (docs/streaming.md)",
     )
     predict.add_argument(
+        "--ignore-extra-columns",
+        action="store_true",
+        help="without --stream: leave out columns that are not the model's features (its "
+        "target column is always left out, with a note)",
+    )
+    predict.add_argument(
         "--window", type=_positive, default=32, help="with --stream: most unanswered messages"
     )
     predict.set_defaults(handler=run_predict)
@@ -193,13 +199,22 @@ def _positive(text: str) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print the service's answer for the file's rows, one JSON line per row."""
-    from tabserve.service.client import ClientError, predict, read_records
+    from tabserve.service.client import ClientError, fit_columns, predict, read_records
 
     if args.stream:
         return run_stream(args)
 
     try:
-        answer = predict(args.url, args.model, read_records(args.file), args.version)
+        records, notes = fit_columns(
+            args.url,
+            args.model,
+            args.version,
+            read_records(args.file),
+            args.ignore_extra_columns,
+        )
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        answer = predict(args.url, args.model, records, args.version)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
