@@ -164,6 +164,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_log_export(args: argparse.Namespace) -> int:
     """Export the log; the row count goes to stderr, errors too (exit 1)."""
     from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
     from tabserve.service.predlog.export import ExportError, export
     from tabserve.service.predlog.store import PredictionStore
@@ -178,6 +179,11 @@ def run_log_export(args: argparse.Namespace) -> int:
         rows = export(store, args.model, args.out, args.format, with_feedback=args.with_feedback)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        # The driver's first line says it all (refused, unknown host, bad password).
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: cannot read the prediction log at {url!r}: {reason}", file=sys.stderr)
         return 1
     finally:
         store.dispose()
