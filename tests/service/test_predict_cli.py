@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tabserve.service.cli import main
+from tests.conftest import write_mixed_csv
 from tests.service.conftest import ServerProcess
 
 
@@ -18,9 +19,9 @@ def _predict(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[
 
 
 def test_the_training_csv_predicts_as_is(
-    server: ServerProcess, models_dir: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    training = models_dir.parent / "churn.csv"  # what churn was trained on: NA, empty cells
+    training = write_mixed_csv(tmp_path / "churn.csv")  # what churn was trained on
     assert ",NA," in training.read_text()
     status, rows, err = _predict(capsys, str(training), "--model", "churn", "--url", server.url)
     assert status == 0, err
