@@ -2,43 +2,58 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-MODELS ?= models
+MODELS ?= $(or $(TABSERVE_MODELS_DIR),models)
 DEFAULT_MODEL ?= iris
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# Empty: the server's own settings decide (TABSERVE_HOST, TABSERVE_PORT, else
+# 127.0.0.1:8000), so `TABSERVE_PORT=8021 make serve` and `make serve PORT=8021` agree.
+HOST ?=
+PORT ?=
+# Serving needs the package alone; the dev tools (pytest, mypy, schemathesis, ...)
+# come on top, only for the targets that use them.
+SERVE_STAMP := $(VENV)/.installed-serve
+DEV_STAMP   := $(VENV)/.installed-dev
 
-.PHONY: install serve train test lint typecheck pytest bench clean
+.PHONY: install install-dev serve train test lint typecheck pytest bench clean
 
-$(BIN)/tabserve: pyproject.toml
+$(SERVE_STAMP): pyproject.toml
+	@echo "make: installing tabserve and what serving needs into $(VENV) (first run: about half a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(DEV_STAMP): $(SERVE_STAMP)
+	@echo "make: adding the dev tools (tests, lint, types) to $(VENV)"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/tabserve  ## create the virtualenv with the package and dev tools
+install: $(SERVE_STAMP)  ## create the virtualenv with the package (what serving needs)
+
+install-dev: $(DEV_STAMP)  ## add the dev tools: pytest, ruff, mypy, schemathesis, ...
 
 train: install  ## train the default model (a new version each time)
 	$(BIN)/tabserve train --dataset iris --model random_forest --name $(DEFAULT_MODEL) --models-dir $(MODELS)
 
 serve: install  ## train the default model if none exists, then serve everything under models/
 	@if [ -z "$$(find $(MODELS) -name model.json 2>/dev/null | head -n 1)" ]; then \
+		echo "make: no model under $(MODELS) yet: training $(DEFAULT_MODEL) first"; \
 		$(MAKE) --no-print-directory train; fi
-	$(BIN)/tabserve serve --models-dir $(MODELS) --host $(HOST) --port $(PORT)
+	$(BIN)/tabserve serve --models-dir $(MODELS)$(if $(HOST), --host $(HOST))$(if $(PORT), --port $(PORT))
 
-lint: install  ## ruff lint + format check, hadolint on the Dockerfile
+lint: install-dev  ## ruff lint + format check, hadolint on the Dockerfile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-typecheck: install  ## mypy strict on the packages
+typecheck: install-dev  ## mypy strict on the packages
 	$(BIN)/mypy -p tabserve
 
-pytest: install
+pytest: install-dev
 	$(BIN)/pytest -n 2 --dist loadscope
 
 test: lint typecheck pytest  ## everything CI runs
 
-bench: install  ## throughput vs the seed-style baseline, drift's cost, stream vs HTTP rows/s, the prediction log's cost, boosters' engines
+bench: install-dev  ## throughput vs the seed-style baseline, drift's cost, stream vs HTTP rows/s, the prediction log's cost, boosters' engines
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		echo "wrk not installable: using the slower Python load generator"
 	$(BIN)/python -m bench

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
+from tabserve.service.port import PortUnavailableError, ensure_can_listen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV with a header of feature names, or JSON; with --stream also JSON lines "
         "(one message per line), or - for JSON lines on stdin",
     )
-    predict.add_argument("--model", required=True)
-    predict.add_argument("--version", type=int)
-    predict.add_argument("--url", default="http://127.0.0.1:8000")
+    predict.add_argument("--model", required=True, help="the served model's name")
+    predict.add_argument(
+        "--version", type=int, help="the version to ask (default: the model's default version)"
+    )
+    predict.add_argument(
+        "--url",
+        default=_default_url(),
+        help="the server's address (default: %(default)s, from TABSERVE_PORT when set)",
+    )
     predict.add_argument(
         "--stream",
         action="store_true",
         help="send over one WebSocket, one message per record or line, and print each "
         "answer as it arrives (docs/streaming.md)",
+    )
+    predict.add_argument(
+        "--ignore-extra-columns",
+        action="store_true",
+        help="without --stream: leave out columns that are not the model's features (its "
+        "target column is always left out, with a note)",
     )
     predict.add_argument(
         "--window", type=_positive, default=32, help="with --stream: most unanswered messages"
@@ -131,6 +144,11 @@ def run_serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[key] = str(value)
     settings = Settings()
+    try:
+        ensure_can_listen(settings.host, settings.port)  # before any model loads
+    except PortUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     # Several workers need the shared folder; an operator-set folder (even with one
     # worker) must exist and start empty, or stale files from a previous run add up.
     shared = settings.workers > 1 or os.environ.get(ENV)
@@ -146,6 +164,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_log_export(args: argparse.Namespace) -> int:
     """Export the log; the row count goes to stderr, errors too (exit 1)."""
     from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
     from tabserve.service.predlog.export import ExportError, export
     from tabserve.service.predlog.store import PredictionStore
@@ -161,10 +180,20 @@ def run_log_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except SQLAlchemyError as exc:
+        # The driver's first line says it all (refused, unknown host, bad password).
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: cannot read the prediction log at {url!r}: {reason}", file=sys.stderr)
+        return 1
     finally:
         store.dispose()
     print(f"{rows} rows of {args.model} written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _default_url() -> str:
+    """Where `tabserve serve` listens by default on this machine."""
+    return f"http://127.0.0.1:{os.environ.get('TABSERVE_PORT') or 8000}"
 
 
 def _positive(text: str) -> int:
@@ -176,13 +205,22 @@ def _positive(text: str) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print the service's answer for the file's rows, one JSON line per row."""
-    from tabserve.service.client import ClientError, predict, read_records
+    from tabserve.service.client import ClientError, fit_columns, predict, read_records
 
     if args.stream:
         return run_stream(args)
 
     try:
-        answer = predict(args.url, args.model, read_records(args.file), args.version)
+        records, notes = fit_columns(
+            args.url,
+            args.model,
+            args.version,
+            read_records(args.file),
+            args.ignore_extra_columns,
+        )
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        answer = predict(args.url, args.model, records, args.version)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default=False,
         description="Log requests to health and metrics endpoints too (off: probes are silent).",
     )
+    metrics_created_series: bool = Field(
+        default=False,
+        description="Export each counter's and histogram's `*_created` timestamp series "
+        "(off: a third of the exposition that Prometheus does not use).",
+    )
     max_rows: int = Field(default=10_000, ge=1, description="Most rows one request may carry.")
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest request body, in bytes (else 413)."

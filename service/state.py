@@ -45,7 +45,7 @@ class AppState:
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         """Everything empty: the lifespan loads the models."""
-        metrics = ServiceMetrics()
+        metrics = ServiceMetrics(created_series=settings.metrics_created_series)
         registry = ModelRegistry()
         pool = InferencePool(settings.inference_threads)
         dataplane = DataPlane(registry, pool, metrics, batch_policy(settings.batching))

@@ -62,7 +62,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         help="with --csv: treat COLUMN as numbers; non-numeric values are an error (repeatable)",
     )
-    parser.add_argument("--model", help=f"the estimator: {', '.join(ESTIMATORS)}")
+    parser.add_argument(
+        "--model",
+        help=f"the estimator, required unless --from-log (which reuses the served "
+        f"version's): {', '.join(ESTIMATORS)}",
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -72,7 +76,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="model name (default: the dataset or CSV file name)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="where versions are written, as <name>/<version>/ (default: %(default)s)",
+    )
     parser.add_argument(
         "--format",
         choices=["joblib", "skops"],
@@ -136,7 +145,9 @@ def _estimator(args: argparse.Namespace) -> tuple[str, dict[str, ParamValue]]:
     if args.model:
         return args.model, params
     if not args.from_log:
-        raise TrainingError(f"--model is required: one of {', '.join(ESTIMATORS)}")
+        raise TrainingError(
+            f"--model is required (unless --from-log): one of {', '.join(ESTIMATORS)}"
+        )
     reference = latest_manifest(args.models_dir, args.from_log)
     return reference.estimator.kind, {**reused_params(reference), **params}
 

@@ -8,7 +8,6 @@ the exported pipeline takes, so the service can pass raw values through.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ import numpy.typing as npt
 from sklearn import datasets as sk_datasets
 
 from tabserve.artifact.manifest import LogSource, Task
+from tabserve.training.csv_table import is_missing, read_table
 from tabserve.training.errors import TrainingError
 
 FeatureType = Literal["number", "category"]
-MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 MAX_CLASSES_FOR_AUTO = 20
 
 
@@ -125,7 +124,7 @@ def load_csv(
     is numeric, one where none do is categorical. A column that mixes both is an
     error naming the first bad value, unless `categorical` or `numeric` says which.
     """
-    header, rows, lines = _read_rows(path)
+    header, rows, lines = read_table(path)
     if target not in header:
         raise TrainingError(
             f"{path}: target column {target!r} not found; columns are: {', '.join(header)}"
@@ -160,7 +159,7 @@ def load_csv(
     for index, column_values in enumerate(values):
         features[:, index] = column_values
     target_cells = [row[target_index] for row in rows]
-    missing_target = [n for n, cell in zip(lines, target_cells, strict=True) if _is_missing(cell)]
+    missing_target = [n for n, cell in zip(lines, target_cells, strict=True) if is_missing(cell)]
     if missing_target:
         raise TrainingError(
             f"{path}: target column {target!r} is empty on line {missing_target[0]} "
@@ -176,49 +175,6 @@ def load_csv(
         target_name=target,
         task=resolved_task,
     )
-
-
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
-    """The header, the non-blank rows and the file line each of those rows starts on."""
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            # The header is the first row with a cell: blank lines may come before it.
-            header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-            start = reader.line_num + 1
-            for row in reader:
-                # Blank lines are skipped and a quoted cell may span lines, so a row's
-                # position in `rows` is not its line in the file.
-                if any(cell.strip() for cell in row):
-                    rows.append(row)
-                    lines.append(start)
-                start = reader.line_num + 1
-    except FileNotFoundError as exc:
-        raise TrainingError(f"{path}: file not found") from exc
-    except UnicodeDecodeError as exc:
-        raise TrainingError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (OSError, csv.Error) as exc:
-        raise TrainingError(f"{path}: cannot read CSV: {exc}") from exc
-    if not header or not any(h.strip() for h in header):
-        raise TrainingError(f"{path}: empty file; expected a header row and data rows")
-    header = [h.strip() for h in header]
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise TrainingError(f"{path}: duplicate column names: {', '.join(dupes)}")
-    if not rows:
-        raise TrainingError(f"{path}: no data rows after the header")
-    for line, row in zip(lines, rows, strict=True):
-        if len(row) != len(header):
-            raise TrainingError(
-                f"{path}: line {line} has {len(row)} fields, the header has {len(header)}"
-            )
-    return header, rows, lines
-
-
-def _is_missing(cell: str) -> bool:
-    return cell.strip().lower() in MISSING_MARKERS
 
 
 def _parse_number(cell: str) -> float | None:
@@ -241,7 +197,7 @@ def _column_type(
         return "category"
     if name in numeric:
         return "number"
-    present = [(line, c) for line, c in zip(lines, cells, strict=True) if not _is_missing(c)]
+    present = [(line, c) for line, c in zip(lines, cells, strict=True) if not is_missing(c)]
     if not present:
         raise TrainingError(f"{path}: column {name!r} has no values")
     bad = [(line, c) for line, c in present if _parse_number(c) is None]
@@ -262,10 +218,10 @@ def _convert(
     path: Path, name: str, cells: list[str], lines: list[int], kind: FeatureType
 ) -> list[Any]:
     if kind == "category":
-        return [None if _is_missing(c) else c.strip() for c in cells]
+        return [None if is_missing(c) else c.strip() for c in cells]
     out: list[float] = []
     for line, cell in zip(lines, cells, strict=True):
-        if _is_missing(cell):
+        if is_missing(cell):
             out.append(math.nan)
             continue
         value = _parse_number(cell)

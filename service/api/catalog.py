@@ -41,6 +41,9 @@ class VersionSummary(BaseModel):
     sha256: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict, description="Held-out metrics.")
     classes: list[str | int] | None = None
+    target: str | None = Field(
+        default=None, description="The column the model predicts (not an input feature)."
+    )
     features: list[FeatureSummary] = Field(default_factory=list)
 
 
@@ -108,6 +111,7 @@ def _version(model: ModelVersion, batch_rows: int) -> VersionSummary:
             "sha256": manifest.artifact.sha256,
             "metrics": manifest.metrics,
             "classes": manifest.target.classes,
+            "target": manifest.target.name,
             "features": features,
         }
     )

@@ -10,13 +10,19 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+from tabserve.service.api.openapi import install_openapi
+
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 STATIC_URL = "/static-offline-docs"
 DOCS_PAGES = frozenset({"/docs", "/redoc"})
 
 
 def install_docs(app: FastAPI) -> None:
-    """`/docs` and `/redoc` whose scripts, styles and icon come from this server."""
+    """`/docs` and `/redoc` whose scripts, styles and icon come from this server.
+
+    The document they show declares the error shape the server really answers.
+    """
+    install_openapi(app)
     app.mount(STATIC_URL, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -11,6 +11,7 @@ is not served (404); then nothing is stored. With the prediction log off
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -22,7 +23,7 @@ from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.predictions import MAX_INT32
 from tabserve.service.api.schemas import error_responses
-from tabserve.service.core.errors import Problem, TooLargeError
+from tabserve.service.core.errors import InvalidInputError, Problem, TooLargeError
 from tabserve.service.predlog.records import Outcome, Truth
 
 # The log's dependency first: with the log off every route here answers 409, whatever
@@ -134,7 +135,7 @@ class QualityResponse(BaseModel):
     model: str
     task: Literal["classification", "regression"]
     window_seconds: float
-    since: float = Field(description="Start of the window, UTC epoch seconds.")
+    since: datetime = Field(description="Start of the window (ISO 8601, UTC), as in drift.")
     versions: list[VersionQualityOut]
 
 
@@ -142,7 +143,7 @@ class QualityResponse(BaseModel):
     "/models/{model}/quality",
     response_model=QualityResponse,
     summary="Live quality per version, from ground truth",
-    responses=error_responses(404, 422),
+    responses=error_responses(400, 404, 422),
 )
 async def get_quality(
     model: str,
@@ -153,18 +154,29 @@ async def get_quality(
         float | None,
         Query(gt=0, le=90 * 86400, description="Default: the quality_window_seconds setting."),
     ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Start of the window instead of `window_seconds`: epoch seconds or "
+            "ISO 8601 (UTC when it has no offset)."
+        ),
+    ] = None,
 ) -> QualityResponse:
     """Accuracy and macro F1 (classifiers) or MAE (regressors), per version."""
     request.state.model = model
     manifest = state.registry.get(model).manifest
-    window = window_seconds or log.settings.quality_window_seconds
-    since = time.time() - window
-    measured = await anyio.to_thread.run_sync(log.quality, model, since)
+    now = time.time()
+    if since is not None:
+        window = now - _window_start(since, window_seconds, now)
+    else:
+        window = window_seconds or log.settings.quality_window_seconds
+    start = now - window
+    measured = await anyio.to_thread.run_sync(log.quality, model, start)
     return QualityResponse(
         model=model,
         task=manifest.task if manifest is not None else "classification",
         window_seconds=window,
-        since=since,
+        since=datetime.fromtimestamp(start, UTC),
         versions=[
             VersionQualityOut(
                 version=q.version, rows=q.rows, accuracy=q.accuracy, macro_f1=q.macro_f1, mae=q.mae
@@ -172,3 +184,19 @@ async def get_quality(
             for q in measured
         ],
     )
+
+
+def _window_start(since: datetime, window_seconds: float | None, now: float) -> float:
+    """`since` as epoch seconds, refused with `window_seconds` or when not in the past."""
+    if window_seconds is not None:
+        raise InvalidInputError.of(
+            "invalid_window",
+            [Problem("since", "either since or window_seconds, not both", since.isoformat())],
+        )
+    start = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
+    if not 0 < now - start <= 90 * 86400:
+        raise InvalidInputError.of(
+            "invalid_window",
+            [Problem("since", "a time in the last 90 days", since.isoformat())],
+        )
+    return start

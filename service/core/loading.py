@@ -50,6 +50,7 @@ def load_all(config: LoadingConfig, metrics: ServiceMetrics, registry: ModelRegi
         for version in versions:
             path = version_path(config.models_dir, name, version)
             registry.add(load_version(path, name, version, config, metrics))
+    log.info("%s (from %s)", registry.describe(), config.models_dir)
 
 
 def load_version(

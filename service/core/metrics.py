@@ -10,7 +10,7 @@ calling `labels()` per request.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +21,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Metric,
     ProcessCollector,
     generate_latest,
     multiprocess,
@@ -242,7 +243,9 @@ class ServiceMetrics:
     `registry`; `render` exposes them all.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, created_series: bool = False) -> None:
+        self.created_series = created_series
+        """Whether `render` keeps the `*_created` series (`Settings.metrics_created_series`)."""
         self.registry = _registry()
         reg = self.registry
         self.http = HttpMetrics(reg)
@@ -276,4 +279,28 @@ class ServiceMetrics:
             collected = CollectorRegistry()
             multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
             return generate_latest(collected), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.created_series:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(_WithoutCreated(self.registry)), CONTENT_TYPE_LATEST
+
+
+class _WithoutCreated:
+    """A registry's families without their `*_created` samples.
+
+    Filtered here, per app, rather than with prometheus_client's process-wide
+    `disable_created_metrics()`. Worker mode never has them: the multiprocess
+    collector does not export them.
+    """
+
+    _TYPES = frozenset({"counter", "histogram", "summary"})
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        """The registry's families, `<name>_created` samples left out."""
+        for family in self.registry.collect():
+            if family.type in self._TYPES:
+                created = family.name + "_created"
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family

@@ -149,9 +149,17 @@ class ModelRegistry:
         """Versions of `name`, ascending; ModelNotFoundError if there is no such model."""
         found = self._models.get(name)
         if not found:
-            known = ", ".join(self.names()) or "none"
-            raise ModelNotFoundError(f"model {name!r} not found; models served: {known}")
+            raise ModelNotFoundError(f"model {name!r} not found; {self.describe()}")
         return [found[v] for v in sorted(found)]
+
+    def describe(self) -> str:
+        """`models served: a, b` (names whose default version serves), then any that do not."""
+        serving = [n for n, m in sorted(self._default.items()) if m.ready]
+        failed = [n for n, m in sorted(self._default.items()) if not m.ready]
+        text = f"models served: {', '.join(serving) or 'none'}"
+        return text + (
+            f"; not serving (GET /models says why): {', '.join(failed)}" if failed else ""
+        )
 
     def all(self) -> list[ModelVersion]:
         """Every version of every model."""

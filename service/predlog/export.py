@@ -25,7 +25,7 @@ TRAILING = ["prediction", "truth", "feedback_time"]
 
 
 class ExportError(Exception):
-    """The log cannot be exported as asked (no log there, clashing column names)."""
+    """The log cannot be exported as asked (no log there, no such model, clashing columns)."""
 
 
 def export(
@@ -34,6 +34,11 @@ def export(
     """Write `model`'s logged rows to `out`; returns how many rows were written."""
     if not store.has_schema():
         raise ExportError(f"no prediction log at {store.engine.url!r} (no tables there)")
+    if store.count(model) == 0:
+        raise ExportError(
+            f"no predictions of model {model!r} in the log at {store.engine.url!r}; "
+            "check the name (models are logged once they have served a prediction)"
+        )
     batches = store.scan(model, with_feedback=with_feedback)
     first = next(batches, [])
     columns = _columns(first)

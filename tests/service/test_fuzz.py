@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -38,6 +39,49 @@ from schemathesis.specs.openapi.checks import (
 from tabserve.service.app import create_app
 from tabserve.service.settings import Settings
 
+
+def _strict(schema: Any, document: dict[str, Any]) -> Any:
+    """`schema` with references resolved and no undeclared properties allowed anywhere."""
+    if isinstance(schema, list):
+        return [_strict(item, document) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _strict(document["components"]["schemas"][name], document)
+    strict = {key: _strict(value, document) for key, value in schema.items()}
+    if "properties" in strict:
+        strict.setdefault("additionalProperties", False)
+    return strict
+
+
+def error_bodies_fit_their_declared_schema_exactly(
+    ctx: Any, response: Any, case: schemathesis.Case
+) -> bool | None:
+    """An error answer fits the schema declared for its status, with no undeclared field.
+
+    `response_schema_conformance` alone let FastAPI's `HTTPValidationError` (every field
+    optional, extra fields allowed) stand for the error shape the server really sends.
+    """
+    if response.status_code < 400 or "json" not in response.headers.get("content-type", [""])[0]:
+        return None
+    document = case.operation.schema.raw_schema
+    responses = case.operation.definition.raw.get("responses", {})
+    declared = responses.get(str(response.status_code))
+    if declared is None:
+        return None  # status_code_conformance reports undeclared statuses
+    schema = declared.get("content", {}).get("application/json", {}).get("schema")
+    assert schema is not None, f"{response.status_code} declares no JSON body"
+    try:
+        jsonschema.validate(response.json(), _strict(schema, document))
+    except jsonschema.ValidationError as exc:
+        raise AssertionError(
+            f"{response.status_code} body {response.text[:300]} does not fit its declared "
+            f"schema {schema}: {exc.message}"
+        ) from exc
+    return None
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -45,6 +89,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    error_bodies_fit_their_declared_schema_exactly,
 ]
 EXAMPLES = 10  # per operation, mode and path variant: about 700 cases in all
 MIN_CASES = 500

@@ -151,3 +151,33 @@ def test_loaded_models_are_frozen_out_of_garbage_collection(settings: Settings) 
         collected = {id(o) for o in gc.get_objects()}
         assert id(model.manifest) not in collected
         assert id(model.schema) not in collected
+
+
+def _exposition(settings: Settings) -> list[str]:
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/models/iris:predict", json={"instances": [IRIS]})
+        return client.get("/metrics").text.splitlines()
+
+
+def test_created_series_are_off_unless_asked_for(settings: Settings) -> None:
+    plain = _exposition(settings)
+    assert [line for line in plain if "_created" in line] == []
+    assert any(line.startswith("tabserve_http_requests_total{") for line in plain)
+    asked = _exposition(settings.model_copy(update={"metrics_created_series": True}))
+    assert any(line.startswith("tabserve_http_requests_created{") for line in asked)
+    assert any(line.startswith("tabserve_inference_duration_seconds_created{") for line in asked)
+
+
+def test_one_worker_exports_the_six_process_families_the_readme_lists(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    process = {
+        f.name for f in text_string_to_metric_families(text) if f.name.startswith("process_")
+    }
+    assert process == {
+        "process_cpu_seconds",
+        "process_max_fds",
+        "process_open_fds",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+    }

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from tabserve.service.app import create_app
@@ -134,3 +135,15 @@ def test_a_real_server_stays_ready_through_a_bad_upload_and_its_removal(
     _wait_for(lambda: "mychurn2" not in _states(get))
     assert get("/v2/health/ready").status_code == 200
     assert "model mychurn2 version 1 forgotten" in server.log.read_text()
+
+
+def test_failed_models_are_not_listed_as_served(
+    models_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    root = shutil.copytree(models_dir, tmp_path / "models")
+    _bad_upload(root)
+    with TestClient(create_app(Settings(models_dir=root))) as client:
+        missing = client.post("/models/nosuch/predict", json=ROW).json()["error"]
+    served = "models served: churn, diabetes, iris; not serving (GET /models says why): mychurn2"
+    assert missing == f"model 'nosuch' not found; {served}"
+    assert f"INFO tabserve.models: {served} (from {root})\n" in capfd.readouterr().err

@@ -448,3 +448,24 @@ def test_bad_input_in_a_real_process(
     )
     assert not models_dir.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv"]
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("train", ["--model MODEL  the estimator, required unless --from-log", "--models-dir"]),
+        ("predict", ["the served model's name", "the version to ask", "the server's address"]),
+    ],
+)
+def test_help_explains_the_model_version_and_folder_options(
+    command: str, expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tabserve.service.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in expected:
+        assert " ".join(phrase.split()) in text
+    if command == "train":
+        assert "where versions are written, as <name>/<version>/ (default: models)" in text

@@ -12,7 +12,8 @@ import pytest
 
 from tabserve.artifact.manifest import CategoryStats, NumericStats
 from tabserve.artifact.store import load_artifact, read_manifest
-from tabserve.training.datasets import MISSING_MARKERS, Column, load_csv
+from tabserve.training.csv_table import MISSING_MARKERS
+from tabserve.training.datasets import Column, load_csv
 from tabserve.training.errors import TrainingError
 from tabserve.training.estimators import ParamValue
 from tabserve.training.pipeline import TrainRequest, train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -109,3 +110,34 @@ def test_exporting_a_missing_log_fails_without_creating_it(tmp_path: Path) -> No
     )
     assert status == 1
     assert not missing.parent.exists()
+
+
+def test_an_unknown_model_fails_naming_it(
+    logged: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.csv"
+    url = logged.predlog_database_url
+    assert main(["log", "export", "nosuch", "--out", str(out), "--url", url]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no predictions of model 'nosuch' in the log at ")
+    assert not out.exists()
+
+
+def test_an_unreachable_postgresql_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql+psycopg://tabserve:secret@127.0.0.1:{port}/log"
+    export = ["log", "export", "iris", "--out", str(tmp_path / "x.csv"), "--url", url]
+    done = subprocess.run(
+        [sys.executable, "-m", "tabserve.service", *export],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot read the prediction log at postgresql+psycopg://")
+    assert "secret" not in line
+    assert "refused" in line

@@ -6,6 +6,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -342,3 +343,27 @@ def test_feedback_waits_for_rows_the_writer_is_writing_right_now(
         recorder.join(30)
         (result,) = results[0]
         assert result.outcome is Outcome.ACCEPTED
+
+
+def test_quality_since_takes_epoch_seconds_or_iso_8601_and_answers_iso_8601(
+    log_client: TestClient,
+) -> None:
+    predict(log_client, "iris", [IRIS], "s")
+    feedback(log_client, "iris", {"request_id": "s", "truth": "setosa"})
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    for since in (
+        str(int(start.timestamp())),
+        start.isoformat(),
+        start.strftime("%Y-%m-%dT%H:%M:%S"),
+    ):
+        answer = log_client.get("/models/iris/quality", params={"since": since})
+        assert answer.status_code == 200, answer.text
+        assert datetime.fromisoformat(answer.json()["since"]) == start
+        assert [v["rows"] for v in answer.json()["versions"]] == [1]
+    default = log_client.get("/models/iris/quality").json()
+    assert datetime.fromisoformat(default["since"]).tzinfo is not None
+    both = log_client.get("/models/iris/quality", params={"since": since, "window_seconds": 60})
+    assert (both.status_code, both.json()["details"][0]["field"]) == (400, "since")
+    later = (start + timedelta(days=1)).isoformat()
+    future = log_client.get("/models/iris/quality", params={"since": later})
+    assert future.json()["details"][0]["expected"] == "a time in the last 90 days"
