@@ -8,7 +8,6 @@ import inspect
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Discriminator, Tag
 
 from tabserve.service.api.deadlines import predict_for
@@ -25,8 +24,9 @@ from tabserve.service.protocol.records import records_document
 TAG = "records"
 
 
-class RecordRoute(APIRoute):
-    """A route this module adds, rebuilt whenever the registry changes.
+class RecordRoute(JsonBodyRoute):
+    """A route this module adds, rebuilt whenever the registry changes (JSON under any
+    Content-Type, like every route).
 
     `serves` is the (model, version) the route predicts with (version None: the
     default); None for the catch-all route of models that have no route of their own.
@@ -95,7 +95,6 @@ def _add_route(
     app.router.add_api_route(
         path,
         endpoint,
-        route_class_override=JsonBodyRoute,
         methods=["POST"],
         response_model=PredictResponse,
         summary=f"Predict with {name} ({which})",
