@@ -28,7 +28,8 @@ def test_the_image_requirements_are_the_backend_and_the_dependency_layer() -> No
     assert found == sorted(set(expected), key=expected.index)
     # every dependency is among them, whatever extras the image adds
     assert set(pyproject["project"]["dependencies"]) <= set(found)
-    assert "setuptools>=68" in found  # tabserve itself is built with --no-index
+    # tabserve itself is built with --no-index: its build backend must be among them
+    assert any(requirement.startswith("setuptools>=") for requirement in found)
 
 
 def project_with(tmp_path: Path, install: str) -> Path:

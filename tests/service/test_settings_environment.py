@@ -29,6 +29,7 @@ CANDIDATES = [
     "2048",
     "0.5",
     "sampled",
+    "journal",
     "request",
     "sklearn",
     "json",
