@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     fast_path: bool = Field(
         default=True,
         description=(
-            "Answer V2 infer and record requests before FastAPI's router (same "
-            "behaviour, less overhead per request); off: they go through the "
+            "Answer the common V2 infer and record requests in the express lanes "
+            "(service/api/express.py: same answers, less work per request than "
+            "FastAPI's routing and validation); off: every request goes through the "
             "documented FastAPI routes."
         ),
     )
