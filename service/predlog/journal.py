@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.predlog.records import LoggedRow
 
 log = logging.getLogger("tabserve.predlog")
@@ -127,9 +128,9 @@ class Journal:
     def _segments(self, pid: int) -> list[tuple[Path, int]]:
         found = []
         for path in self.folder.glob(f"{pid}-*.jsonl"):
-            number = path.stem.rpartition("-")[2]
-            if number.isascii() and number.isdigit():
-                found.append((path, int(number)))
+            number = parse_digits(path.stem.rpartition("-")[2])
+            if number is not None:
+                found.append((path, number))
         return found
 
     def _open_segment(self) -> None:

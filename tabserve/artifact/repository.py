@@ -7,7 +7,12 @@ directory only ever sees complete versions.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_VERSION = re.compile(r"[0-9]{1,18}")
+"""A version folder's name: ASCII digits, bounded. `str.isdigit()` also takes "²" (on
+which `int()` raises, failing the whole listing) and fullwidth digits (read as numbers)."""
 
 
 def version_path(models_dir: Path, name: str, version: int) -> Path:
@@ -23,7 +28,7 @@ def list_versions(models_dir: Path, name: str) -> list[int]:
     versions = [
         int(child.name)
         for child in folder.iterdir()
-        if child.is_dir() and child.name.isdigit() and int(child.name) > 0
+        if child.is_dir() and _VERSION.fullmatch(child.name) and int(child.name) > 0
     ]
     return sorted(versions)
 

@@ -609,3 +609,12 @@ def test_manifests_are_utf8_whatever_the_locale(write_csv: Callable[[str, str], 
     assert manifest.features[1].stats == CategoryStats(
         count=8, missing=0, categories=sorted(words), frequencies=[4, 4]
     )
+
+
+def test_version_folders_other_than_ascii_digits_are_not_versions(tmp_path: Path) -> None:
+    # "²" and "①" made int() raise and fail the listing; fullwidth and Arabic-Indic
+    # one (U+FF11, U+0661) were read as version 1.
+    for name in ("2", "²", "①", "\uff11", "\u0661", "9" * 19, "-3", "0"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+    assert list_versions(tmp_path, "m") == [2]
+    assert list_models(tmp_path) == {"m": [2]}
