@@ -37,7 +37,8 @@ def cross_origin_refusal(scope: Scope, allowed: Sequence[str]) -> Response | Non
     if scope["method"] not in STATE_CHANGING:
         return None
     origin = _header(scope, b"origin")
-    if origin_allowed(origin, _header(scope, b"host"), allowed):
+    # Most callers are not browsers: no Origin, so no need to look for Host either.
+    if origin is None or origin_allowed(origin, _header(scope, b"host"), allowed):
         return None
     shown = (origin or "")[:200]
     return error_response(
