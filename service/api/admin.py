@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from tabserve.service.api.deps import StateDep
 from tabserve.service.api.json_bodies import JsonBodyRoute
@@ -68,13 +68,14 @@ class IndexItem(BaseModel):
 class VersionBody(BaseModel):
     """Which version; omit it to load every version on disk not loaded yet."""
 
-    version: int | None = Field(default=None, ge=1)
+    # Strict: JSON `true` or "2" is not a version (lax mode would read `true` as 1).
+    version: StrictInt | None = Field(default=None, ge=1)
 
 
 class DefaultBody(BaseModel):
     """The version to answer by default; null goes back to the highest version."""
 
-    version: int | None = Field(ge=1)
+    version: StrictInt | None = Field(ge=1)
 
 
 class VersionState(BaseModel):

@@ -46,7 +46,9 @@ class FeedbackItem(BaseModel):
     request_id: str = Field(
         pattern=REQUEST_ID_PATTERN, description="The X-Request-ID of the predict request."
     )
-    row: int = Field(default=0, ge=0, le=MAX_INT32, description="The row's index in that request.")
+    row: StrictInt = Field(
+        default=0, ge=0, le=MAX_INT32, description="The row's index in that request."
+    )
     truth: str | StrictInt | StrictFloat = Field(
         description="Classifiers: a class label (as in the model's `classes`); regressors: "
         "a number."

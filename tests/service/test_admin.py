@@ -220,3 +220,29 @@ def test_the_directory_poller_picks_up_a_new_version_under_load(
 
     seen, swapped = swap_under_load(server.url, publish_and_wait)
     assert_switched(seen, swapped, "2", "3")
+
+
+@pytest.mark.parametrize("version", [True, "1", 1.0])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v2/repository/models/iris/unload"),
+        ("POST", "/v2/repository/models/iris/load"),
+        ("PUT", "/v2/repository/models/iris/default"),
+    ],
+)
+def test_a_version_that_is_not_a_json_integer_is_refused_and_changes_nothing(
+    admin: TestClient, method: str, path: str, version: object
+) -> None:
+    # lax parsing read `true` as version 1 and unloaded it (found by the fuzz suite)
+    answer = admin.request(method, path, headers=AUTH, json={"version": version})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["details"][0]
+    assert detail["field"] == "version"
+    assert "valid integer" in detail["expected"]
+    index = admin.post("/v2/repository/index", headers=AUTH).json()
+    assert {(i["name"], i["version"], i["state"]) for i in index if i["name"] == "iris"} == {
+        ("iris", "1", "ready"),
+        ("iris", "2", "ready"),
+    }
+    assert admin.get("/v2/models/iris").json()["parameters"]["version"] == "2"

@@ -185,6 +185,9 @@ def test_one_rows_error_counts_at_most_the_cap_so_the_sums_stay_finite() -> None
         ({"request_id": "has space", "truth": "setosa"}, 422, "invalid_request"),
         ({"request_id": "x", "row": -1, "truth": "setosa"}, 422, "invalid_request"),
         ({"request_id": "x", "row": 2**31, "truth": "setosa"}, 422, "invalid_request"),
+        # lax parsing would read these as row 1
+        ({"request_id": "x", "row": True, "truth": "setosa"}, 422, "invalid_request"),
+        ({"request_id": "x", "row": "1", "truth": "setosa"}, 422, "invalid_request"),
         ({"request_id": "x", "truth": "setosa", "extra": 1}, 422, "invalid_request"),
         ([{"request_id": "x", "truth": "setosa"}] * 6, 413, "too_large"),
     ],
