@@ -46,3 +46,21 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mixed = load_csv(write_mixed_csv(root.parent / "churn.csv"), "churned")
     train(TrainRequest(mixed, "hist_gradient_boosting", root, "churn", params={"max_iter": 20}))
     return root
+
+
+@pytest.fixture
+def same_cases_in_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis generates the same cases whatever else this process has imported.
+
+    `derandomize=True` fixes the seed, but Hypothesis also mixes constants taken from
+    the source of every local module loaded so far into what it generates
+    (`hypothesis.internal.conjecture.providers._get_local_constants`). Under xdist the
+    modules a worker has imported depend on which test modules it ran first, so the
+    fuzz suites generated other cases in other runs and a defect surfaced in some runs
+    only. With no local constants the cases depend on the seed and the schema alone.
+    `raising=True`: if Hypothesis renames this, the fuzz tests fail loudly here.
+    """
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants
+
+    monkeypatch.setattr(providers, "_get_local_constants", Constants, raising=True)

@@ -6,8 +6,9 @@ session that does not start a second lifespan. Every operation is fuzzed with
 data that fits its schema and with data that does not, and every operation with
 a `{model}` path is fuzzed on each served model as well as on random names, so
 the bodies reach real validation and real models. The model repository API is
-enabled and fuzzed with its token, last. Hypothesis is derandomized: the same
-cases run every time.
+enabled and fuzzed with its token, last. Hypothesis is derandomized and kept
+from mixing in constants of whatever modules the process loaded
+(`same_cases_in_every_process`): the same cases run every time.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def _fuzz(
         check()
 
 
+@pytest.mark.usefixtures("same_cases_in_every_process")
 def test_the_whole_api_survives_fuzzing_and_answers_as_documented(
     served: tuple[Any, schemathesis.BaseSchema, list[str]],
 ) -> None:

@@ -3,7 +3,8 @@
 The whole-API fuzz test runs with the log off (its default), so these routes do
 not exist there; here the log is on, holds real rows and truths, and every log
 route is fuzzed with valid and invalid data, on each served model and on random
-names. Hypothesis is derandomized: the same cases run every time.
+names. Hypothesis is derandomized and kept from mixing in constants of the modules
+the process loaded (`same_cases_in_every_process`): the same cases run every time.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given
@@ -86,6 +88,7 @@ def fuzz(
         check()
 
 
+@pytest.mark.usefixtures("same_cases_in_every_process")
 def test_log_routes_survive_fuzzing(log_settings: Callable[..., Settings]) -> None:
     app = create_app(log_settings(log_level="error"))
     failures: dict[str, str] = {}
