@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,12 +31,15 @@ from tabserve.service.settings import Settings
 from tests.deploy.image import (
     BASE_GLIBC,
     BASE_PYTHON,
+    BUILDER,
     IMAGE,
     Container,
     Image,
     base_platform,
     build,
+    image_id,
     podman,
+    podman_env,
     remove,
     skip_reason,
     start,
@@ -256,3 +260,13 @@ def test_podman_stop_drains_the_server_and_it_exits_0(image: Image, tmp_path: Pa
     assert (closed.rcvd.code, closed.rcvd.reason) == (1012, SHUTTING_DOWN)
     assert stopped == [0]  # SIGTERM reached the server as PID 1; no SIGKILL (137)
     assert log.read_text().count("Application shutdown complete") == 2
+
+
+def test_a_rebuild_leaves_no_superseded_image_behind(image: Image) -> None:
+    # A changed tree moves both tags; what they named before must be gone (about 5 GB
+    # a build, which filled a shared machine's disk). Nothing moved: nothing to remove.
+    for old in image.superseded:
+        exists = subprocess.run(["podman", "image", "exists", old], env=podman_env())
+        assert exists.returncode == 1, f"superseded image {old[:12]} is still stored"
+    assert image_id(IMAGE) == image.id.removeprefix("sha256:")
+    assert image_id(BUILDER) is not None
