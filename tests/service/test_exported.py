@@ -156,18 +156,19 @@ def with_category_dtype(data: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# The engine is what the load-time parity check settles on: forests take missing values in
-# scikit-learn but their ONNX graphs route them elsewhere, and the compiled preparation
-# keeps a missing category as None where the DataFrame the model takes holds NaN; both
-# differ from the model, so they serve with scikit-learn, as they must.
+# The engine is what the load-time parity check settles on. The mixed pipelines hold steps
+# the compiled preparation does not re-evaluate (PolynomialFeatures, OrdinalEncoder,
+# TargetEncoder, MinMaxScaler) and HistGradientBoosting's native categories have no ONNX
+# conversion: those serve with scikit-learn. Missing values reach the forests' trees and
+# missing categories the imputers as the model's DataFrame holds them (NaN), compiled.
 LOGISTIC = LogisticRegression(max_iter=500)
 FOREST = {"n_estimators": 5, "max_depth": 6, "random_state": 0}
 CASES = [
     Case("pipeline-clf", mixed_pipeline(LOGISTIC), everything, True, "sklearn"),
     Case("pipeline-reg", mixed_pipeline(Ridge()), everything, False, "sklearn"),
-    Case("named-clf", named_columns_pipeline(LOGISTIC), no_member, True, "sklearn"),
-    Case("forest-clf", RandomForestClassifier(**FOREST), numeric, True, "sklearn"),
-    Case("forest-reg", RandomForestRegressor(**FOREST), numeric, False, "sklearn"),
+    Case("named-clf", named_columns_pipeline(LOGISTIC), no_member, True, "numpy"),
+    Case("forest-clf", RandomForestClassifier(**FOREST), numeric, True, "onnx"),
+    Case("forest-reg", RandomForestRegressor(**FOREST), numeric, False, "onnx"),
     Case(
         "hgb-clf",
         HistGradientBoostingClassifier(max_iter=10, categorical_features="from_dtype"),

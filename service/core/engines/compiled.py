@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
-from tabserve.artifact.manifest import Manifest
+from tabserve.artifact.manifest import Feature, Manifest
 from tabserve.artifact.store import LoadedArtifact, load_artifact
 from tabserve.service.core.engines.cache import CompiledCache
 from tabserve.service.core.engines.linear import LinearScorer
@@ -80,10 +80,18 @@ class CompiledModel:
 
 
 def compile_model(
-    pipeline: Any, engine: EngineName, *, classify: bool, graph: bytes | None = None
+    pipeline: Any,
+    engine: EngineName,
+    *,
+    classify: bool,
+    graph: bytes | None = None,
+    frame: Sequence[Feature] | None = None,
 ) -> CompiledModel:
-    """Compile a fitted pipeline for `engine` (ONNX: from `graph`, else converted now)."""
-    preparer, final = split_pipeline(pipeline)
+    """Compile a fitted pipeline for `engine` (ONNX: from `graph`, else converted now).
+
+    `frame`: the features of a pipeline fitted on a DataFrame (see `split_pipeline`).
+    """
+    preparer, final = split_pipeline(pipeline, frame)
     if classify and not hasattr(final, "predict_proba"):
         raise UnsupportedModelError(f"{type(final).__name__} has no predict_proba")
     if engine == "numpy":
@@ -249,20 +257,25 @@ class CompiledRuntime:
 
     def _compile(self, loaded: LoadedArtifact) -> tuple[CompiledModel, bytes | None, str]:
         """The compiled model, a newly converted graph to cache (or None), and how it was made."""
-        _, final = split_pipeline(loaded.estimator)
+        manifest = loaded.manifest
+        frame = manifest.features if manifest.estimator.input == "frame" else None
+        _, final = split_pipeline(loaded.estimator, frame)
         engine = engine_for(final)
-        classify = loaded.manifest.task == "classification"
+        classify = manifest.task == "classification"
         if engine == "numpy":
-            return compile_model(loaded.estimator, engine, classify=classify), None, "no conversion"
+            model = compile_model(loaded.estimator, engine, classify=classify, frame=frame)
+            return model, None, "no conversion"
         cache = CompiledCache(self._folder)
-        found = cache.read(loaded.manifest.artifact.sha256, library_versions(final))
+        found = cache.read(manifest.artifact.sha256, library_versions(final))
         if found.graph is not None:
-            model = compile_model(loaded.estimator, engine, classify=classify, graph=found.graph)
+            model = compile_model(
+                loaded.estimator, engine, classify=classify, graph=found.graph, frame=frame
+            )
             return model, None, f"graph reused from {cache.folder}"
         started = time.perf_counter()
         graph = convert(final)
         how = f"converted in {time.perf_counter() - started:.2f}s, {found.reason}"
-        model = compile_model(loaded.estimator, engine, classify=classify, graph=graph)
+        model = compile_model(loaded.estimator, engine, classify=classify, graph=graph, frame=frame)
         return model, graph, how
 
     def _store(self, loaded: LoadedArtifact, graph: bytes, where: str) -> str:

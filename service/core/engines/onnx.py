@@ -44,12 +44,18 @@ TREE_ENSEMBLES = (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
 )
+FORESTS = (
+    RandomForestClassifier,
+    RandomForestRegressor,
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+)
 # Linear models convert too (the benchmark compares them); the service scores them in numpy.
 CONVERTIBLE = (*TREE_ENSEMBLES, LogisticRegression, LinearRegression, Ridge)
 INPUT_NAME = "X"
 PROBABILITIES = "probabilities"
 # Bump when `convert` changes what it produces: cached graphs of older versions are rebuilt.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 
 
 def is_tree_ensemble(model: Any) -> bool:
@@ -99,6 +105,8 @@ def convert(model: Any) -> bytes:
         )
     if histogram:
         _use_exact_thresholds(graph, model)
+    elif isinstance(model, FORESTS):
+        _route_missing_as_fitted(graph, model)
     if hasattr(model, "classes_"):
         _normalise_probabilities(graph)
     data: bytes = graph.SerializeToString()
@@ -144,6 +152,35 @@ def _normalise_probabilities(graph: Any) -> None:
     graph.graph.node.extend(
         [total, helper.make_node("Div", [raw, "probability_total"], [PROBABILITIES])]
     )
+
+
+def _route_missing_as_fitted(graph: Any, model: Any) -> None:
+    """Send a missing value down the branch each of the forest's trees sends it.
+
+    scikit-learn's trees learn, per split, whether NaN goes left
+    (`tree_.missing_go_to_left`); skl2onnx leaves every node's
+    `nodes_missing_value_tracks_true` at 0, so ONNX Runtime would send NaN right
+    (`NaN <= t` is false) wherever the tree learnt left. Left is the true branch.
+    """
+    from onnx import helper
+
+    [node] = [n for n in graph.graph.node if n.op_type.startswith("TreeEnsemble")]
+    attributes = {a.name: a for a in node.attribute}
+    # skl2onnx numbers trees by their index in estimators_, nodes by their index in tree_.
+    left = [np.asarray(tree.tree_.missing_go_to_left) for tree in model.estimators_]
+    routes = [
+        int(mode == b"BRANCH_LEQ" and left[tree][node_id])
+        for tree, node_id, mode in zip(
+            attributes["nodes_treeids"].ints,
+            attributes["nodes_nodeids"].ints,
+            attributes["nodes_modes"].strings,
+            strict=True,
+        )
+    ]
+    name = "nodes_missing_value_tracks_true"
+    if name in attributes:
+        node.attribute.remove(attributes[name])
+    node.attribute.append(helper.make_attribute(name, routes))
 
 
 def _use_exact_thresholds(graph: Any, model: Any) -> None:

@@ -130,6 +130,12 @@ def split_probes(
     if splits is None or not len(splits[0]) or not len(base):
         return None
     features, thresholds = splits
+    # A forest fitted with missing values may split missing from present values alone,
+    # at threshold +inf: no number sits there, and the parity rows hold missing ones.
+    finite = np.isfinite(thresholds)
+    features, thresholds = features[finite], thresholds[finite]
+    if not len(features):
+        return None
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(features), size=min(limit, len(features)), replace=False)
     rows: list[npt.NDArray[np.float64]] = []

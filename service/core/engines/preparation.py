@@ -5,6 +5,11 @@ encoder, a ColumnTransformer that routes columns to them) become a `Preparer`:
 a chain of small array functions that compute exactly what scikit-learn's
 `transform` computes (the same float64 operations in the same order), without
 its per-call input validation. Anything else is `UnsupportedModelError`.
+
+A model fitted on a DataFrame does not see validated rows as they are: the service
+hands it the frame `tabserve.artifact.frames` builds, where a missing category is
+NaN (not None), a bool column holds booleans and a `category` column its own
+values. `frame_values` makes the compiled preparation start from those same values.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from tabserve.artifact.manifest import Feature
 
 Array = npt.NDArray[Any]
 Step = Callable[[Array], Array]
@@ -45,10 +52,45 @@ class Preparer:
         return np.asarray(out, dtype=np.float64)
 
 
-def split_pipeline(model: Any) -> tuple[Preparer, Any]:
-    """`(preparer, final estimator)` for a fitted estimator or pipeline of supported steps."""
+def split_pipeline(model: Any, frame: Sequence[Feature] | None = None) -> tuple[Preparer, Any]:
+    """`(preparer, final estimator)` for a fitted estimator or pipeline of supported steps.
+
+    `frame`: the features of a model fitted on a DataFrame (`estimator.input` is
+    `frame`); the preparer then starts from the values that frame holds.
+    """
     *transformers, final = _flatten(model)
-    return Preparer([_compile_transformer(t) for t in transformers]), final
+    steps = [_compile_transformer(t) for t in transformers]
+    first = frame_values(frame) if frame is not None else None
+    return Preparer(steps if first is None else [first, *steps]), final
+
+
+def frame_values(features: Sequence[Feature]) -> Step | None:
+    """Validated rows -> the values `FrameBuilder`'s DataFrame holds, column by column.
+
+    None when they are the same (numbers only): numbers stay float64 either way.
+    """
+    lookups: list[tuple[int, dict[Any, Any]]] = []
+    for i, feature in enumerate(features):
+        if feature.type != "category":
+            continue
+        dtype = feature.dtype
+        # A missing category is NaN in the frame: what imputers and encoders look for.
+        lookup: dict[Any, Any] = {None: math.nan}
+        if dtype is not None and dtype.name == "category":
+            lookup.update({str(c): c for c in dtype.categories or []})
+        elif dtype is not None and dtype.name in {"bool", "boolean"}:
+            lookup.update({"True": True, "False": False})
+        lookups.append((i, lookup))
+    if not lookups:
+        return None
+
+    def as_in_frame(x: Array) -> Array:
+        x = np.array(x, dtype=object)
+        for i, lookup in lookups:
+            x[:, i] = [lookup.get(v, v) for v in x[:, i].tolist()]
+        return x
+
+    return as_in_frame
 
 
 def _flatten(model: Any) -> list[Any]:
@@ -156,13 +198,17 @@ def _one_hot(encoder: OneHotEncoder, fills: Sequence[tuple[Any, Any]] | None = N
     width = 0
     for j, categories in enumerate(encoder.categories_):
         values = list(categories.tolist())
-        if any(v is None or _is_nan(v) for v in values):
-            raise UnsupportedModelError(
-                "OneHotEncoder with a missing-value category is not supported"
-            )
-        lookup = {v: width + i for i, v in enumerate(values)}
+        if any(v is None for v in values):
+            raise UnsupportedModelError("OneHotEncoder with None among its categories")
+        # Fitted on a column with NaN, the encoder has a NaN category (sorted last): a
+        # missing value gets its own column, found by position since NaN != NaN.
+        nan_column = next((width + i for i, v in enumerate(values) if _is_nan(v)), -1)
+        lookup = {v: width + i for i, v in enumerate(values) if not _is_nan(v)}
         none_fill, nan_fill = fills[j] if fills is not None else (None, math.nan)
-        nan_codes.append(-1 if _is_missing(nan_fill) else lookup.get(nan_fill, -1))
+        if _is_nan(nan_fill):
+            nan_codes.append(nan_column)
+        else:
+            nan_codes.append(-1 if nan_fill is None else lookup.get(nan_fill, -1))
         if not _is_missing(none_fill) and none_fill in lookup:
             lookup[None] = lookup[none_fill]
         lookups.append(lookup)
