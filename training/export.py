@@ -25,6 +25,7 @@ from tabserve.artifact.frames import FrameBuilder
 from tabserve.artifact.manifest import (
     ArtifactFormat,
     ClassLabel,
+    DriftInfo,
     EstimatorInfo,
     Manifest,
     TargetInfo,
@@ -40,6 +41,9 @@ from tabserve.training.reference import Reference, reference_of
 
 CHECK_ROWS = 200
 """Rows of the sample the model must answer alike on, fed as the service feeds it."""
+MIN_DRIFT_ROWS = 100
+"""Fewest sample rows that make a drift reference: below, a decile holds under 10 rows and
+PSI against it measures the sample's noise (an MLflow input_example has a handful)."""
 
 
 def export(
@@ -64,11 +68,11 @@ def export(
     """
     models_dir = Path(models_dir)
     check_export(models_dir, name, version)
-    _check_fitted(model)
+    check_fitted(model)
     task = task_of(model)
     check_importable(model)
     reference = reference_of(model, X)
-    allowed = _missing_allowed(model, reference)
+    allowed = missing_allowed(model, reference)
     features = [
         f.model_copy(update={"missing": ok})
         for f, ok in zip(reference.features, allowed, strict=True)
@@ -76,11 +80,12 @@ def export(
     target = _target_values(y, reference.rows.shape[0])
     _check_served_alike(model, X, reference)
     fields = {
+        "drift": drift_of_sample(reference.rows.shape[0]),
         "created_at": datetime.now(UTC),
         "task": task,
-        "estimator": _estimator_info(model, reference, any(allowed)),
+        "estimator": estimator_info(model, reference, any(allowed)),
         "features": features,
-        "target": _target_info(model, task, y, target),
+        "target": target_info(model, task, y, target),
         "metrics": _metrics(model, task, X, target, metrics),
         "training": TrainingData(
             source=source or f"export:{type(X).__module__.split('.')[0]}.{type(X).__name__}",
@@ -98,7 +103,20 @@ def export(
         raise ExportError(f"the model cannot be pickled: {exc}") from exc
 
 
-def _check_fitted(model: Any) -> None:
+def drift_of_sample(rows: int) -> DriftInfo:
+    """Drift is available from a sample of at least MIN_DRIFT_ROWS rows, else why not."""
+    if rows >= MIN_DRIFT_ROWS:
+        return DriftInfo()
+    return DriftInfo(
+        available=False,
+        reason=f"the reference sample has {rows} rows; a drift reference needs at least "
+        f"{MIN_DRIFT_ROWS}: export with a larger sample of the training data "
+        "(X in tabserve.export, --data FILE in tabserve import)",
+    )
+
+
+def check_fitted(model: Any) -> None:
+    """Refuse an unfitted model, or an object that is no scikit-learn-API estimator."""
     try:
         check_is_fitted(model)
     except NotFittedError as exc:
@@ -177,7 +195,8 @@ def _check_served_alike(model: Any, x: Any, reference: Reference) -> None:
         )
 
 
-def _estimator_info(model: Any, reference: Reference, missing: bool) -> EstimatorInfo:
+def estimator_info(model: Any, reference: Reference, missing: bool) -> EstimatorInfo:
+    """The manifest's `estimator`: the final step's class and plain parameters, the steps."""
     steps = getattr(model, "steps", None)
     final = steps[-1][1] if steps else model
     params = final.get_params(deep=False) if hasattr(final, "get_params") else {}
@@ -202,7 +221,7 @@ def _plain(value: Any) -> Any:
     return _SKIP
 
 
-def _missing_allowed(model: Any, reference: Reference) -> list[bool]:
+def missing_allowed(model: Any, reference: Reference) -> list[bool]:
     """Per feature, whether the model predicts a row with that feature missing, sent as
     the service would send it (a pipeline may impute one column and not another)."""
     first = reference.rows[:1]
@@ -220,7 +239,8 @@ def _missing_allowed(model: Any, reference: Reference) -> list[bool]:
     return allowed
 
 
-def _target_info(model: Any, task: Task, y: Any, target: npt.NDArray[Any] | None) -> TargetInfo:
+def target_info(model: Any, task: Task, y: Any, target: npt.NDArray[Any] | None) -> TargetInfo:
+    """The manifest's `target`: classes from the model, statistics from `y` when given."""
     name = str(getattr(y, "name", None) or "target")
     if task == "regression":
         if target is None:

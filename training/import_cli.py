@@ -18,7 +18,9 @@ from tabserve.training.importer import (
     load_model_file,
     model_columns,
     read_sample,
+    signature_columns,
 )
+from tabserve.training.signature_export import export_from_signature
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +37,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="a sample of the training data, CSV or Parquet: gives the features, their "
         "types, ranges and categories, and the drift reference (required for a model file; "
-        "an MLflow model falls back to its input_example)",
+        "an MLflow model falls back to its input_example, else to its signature alone: "
+        "names and types, no drift)",
     )
     parser.add_argument("--target", help="with --data: the column to predict (for metrics)")
     parser.add_argument("--name", required=True, help="the served model's name")
@@ -54,17 +57,29 @@ def run_import(args: argparse.Namespace) -> int:
     """Load, check and export; print what was written. Returns the exit status."""
     try:
         model, x, y, source = _load(args)
-        x, ignored = model_columns(model, x)
-        manifest = export(
-            model,
-            x,
-            y,
-            name=args.name,
-            models_dir=args.models_dir,
-            version=args.version,
-            format=args.format,
-            source=source,
-        )
+        if isinstance(x, list):  # an MLflow signature's columns: no data at all
+            ignored: list[str] = []
+            manifest = export_from_signature(
+                model,
+                x,
+                name=args.name,
+                models_dir=args.models_dir,
+                version=args.version,
+                format=args.format,
+                source=source,
+            )
+        else:
+            x, ignored = model_columns(model, x)
+            manifest = export(
+                model,
+                x,
+                y,
+                name=args.name,
+                models_dir=args.models_dir,
+                version=args.version,
+                format=args.format,
+                source=source,
+            )
     except (TrainingError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +90,8 @@ def run_import(args: argparse.Namespace) -> int:
     if manifest.metrics:
         print(format_table(manifest.metrics))
     print(f"saved to {folder} (sha256 {manifest.artifact.sha256[:12]}...)")
+    if not manifest.drift.available:
+        print(f"drift unavailable: {manifest.drift.reason}")
     return 0
 
 
@@ -88,10 +105,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
         if args.target:
             raise TrainingError("--target goes with --data")
         if imported.sample is None:
-            raise TrainingError(
-                f"{args.model}: the MLflow model has no input_example; pass --data FILE, a "
-                "sample of its training data"
-            )
+            columns = signature_columns(imported.signature, args.model)
+            return imported.model, columns, None, f"{imported.source} signature"
         return imported.model, imported.sample, None, f"{imported.source} input_example"
     if args.data is None:
         raise TrainingError(

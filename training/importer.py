@@ -6,7 +6,8 @@ An MLflow model directory (an `MLmodel` file; sklearn, xgboost and lightgbm flav
 loaded with MLflow's own loader; its requirements give the library versions it was
 saved with, checked against this environment before anything is written. The reference
 sample (`--data`, CSV or Parquet) goes to `tabserve.export` like a notebook's DataFrame;
-without it an MLflow model's `input_example` is the sample.
+without it an MLflow model's `input_example` is the sample, and without either its
+signature's named columns are the features (`signature_export`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import joblib
 from sklearn.exceptions import InconsistentVersionWarning
@@ -25,6 +26,7 @@ from tabserve.artifact import skops_format
 from tabserve.artifact.errors import ArtifactError
 from tabserve.artifact.libraries import LIBRARIES, OVERRIDE, compatible, installed_version
 from tabserve.training.errors import ExportError
+from tabserve.training.signature_export import SignatureColumn
 
 MLFLOW_FLAVOURS = {
     "sklearn": "mlflow.sklearn",
@@ -33,6 +35,15 @@ MLFLOW_FLAVOURS = {
 }
 ALLOW_FLAG = "--allow-version-mismatch"
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+)")
+# MLflow column types -> (feature type, the pandas dtype the column had).
+SIGNATURE_TYPES: dict[str, tuple[Literal["number", "category"], str]] = {
+    "double": ("number", "float64"),
+    "float": ("number", "float32"),
+    "long": ("number", "int64"),
+    "integer": ("number", "int32"),
+    "string": ("category", "object"),
+    "boolean": ("category", "bool"),
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class Imported:
     model: Any
     sample: Any
     source: str
+    signature: Any = None
+    """An MLflow model's input signature (`mlflow.models.ModelSignature`), or None."""
 
 
 def load_model_file(path: Path, *, allow_mismatch: bool) -> Any:
@@ -173,7 +186,34 @@ def load_mlflow(folder: Path, *, allow_mismatch: bool) -> Imported:
                 )
             ) from exc
     example = meta.load_input_example(str(folder))
-    return Imported(model, example, f"mlflow:{folder}")
+    return Imported(model, example, f"mlflow:{folder}", meta.signature)
+
+
+def signature_columns(signature: Any, folder: Path) -> list[SignatureColumn]:
+    """The named columns of an MLflow signature, refused when it has none tabserve can check."""
+    if signature is None or signature.inputs is None:
+        raise ExportError(
+            f"{folder}: the MLflow model has neither an input_example nor a signature; pass "
+            "--data FILE, a sample of its training data"
+        )
+    if signature.inputs.is_tensor_spec():
+        raise ExportError(
+            f"{folder}: the MLflow signature describes tensors, not named columns; pass "
+            "--data FILE, a sample of its training data"
+        )
+    columns = []
+    for spec in signature.inputs.inputs:
+        kind = getattr(spec.type, "name", None)
+        if spec.name is None or kind not in SIGNATURE_TYPES:
+            raise ExportError(
+                f"{folder}: signature column {spec.name!r} has MLflow type {spec.type}; without "
+                f"data tabserve validates {', '.join(SIGNATURE_TYPES)}: pass --data FILE, a "
+                "sample of its training data"
+            )
+        feature, dtype = SIGNATURE_TYPES[kind]
+        required = bool(getattr(spec, "required", True))
+        columns.append(SignatureColumn(str(spec.name), feature, dtype, required))
+    return columns
 
 
 def is_mlflow_model(path: Path) -> bool:

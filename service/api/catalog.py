@@ -95,7 +95,9 @@ def _version(model: ModelVersion, batch_rows: int) -> VersionSummary:
     features = []
     for feature in manifest.features:
         stats = feature.stats
-        if stats.kind == "number":
+        if stats is None:  # imported without reference data: no range, no category list
+            features.append(FeatureSummary(name=feature.name, type=feature.type))
+        elif stats.kind == "number":
             features.append(
                 FeatureSummary(name=feature.name, type="number", min=stats.min, max=stats.max)
             )

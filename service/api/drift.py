@@ -1,7 +1,9 @@
 """`GET /models/{model}/drift`: how live inputs and predictions compare with the training data.
 
 With drift counting off (`TABSERVE_DRIFT_ENABLED=false`) the route answers 409
-`feature_disabled`. The monitor's timer is a component of the app (see `create_app`).
+`feature_disabled`. A version without a drift reference (its manifest's `drift.available`
+is false) answers 200 with `available: false` and the manifest's reason. The monitor's
+timer is a component of the app (see `create_app`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ class DriftResponse(BaseModel):
 
     model: str
     version: int
+    available: bool = Field(
+        default=True,
+        description="False when the version has no drift reference (imported without "
+        "reference data, or from too small a sample): then `reason` says why, and "
+        "`features` is empty.",
+    )
+    reason: str | None = Field(
+        default=None, description="Why drift is unavailable (null when it is available)."
+    )
     window_seconds: float = Field(
         description="The configured window (TABSERVE_DRIFT_WINDOW_SECONDS)."
     )

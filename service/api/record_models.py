@@ -44,10 +44,15 @@ def record_model(manifest: Manifest, example_row: list[Any]) -> type[BaseModel]:
                 f"Number. Training range [{stats.min:g}, {stats.max:g}], "
                 f"median {stats.quantiles['p50']:g}."
             )
-        else:
-            assert isinstance(stats, CategoryStats)
+        elif isinstance(stats, CategoryStats):
             kind = Literal[tuple(stats.categories)]
             described = f"Category, one of: {', '.join(stats.categories)}."
+        elif feature.type == "number":  # no statistics: imported without reference data
+            kind = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+            described = "Number (no training range known)."
+        else:
+            kind = Annotated[str, Field(strict=True)]
+            described = "Category, any string (no training categories known)."
         if missing_ok[index]:
             kind = kind | None
             described += " May be null (missing)."

@@ -93,6 +93,10 @@ class DriftReport:
     features: list[ColumnReport]
     prediction: ColumnReport | None
     top_drifting: list[str]
+    available: bool = True
+    """False when the version has no drift reference (then nothing is counted for it)."""
+    reason: str | None = None
+    """Why drift is unavailable, from the manifest (`drift.reason`)."""
 
 
 @dataclass
@@ -194,6 +198,9 @@ class DriftMonitor:
         key = (model.name, model.version)
         if model.manifest is None:
             return None
+        if not model.manifest.drift.available:  # no reference: no bins, no series
+            self._tracked[key] = None
+            return None
         try:
             reference = DriftReference(model.manifest)
         except Exception:
@@ -266,8 +273,11 @@ class DriftMonitor:
     def report(self, model: ModelVersion) -> DriftReport:
         """Drift of `model` from the snapshot about `window` seconds ago until now.
 
-        ModelNotReadyError if counting failed for this version (and stopped).
+        ModelNotReadyError if counting failed for this version (and stopped). A version
+        without a drift reference gets a report that says so, and why.
         """
+        if model.manifest is not None and not model.manifest.drift.available:
+            return self._unavailable(model, model.manifest.drift.reason)
         now = self.clock()
         totals = self._totals()
         self._snapshot(now, totals)
@@ -306,6 +316,23 @@ class DriftMonitor:
             features=features,
             prediction=prediction,
             top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
+        )
+
+    def _unavailable(self, model: ModelVersion, reason: str | None) -> DriftReport:
+        return DriftReport(
+            model=model.name,
+            version=model.version,
+            window_seconds=self.window,
+            covered_seconds=0.0,
+            since=datetime.now(UTC),
+            rows=0,
+            psi_threshold=self.threshold,
+            min_rows=self.min_rows,
+            features=[],
+            prediction=None,
+            top_drifting=[],
+            available=False,
+            reason=reason,
         )
 
     def _column(

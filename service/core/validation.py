@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
+from tabserve.artifact.manifest import CategoryStats, Feature, Manifest, NumericStats
 from tabserve.service.core.errors import InvalidInputError, Problem, TooLargeError
 
 MAX_PROBLEMS = 20
@@ -54,7 +54,8 @@ class FeatureSchema:
         self.numeric = [i for i, f in enumerate(manifest.features) if f.type == "number"]
         self.categorical = [i for i, f in enumerate(manifest.features) if f.type == "category"]
         self.all_numeric = not self.categorical
-        self.categories: dict[int, frozenset[str]] = {}
+        self.categories: dict[int, frozenset[str] | None] = {}
+        """Known categories per categorical feature; None: any string (no statistics)."""
         self.low = np.full(self.width, -np.inf)
         self.high = np.full(self.width, np.inf)
         self.example: list[float | str] = []
@@ -63,11 +64,12 @@ class FeatureSchema:
             if isinstance(stats, NumericStats):
                 self.low[i], self.high[i] = stats.min, stats.max
                 self.example.append(stats.quantiles["p50"])
-            else:
-                assert isinstance(stats, CategoryStats)
+            elif isinstance(stats, CategoryStats):
                 self.categories[i] = frozenset(stats.categories)
                 top = int(np.argmax(stats.frequencies)) if stats.frequencies else 0
                 self.example.append(stats.categories[top] if stats.categories else "")
+            else:
+                self._without_statistics(i, feature)
         self._numeric_idx = np.asarray(self.numeric, dtype=np.intp)
         self._all_columns = np.arange(self.width)
         # When every training range is finite and bounded, a value inside its range is
@@ -83,6 +85,18 @@ class FeatureSchema:
         self._no_counts.flags.writeable = False
         self._low_rows = [self.low.tolist() * n for n in range(_PYTHON_CHECK_ROWS + 1)]
         self._high_rows = [self.high.tolist() * n for n in range(_PYTHON_CHECK_ROWS + 1)]
+
+    def _without_statistics(self, i: int, feature: Feature) -> None:
+        """A feature imported without reference data: its type alone, no range or list.
+
+        The example is what the import checked the model takes: 0 and the empty string.
+        """
+        if feature.type == "number":
+            self.example.append(0.0)
+            return
+        boolean = feature.dtype is not None and feature.dtype.name in {"bool", "boolean"}
+        self.categories[i] = frozenset({"False", "True"}) if boolean else None
+        self.example.append("False" if boolean else "")
 
     def example_batch(self) -> ValidatedBatch:
         """One typical row (medians, most frequent categories): used to warm models up."""
@@ -222,7 +236,10 @@ class FeatureSchema:
             for row, value in enumerate(data[:, i]):
                 if value is None and self.missing_allowed[i]:
                     continue
-                if not isinstance(value, str) or value not in allowed:
+                if allowed is None:
+                    if not isinstance(value, str):
+                        problems.append(Problem(self.names[i], "a string", value, index=i, row=row))
+                elif not isinstance(value, str) or value not in allowed:
                     what = "a string" if not isinstance(value, str) else "a known category"
                     problems.append(
                         Problem(

@@ -105,7 +105,13 @@ class Feature(_Strict):
 
     name: str = Field(min_length=1)
     type: Literal["number", "category"]
-    stats: FeatureStats
+    stats: FeatureStats | None = Field(
+        description=(
+            "Training statistics; null when the version was imported without reference "
+            "data (an MLflow signature alone): no training range, no category list (any "
+            "string is a category) and no drift reference."
+        ),
+    )
     dtype: ColumnDtype | None = Field(
         default=None,
         description="Set when the model takes a DataFrame (`estimator.input` is `frame`).",
@@ -120,7 +126,7 @@ class Feature(_Strict):
 
     @model_validator(mode="after")
     def _stats_match_type(self) -> Feature:
-        if self.stats.kind != self.type:
+        if self.stats is not None and self.stats.kind != self.type:
             raise ValueError(
                 f"feature {self.name!r} is a {self.type} but has {self.stats.kind} stats"
             )
@@ -242,8 +248,8 @@ class TrainingData(_Strict):
         description="sklearn:<dataset>, csv:<path>, log:<model>, or export:<sample> for a model "
         "fitted elsewhere (the reference sample's statistics are the training statistics)."
     )
-    rows: int = Field(ge=1)
-    train_rows: int = Field(ge=1)
+    rows: int = Field(ge=0, description="0: imported without reference data.")
+    train_rows: int = Field(ge=0)
     test_rows: int = Field(ge=0, description="0 for an exported model: it was fitted elsewhere.")
     test_size: float
     seed: int
@@ -251,6 +257,25 @@ class TrainingData(_Strict):
     log: LogSource | None = Field(
         default=None, description="Set when the data came from the prediction log."
     )
+
+
+class DriftInfo(_Strict):
+    """Whether the version has a drift reference, and why not when it has none."""
+
+    available: bool = Field(
+        default=True,
+        description="Whether the training statistics can serve as a drift reference.",
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why drift is unavailable (set exactly when `available` is false).",
+    )
+
+    @model_validator(mode="after")
+    def _reason_when_unavailable(self) -> DriftInfo:
+        if self.available == (self.reason is not None):
+            raise ValueError("drift.reason is set exactly when drift is unavailable")
+        return self
 
 
 class Manifest(_Strict):
@@ -268,12 +293,18 @@ class Manifest(_Strict):
     environment: Environment
     artifact: ArtifactFile
     training: TrainingData
+    drift: DriftInfo = Field(
+        default_factory=DriftInfo,
+        description="Absent in manifests written before it: drift is available.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
+        if self.drift.available and any(f.stats is None for f in self.features):
+            raise ValueError("features without training statistics have no drift reference")
         if self.task == "classification" and not self.target.classes:
             raise ValueError("a classification manifest needs target.classes")
         if self.task == "regression" and self.target.classes:

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 import tabserve
-from tabserve.artifact.manifest import CategoryStats, NumericStats
+from tabserve.artifact.manifest import CategoryStats, DriftInfo, Manifest, NumericStats
 from tabserve.artifact.repository import list_models
 from tabserve.artifact.store import load_artifact, read_manifest
 from tabserve.training.errors import ExportError
@@ -101,8 +101,41 @@ def test_the_manifest_describes_the_model_and_its_sample(
     assert manifest.environment.libraries == {}
     assert manifest.training.source == "export:pandas.DataFrame"
     assert (manifest.training.rows, manifest.training.test_rows) == (120, 0)
+    assert manifest.drift == DriftInfo(available=True, reason=None)
     loaded = load_artifact(tmp_path / "band" / "1")
     assert loaded.estimator.predict(x).tolist() == model.predict(x).tolist()
+
+
+def test_a_sample_under_100_rows_keeps_its_statistics_but_gives_no_drift(
+    fitted: tuple[Pipeline, pd.DataFrame, pd.Series], tmp_path: Path
+) -> None:
+    model, x, y = fitted
+    small = tabserve.export(model, x.head(99), y.head(99), name="band", models_dir=tmp_path)
+    assert small.training.rows == 99
+    assert all(f.stats is not None for f in small.features)  # validation keeps its ranges
+    assert small.drift == DriftInfo(
+        available=False,
+        reason="the reference sample has 99 rows; a drift reference needs at least 100: "
+        "export with a larger sample of the training data (X in tabserve.export, --data FILE "
+        "in tabserve import)",
+    )
+    enough = tabserve.export(model, x.head(100), y.head(100), name="band", models_dir=tmp_path)
+    assert enough.drift.available
+
+
+def test_a_manifest_written_before_the_drift_field_loads_with_drift_available(
+    fitted: tuple[Pipeline, pd.DataFrame, pd.Series], tmp_path: Path
+) -> None:
+    model, x, y = fitted
+    written = tabserve.export(model, x, y, name="band", models_dir=tmp_path).model_dump(mode="json")
+    del written["drift"]
+    assert Manifest.model_validate(written).drift == DriftInfo(available=True, reason=None)
+    unreasoned = {**written, "drift": {"available": False}}
+    with pytest.raises(ValueError, match=r"drift\.reason is set exactly when drift is unavailable"):
+        Manifest.model_validate(unreasoned)
+    no_stats = {**written, "features": [{**f, "stats": None} for f in written["features"]]}
+    with pytest.raises(ValueError, match="features without training statistics have no drift"):
+        Manifest.model_validate(no_stats)
 
 
 def test_regression_without_y_has_no_target_statistics_or_metrics(tmp_path: Path) -> None:

@@ -11,8 +11,13 @@ import pandas as pd
 import pytest
 import sklearn
 from fastapi.testclient import TestClient
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
+from tabserve.artifact.manifest import DriftInfo
 from tabserve.artifact.store import load_artifact
 from tabserve.service import cli
 from tabserve.service.app import create_app
@@ -111,6 +116,7 @@ def test_each_flavour_imports_with_data_and_serves_like_the_model(
     assert manifest.feature_names == ["age", "income"]
     assert manifest.target.classes == [0, 1]
     assert manifest.training.rows == 120
+    assert manifest.drift.available
     if flavour != "sklearn":
         assert flavour in manifest.environment.libraries
     with TestClient(create_app(Settings(models_dir=models))) as client:
@@ -136,6 +142,16 @@ def test_without_data_the_input_example_is_the_sample(
     assert manifest.training.source == f"mlflow:{tmp_path / 'mlmodel'} input_example"
     assert manifest.metrics == {}
     assert manifest.target.distribution is None
+    # Five rows are a shape, not a distribution: no drift reference from them.
+    assert manifest.drift == DriftInfo(
+        available=False,
+        reason="the reference sample has 5 rows; a drift reference needs at least 100: "
+        "export with a larger sample of the training data (X in tabserve.export, --data FILE "
+        "in tabserve import)",
+    )
+    with TestClient(create_app(Settings(models_dir=models))) as client:
+        body = client.get(f"/models/{flavour}/drift").json()
+    assert (body["available"], body["reason"]) == (False, manifest.drift.reason)
 
 
 def test_requirements_from_another_scikit_learn_minor_are_refused(
@@ -165,18 +181,167 @@ def test_requirements_from_another_scikit_learn_minor_are_refused(
     assert status == 0, err
 
 
-def test_a_model_without_input_example_needs_data(
+def people(rows: int = 160) -> tuple[pd.DataFrame, pd.Series]:
+    """Numbers (income with gaps: optional in the signature) and a string column."""
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(
+        {
+            "age": rng.uniform(18, 80, rows),
+            "income": rng.normal(3000, 500, rows),
+            "city": rng.choice(["berlin", "paris", "rome"], rows).astype(object),
+            "member": rng.random(rows) < 0.4,
+        }
+    )
+    x.loc[x.index % 7 == 0, "income"] = np.nan
+    return x, pd.Series(np.where(x["age"] > 45, "old", "young"), name="band")
+
+
+def signature_only(folder: Path, *, unknown: str = "ignore") -> tuple[Any, pd.DataFrame]:
+    """A pipeline saved by MLflow with a signature and no input_example."""
+    x, y = people()
+    prep = ColumnTransformer(
+        [
+            ("numbers", SimpleImputer(), ["age", "income"]),
+            ("city", OneHotEncoder(handle_unknown=unknown), ["city", "member"]),
+        ]
+    )
+    model = Pipeline([("prep", prep), ("model", LogisticRegression())]).fit(x, y)
+    mlflow.sklearn.save_model(
+        model,
+        folder,
+        signature=infer_signature(x, model.predict(x)),
+        pip_requirements=pins(),
+        skops_trusted_types=["numpy.dtype"],
+    )
+    return model, x
+
+
+NO_DATA = (
+    "imported without reference data (the signature alone): import with --data FILE, a "
+    "sample of the training data, for drift"
+)
+
+
+def test_without_data_or_input_example_the_signature_alone_serves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, x = signature_only(tmp_path / "mlmodel")
+    models = tmp_path / "models"
+    status, out, err = run(capsys, models, str(tmp_path / "mlmodel"), "--name", "sig")
+    assert status == 0, err
+    assert out.splitlines()[-1] == f"drift unavailable: {NO_DATA}"
+    manifest = load_artifact(models / "sig" / "1").manifest
+    assert manifest.feature_names == ["age", "income", "city", "member"]
+    assert [f.type for f in manifest.features] == ["number", "number", "category", "category"]
+    assert [f.stats for f in manifest.features] == [None, None, None, None]
+    # income has gaps, so the signature marks it optional
+    assert manifest.missing_allowed == [False, True, False, False]
+    assert manifest.drift == DriftInfo(available=False, reason=NO_DATA)
+    assert manifest.training.rows == 0
+    assert manifest.training.source == f"mlflow:{tmp_path / 'mlmodel'} signature"
+    assert manifest.target.classes == ["old", "young"]
+
+    rows = x.head(30).astype(object).where(x.head(30).notna(), None)
+    sent = rows.to_dict(orient="records")
+    for row in sent:
+        row["member"] = str(row["member"])  # requests carry categories as strings
+    sent[0]["city"] = "madrid"  # any string is a category: the encoder ignores it
+    asked = pd.DataFrame(sent).astype({"age": float, "income": float})
+    asked["member"] = asked["member"] == "True"
+    settings = Settings(
+        models_dir=models,
+        predlog_mode="all",
+        data_dir=tmp_path / "data",
+        predlog_flush_seconds=60,
+    )
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/models/sig/predict", json=sent, headers={"x-request-id": "q"})
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert [p["prediction"] for p in predictions] == model.predict(asked).tolist()
+        proba = [[p["probabilities"][c] for c in ("old", "young")] for p in predictions]
+        np.testing.assert_allclose(proba, model.predict_proba(asked), rtol=0, atol=1e-12)
+
+        complete = x.head(30).dropna()
+        inputs = [
+            {"name": "age", "shape": [len(complete)], "datatype": "FP64",
+             "data": complete["age"].tolist()},
+            {"name": "income", "shape": [len(complete)], "datatype": "FP64",
+             "data": complete["income"].tolist()},
+            {"name": "city", "shape": [len(complete)], "datatype": "BYTES",
+             "data": complete["city"].tolist()},
+            {"name": "member", "shape": [len(complete)], "datatype": "BYTES",
+             "data": [str(v) for v in complete["member"].tolist()]},
+        ]  # fmt: skip
+        v2 = client.post("/v2/models/sig/infer", json={"inputs": inputs})
+        assert v2.status_code == 200, v2.text
+        outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+        assert outputs["predict"] == model.predict(complete).tolist()
+
+        drift = client.get("/models/sig/drift")
+        assert drift.status_code == 200
+        body = drift.json()
+        assert (body["available"], body["reason"]) == (False, NO_DATA)
+        assert (body["features"], body["prediction"], body["rows"]) == ([], None, 0)
+        exposed = client.get("/metrics").text.splitlines()
+        series = [s for s in exposed if s.startswith("tabserve_drift") and 'model="sig"' in s]
+        assert series == []  # no bins, no reference shares: nothing to compare with
+
+        bad = client.post("/models/sig/predict", json={**sent[1], "age": "old"})
+        assert bad.status_code == 422
+        assert [d["field"] for d in bad.json()["details"]] == ["age"]
+        bad = client.post("/models/sig/predict", json={**sent[1], "city": 3})
+        assert bad.status_code == 422
+        assert [(d["field"], d["value"]) for d in bad.json()["details"]] == [("city", 3)]
+        bad = client.post(
+            "/v2/models/sig/infer",
+            json={"inputs": [*inputs[:3], {**inputs[3], "data": ["maybe"] * len(complete)}]},
+        )
+        assert bad.status_code == 400  # the V2 protocol's status for invalid input
+        first = bad.json()["details"][0]
+        assert (first["field"], first["value"]) == ("member", "maybe")
+        assert first["expected"] == "a known category: one of ['False', 'True']"
+        missing = client.post("/models/sig/predict", json={**sent[1], "age": None})
+        assert missing.status_code == 422
+        assert [d["field"] for d in missing.json()["details"]] == ["age"]
+
+        truth = [{"request_id": "q", "row": k, "truth": "old"} for k in range(len(sent))]
+        fed = client.post("/models/sig/feedback", json=truth)
+        assert fed.status_code == 200, fed.text
+        assert fed.json()["accepted"] == len(sent)
+        (quality,) = client.get("/models/sig/quality").json()["versions"]
+        assert quality["rows"] == len(sent)
+        expected = float(np.mean(model.predict(asked) == "old"))
+        assert quality["accuracy"] == pytest.approx(expected)
+
+
+def test_a_signature_only_model_that_refuses_unseen_categories_needs_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signature_only(tmp_path / "strict", unknown="error")
+    status, out, err = run(capsys, tmp_path / "models", str(tmp_path / "strict"), "--name", "s")
+    assert (status, out) == (2, "")
+    assert err.startswith(
+        "error: the model cannot predict a row built from its signature alone (0 for numbers, "
+        "'', a category it never saw, for strings): ValueError: Found unknown categories"
+    )
+    assert err.endswith(
+        "Requests that pass validation would fail the same way: pass --data FILE, a sample "
+        "of its training data, which gives the categories it knows\n"
+    )
+    assert not (tmp_path / "models" / "s").exists()
+
+
+def test_a_model_without_input_example_or_signature_needs_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     x, y = sample()
     model = LogisticRegression().fit(x, y)
     folder = tmp_path / "bare"
-    mlflow.sklearn.save_model(
-        model, folder, signature=infer_signature(x, model.predict(x)), pip_requirements=pins()
-    )
+    mlflow.sklearn.save_model(model, folder, pip_requirements=pins())
     status, _, err = run(capsys, tmp_path / "models", str(folder), "--name", "bare")
     assert status == 2
     assert err == (
-        f"error: {folder}: the MLflow model has no input_example; pass --data FILE, a sample "
-        "of its training data\n"
+        f"error: {folder}: the MLflow model has neither an input_example nor a signature; "
+        "pass --data FILE, a sample of its training data\n"
     )

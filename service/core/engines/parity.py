@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from tabserve.artifact.manifest import CategoryStats, Manifest, NumericStats
 from tabserve.service.core.engines.boosters import booster_splits
+from tabserve.service.core.engines.preparation import UnsupportedModelError
 from tabserve.service.core.runtime import Prediction
 
 RANDOM_ROWS = 256
@@ -26,15 +27,20 @@ MISSING_SHARE = 0.1
 
 def parity_rows(manifest: Manifest, rows: int = RANDOM_ROWS, seed: int = 0) -> npt.NDArray[Any]:
     """`rows` random rows followed by rows of each feature's landmark values."""
+    known = [f.stats for f in manifest.features if f.stats is not None]
+    if len(known) != len(manifest.features):
+        raise UnsupportedModelError(
+            "no training statistics to draw parity rows from (imported without reference "
+            "data), so the compiled engine cannot be checked"
+        )
     rng = np.random.default_rng(seed)
-    landmarks = [_landmarks(f.stats) for f in manifest.features]
+    landmarks = [_landmarks(stats) for stats in known]
     extra = max(len(values) for values in landmarks)
     total = rows + extra
     all_numeric = all(f.type == "number" for f in manifest.features)
     may_miss = manifest.missing_allowed
     out = np.empty((total, len(manifest.features)), dtype=np.float64 if all_numeric else object)
-    for i, feature in enumerate(manifest.features):
-        stats = feature.stats
+    for i, stats in enumerate(known):
         column: list[Any]
         if isinstance(stats, NumericStats):
             low, high = stats.quantiles["p01"], stats.quantiles["p99"]
