@@ -206,9 +206,9 @@ def signature_columns(signature: Any, folder: Path) -> list[SignatureColumn]:
         kind = getattr(spec.type, "name", None)
         if spec.name is None or kind not in SIGNATURE_TYPES:
             raise ExportError(
-                f"{folder}: signature column {spec.name!r} has MLflow type {spec.type}; without "
-                f"data tabserve validates {', '.join(SIGNATURE_TYPES)}: pass --data FILE, a "
-                "sample of its training data"
+                f"{folder}: signature column {spec.name!r} has MLflow type {kind or spec.type}; "
+                f"without data tabserve validates {', '.join(SIGNATURE_TYPES)}: pass --data "
+                "FILE, a sample of its training data"
             )
         feature, dtype = SIGNATURE_TYPES[kind]
         required = bool(getattr(spec, "required", True))

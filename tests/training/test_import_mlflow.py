@@ -345,3 +345,55 @@ def test_a_model_without_input_example_or_signature_needs_data(
         f"error: {folder}: the MLflow model has neither an input_example nor a signature; "
         "pass --data FILE, a sample of its training data\n"
     )
+
+
+def _columns(*specs: tuple[str, str]) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec(kind, name) for name, kind in specs]))
+
+
+def _tensors() -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, 2))]))
+
+
+@pytest.mark.parametrize(
+    ("signature", "refusal"),
+    [
+        (
+            lambda: _columns(("age", "double"), ("seen", "datetime")),
+            "{folder}: signature column 'seen' has MLflow type datetime; without data tabserve "
+            "validates double, float, long, integer, string, boolean: pass --data FILE, a "
+            "sample of its training data",
+        ),
+        (
+            _tensors,
+            "{folder}: the MLflow signature describes tensors, not named columns; pass --data "
+            "FILE, a sample of its training data",
+        ),
+        (
+            lambda: _columns(("age", "double"), ("salary", "double")),
+            "the signature's columns differ from the ones the model was fitted on (signature "
+            "lacks ['income'], has extra ['salary']): pass --data FILE with the columns it was "
+            "fitted on",
+        ),
+    ],
+    ids=["datetime", "tensors", "other-columns"],
+)
+def test_a_signature_tabserve_cannot_check_needs_data(
+    signature: Callable[[], Any],
+    refusal: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    x, y = sample()
+    model = LogisticRegression().fit(x, y)
+    folder = tmp_path / "mlmodel"
+    mlflow.sklearn.save_model(model, folder, signature=signature(), pip_requirements=pins())
+    status, out, err = run(capsys, tmp_path / "models", str(folder), "--name", "m")
+    assert (status, out) == (2, "")
+    assert err == f"error: {refusal.format(folder=folder)}\n"
