@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tabserve.artifact.errors import ArtifactError
+from tabserve.artifact.manifest import Manifest
 from tabserve.training.errors import TrainingError
 from tabserve.training.evaluate import format_table
 from tabserve.training.export import export
@@ -20,7 +22,7 @@ from tabserve.training.importer import (
     read_sample,
     signature_columns,
 )
-from tabserve.training.signature_export import export_from_signature
+from tabserve.training.signature_export import SignatureColumn, export_from_signature
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,33 +55,22 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A loaded model and what describes its inputs: a sample, or a signature's columns."""
+
+    model: Any
+    source: str
+    x: Any = None
+    y: Any = None
+    columns: list[SignatureColumn] | None = None
+
+
 def run_import(args: argparse.Namespace) -> int:
     """Load, check and export; print what was written. Returns the exit status."""
     try:
-        model, x, y, source = _load(args)
-        if isinstance(x, list):  # an MLflow signature's columns: no data at all
-            ignored: list[str] = []
-            manifest = export_from_signature(
-                model,
-                x,
-                name=args.name,
-                models_dir=args.models_dir,
-                version=args.version,
-                format=args.format,
-                source=source,
-            )
-        else:
-            x, ignored = model_columns(model, x)
-            manifest = export(
-                model,
-                x,
-                y,
-                name=args.name,
-                models_dir=args.models_dir,
-                version=args.version,
-                format=args.format,
-                source=source,
-            )
+        loaded = _load(args)
+        manifest, ignored = _export(loaded, args)
     except (TrainingError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -95,19 +86,34 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
+def _export(loaded: _Loaded, args: argparse.Namespace) -> tuple[Manifest, list[str]]:
+    """The version written, and the sample's columns the model does not take."""
+    where = {
+        "name": args.name,
+        "models_dir": args.models_dir,
+        "version": args.version,
+        "format": args.format,
+        "source": loaded.source,
+    }
+    if loaded.columns is not None:  # no data at all: the signature alone
+        return export_from_signature(loaded.model, loaded.columns, **where), []
+    x, ignored = model_columns(loaded.model, loaded.x)
+    return export(loaded.model, x, loaded.y, **where), ignored
+
+
+def _load(args: argparse.Namespace) -> _Loaded:
     allow = args.allow_version_mismatch
     if is_mlflow_model(args.model):
         imported = load_mlflow(args.model, allow_mismatch=allow)
         if args.data is not None:
             x, y = read_sample(args.data, args.target)
-            return imported.model, x, y, f"{imported.source} data:{args.data}"
+            return _Loaded(imported.model, f"{imported.source} data:{args.data}", x, y)
         if args.target:
             raise TrainingError("--target goes with --data")
         if imported.sample is None:
             columns = signature_columns(imported.signature, args.model)
-            return imported.model, columns, None, f"{imported.source} signature"
-        return imported.model, imported.sample, None, f"{imported.source} input_example"
+            return _Loaded(imported.model, f"{imported.source} signature", columns=columns)
+        return _Loaded(imported.model, f"{imported.source} input_example", imported.sample)
     if args.data is None:
         raise TrainingError(
             f"{args.model}: a model file needs --data FILE (CSV or Parquet), a sample of its "
@@ -116,7 +122,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, str]:
         )
     model = load_model_file(args.model, allow_mismatch=allow)
     x, y = read_sample(args.data, args.target)
-    return model, x, y, f"file:{args.model} data:{args.data}"
+    return _Loaded(model, f"file:{args.model} data:{args.data}", x, y)
 
 
 def main(argv: list[str] | None = None) -> int:
