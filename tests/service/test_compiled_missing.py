@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
+    ExtraTreesClassifier,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
@@ -98,6 +99,7 @@ CASES: dict[str, tuple[Callable[[Any], Pipeline], Any]] = {
     "forest-imputed": (imputed_numbers, RandomForestClassifier(**FOREST)),
     "forest-nan": (missing_to_trees, RandomForestClassifier(**FOREST)),
     "forest-reg-nan": (missing_to_trees, RandomForestRegressor(**FOREST)),
+    "extra-trees-nan": (missing_to_trees, ExtraTreesClassifier(**FOREST)),
     "hgb-imputed": (imputed_numbers, HistGradientBoostingClassifier(max_iter=15)),
     "hgb-nan": (missing_to_trees, HistGradientBoostingClassifier(max_iter=15)),
     "hgb-reg-nan": (missing_to_trees, HistGradientBoostingRegressor(max_iter=15)),
