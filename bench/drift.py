@@ -39,16 +39,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.load import run_load, wrk_available
 from bench.models import ensure_models, sample_rows
-from bench.run import ROOT, SCENARIOS, Scenario, process, progress, v2_body
+from bench.run import ROOT, SCENARIOS, Scenario, load_served, process, progress, v2_body
 from tabserve.service.core.drift import DriftMonitor
 from tabserve.service.core.drift_metrics import DriftMetrics
 from tabserve.service.core.drift_reference import DriftReference
-from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.settings import Settings
-from tabserve.service.state import loading_config
 
 # forest at 1 and 64 rows on 64 connections (as in `make bench`), and 1 row on one
 # connection: every request its own model call, so nothing amortises the drift work
@@ -79,12 +77,8 @@ def in_process(models_dir: Path) -> list[tuple[str, float, float]]:
     """(what, µs at 1 row, µs at 64 rows) for the model call and the drift work."""
     settings = Settings(models_dir=models_dir)
     metrics = ServiceMetrics()
-    model = load_version(
-        models_dir / "forest" / "1", "forest", 1, loading_config(settings), metrics
-    )
-    assert model.manifest is not None
+    model = load_served(settings, "forest")
     registry = ModelRegistry()
-    registry.add(model)
     reference = DriftReference(model.manifest)
     monitor = DriftMonitor(registry, metrics, DriftMetrics(metrics.registry), settings.drift)
     figures: dict[str, dict[int, float]] = {}

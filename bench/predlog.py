@@ -22,16 +22,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.models import ensure_models, sample_rows
-from bench.run import ROOT, SCENARIOS, Row, measure, process, progress
+from bench.run import ROOT, SCENARIOS, Row, load_served, measure, process, progress
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.loading import load_version
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.predlog.journal import Journal
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.predlog.store import PredictionStore
 from tabserve.service.predlog.writer import PredictionLogWriter, WriterPolicy
 from tabserve.service.settings import Settings
-from tabserve.service.state import loading_config
 
 SCENARIO = SCENARIOS[1]  # forest, 1 row, 64 connections
 
@@ -55,13 +53,7 @@ def in_process_costs(models_dir: Path, work: Path) -> dict[str, float]:
     CPU time (`time.thread_time`) rather than wall time: on a shared machine it moves
     far less with what else runs, and it is what the log takes from the server's core.
     """
-    model = load_version(
-        models_dir / "forest" / "1",
-        "forest",
-        1,
-        loading_config(_settings(models_dir)),
-        ServiceMetrics(),
-    )
+    model = load_served(_settings(models_dir), "forest")
     features = sample_rows(1)
     prediction = model.runtime.predict(features)
     served = Served("bench-0", model, features, prediction, time.time(), 0.001)

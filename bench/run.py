@@ -25,9 +25,9 @@ import orjson
 from bench.load import LoadResult, run_load, wrk_available
 from bench.models import SPECS, ensure_models, sample_rows
 from tabserve.service.core.loading import load_version
-from tabserve.service.core.metrics import ServiceMetrics
+from tabserve.service.core.served import ServedModel
 from tabserve.service.settings import Settings
-from tabserve.service.state import loading_config
+from tabserve.service.state import AppState, loading_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "bare ASGI stack (bench/bare.py)"
@@ -157,8 +157,7 @@ def engine_costs(models_dir: Path) -> dict[str, dict[str, float]]:
     for name in SPECS:
         for engine in ("auto", "sklearn"):
             settings = _settings(models_dir, engine)
-            config = loading_config(settings)
-            model = load_version(models_dir / name / "1", name, 1, config, ServiceMetrics())
+            model = load_served(settings, name)
             for rows in (1, 64):
                 batch = sample_rows(rows)
                 for _ in range(20):
@@ -171,6 +170,17 @@ def engine_costs(models_dir: Path) -> dict[str, dict[str, float]]:
                 key = f"{name}/{model.runtime.engine if engine == 'auto' else 'sklearn'}"
                 costs.setdefault(key, {})[f"{rows}"] = statistics.median(runs) * 1e6
     return costs
+
+
+def load_served(settings: Settings, name: str) -> ServedModel:
+    """Version 1 of `name` loaded as the server loads it, outside any server."""
+    state = AppState.build(settings)
+    path = settings.models_dir / name / "1"
+    entry = load_version(path, name, 1, loading_config(settings), state.dataplane)
+    if entry.served is None:
+        raise RuntimeError(f"{name} version 1 failed to load: {entry.error}")
+    state.registry.add(entry)
+    return entry.served
 
 
 def _settings(models_dir: Path, engine: str) -> Settings:

@@ -35,7 +35,7 @@ class Models:
     def load(self) -> None:
         """Load and warm up every complete version, then settle the heap (blocking)."""
         state = self.state
-        load_all(state.repository.config, state.metrics, state.registry)
+        load_all(state.repository.config, state.dataplane)
         state.loaded = True
         heap.settle()
 
@@ -47,7 +47,8 @@ class Models:
     async def stop(self) -> None:
         """Release every runtime."""
         for model in self.state.registry.all():
-            model.runtime.unload()
+            if model.served is not None:
+                model.served.runtime.unload()
 
 
 class InferenceThreads:

@@ -55,7 +55,7 @@ class AppState:
             registry,
             pool,
             dataplane,
-            ModelRepository(loading_config(settings), metrics, registry),
+            ModelRepository(loading_config(settings), dataplane),
             # Registration order is the exposition's order: drift, log, sink, as before.
             drift=_drift(settings, metrics, dataplane),
             predlog=_prediction_log(settings, metrics, dataplane),

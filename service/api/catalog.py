@@ -29,7 +29,7 @@ class VersionSummary(BaseModel):
     """One model version."""
 
     version: int
-    state: str = Field(description="`ready`, `loading` or `failed`.")
+    state: str = Field(description="`ready` or `failed`.")
     error: str | None = Field(default=None, description="Why it failed to load, if it did.")
     engine: str
     batch_max_rows: int = Field(
@@ -86,12 +86,12 @@ def _version(model: ModelVersion, batch_rows: int) -> VersionSummary:
         version=model.version,
         state=model.state.value,
         error=model.error,
-        engine=model.runtime.engine,
+        engine=model.engine,
         batch_max_rows=batch_rows,
     )
-    manifest = model.manifest
-    if manifest is None:
+    if model.served is None:
         return summary
+    manifest = model.served.manifest
     features = []
     for feature in manifest.features:
         stats = feature.stats

@@ -13,8 +13,8 @@ from tabserve.service.api.middleware import request_id_of
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.digits import MAX_DIGITS, parse_digits
 from tabserve.service.core.errors import InvalidInputError, Problem
-from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.scope_keys import CLIENT_LEFT
 from tabserve.service.settings import Settings
@@ -66,7 +66,7 @@ def client_left(scope: Scope) -> Callable[[], bool] | None:
 
 async def predict_watched(
     dataplane: DataPlane,
-    model: ModelVersion,
+    model: ServedModel,
     batch: ValidatedBatch,
     *,
     deadline: float,
@@ -90,7 +90,7 @@ async def predict_watched(
 
 
 async def predict_for(
-    request: Request, dataplane: DataPlane, model: ModelVersion, batch: ValidatedBatch
+    request: Request, dataplane: DataPlane, model: ServedModel, batch: ValidatedBatch
 ) -> Prediction:
     """`dataplane.predict` with the request's deadline, dropped if its client leaves."""
     settings = app_state(request.app).settings

@@ -39,8 +39,8 @@ from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.v2_express import ExpressV2
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import ServiceError
-from tabserve.service.core.registry import LaneKey, ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.settings import Settings
 
@@ -53,7 +53,7 @@ _V2_LANE: LaneKey[ExpressV2 | None] = LaneKey("v2_express")
 class _Taken:
     """A request a lane took: the version, its rows, and how to write the answer."""
 
-    model: ModelVersion
+    model: ServedModel
     batch: ValidatedBatch
     encode: Callable[[Prediction, Scope], bytes]
 
@@ -187,7 +187,7 @@ class ExpressLanes:
 
         return _Taken(model, batch, encode)
 
-    def _ready(self, params: dict[str, str]) -> ModelVersion | None:
+    def _ready(self, params: dict[str, str]) -> ServedModel | None:
         """The ready version the path names, or None (the documented route says why)."""
         version = params.get("version")
         try:
@@ -207,6 +207,6 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: Exception) ->
     await response(scope, receive, send)
 
 
-def _v2_lane(model: ModelVersion) -> ExpressV2 | None:
+def _v2_lane(model: ServedModel) -> ExpressV2 | None:
     """The version's V2 express lane, built on first use (None: it has none)."""
     return model.lanes.get(_V2_LANE, lambda: ExpressV2.for_model(model))

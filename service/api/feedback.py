@@ -166,7 +166,7 @@ async def get_quality(
 ) -> QualityResponse:
     """Accuracy and macro F1 (classifiers) or MAE (regressors), per version."""
     request.state.model = model
-    manifest = state.registry.get(model).manifest
+    served = state.registry.get(model).served
     now = time.time()
     if since is not None:
         window = now - _window_start(since, window_seconds, now)
@@ -176,7 +176,7 @@ async def get_quality(
     measured = await anyio.to_thread.run_sync(log.quality, model, start)
     return QualityResponse(
         model=model,
-        task=manifest.task if manifest is not None else "classification",
+        task=served.manifest.task if served is not None else "classification",
         window_seconds=window,
         since=datetime.fromtimestamp(start, UTC),
         versions=[

@@ -18,7 +18,8 @@ from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.record_models import PredictResponse, record_model
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
-from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.core.served import ServedModel
 from tabserve.service.protocol.records import records_document
 
 TAG = "records"
@@ -49,9 +50,8 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
             (f"/models/{name}/versions/{m.version}/predict", m.version, m) for m in versions
         ]
         for path, version, model in targets:
-            if model.manifest is None:
-                continue
-            _add_route(app, path, name, version, model).serves = (name, version)
+            if model.served is not None:
+                _add_route(app, path, name, version, model.served).serves = (name, version)
     app.router.add_api_route(
         "/models/{model}/predict",
         predict_unserved,
@@ -63,10 +63,8 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
 
 
 def _add_route(
-    app: FastAPI, path: str, name: str, version: int | None, model: ModelVersion
+    app: FastAPI, path: str, name: str, version: int | None, model: ServedModel
 ) -> RecordRoute:
-    assert model.manifest is not None
-    assert model.schema is not None
     record = record_model(model.manifest, model.schema.example)
     body_type: Any = Annotated[
         Annotated[record, Tag("record")] | Annotated[list[record], Tag("records")],  # type: ignore[valid-type]
@@ -134,8 +132,6 @@ async def _predict(
 ) -> PredictResponse:
     request.state.model = name
     model = dataplane.model(name, version)
-    assert model.schema is not None
-    assert model.manifest is not None
     width = model.schema.width
     rows = [[getattr(r, f"f{i}") for i in range(width)] for r in records]
     batch = model.schema.from_rows(rows)

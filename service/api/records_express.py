@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from tabserve.service.core.registry import LaneKey, ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.records import records_answer
 from tabserve.service.settings import Settings
@@ -35,8 +35,7 @@ _NUMBERS = frozenset({int, float})
 class RecordsExpress:
     """One model version's express decoder and encoder for records."""
 
-    def __init__(self, model: ModelVersion, classes: list[str], classifier: bool) -> None:
-        assert model.schema is not None
+    def __init__(self, model: ServedModel, classes: list[str], classifier: bool) -> None:
         self.schema = model.schema
         self.names = model.schema.names
         self.width = model.schema.width
@@ -46,10 +45,10 @@ class RecordsExpress:
         self.version = model.version
 
     @classmethod
-    def for_model(cls, model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+    def for_model(cls, model: ServedModel, settings: Settings) -> RecordsExpress | None:
         """The lane for `model`, or None when its records never fit it."""
         schema, manifest = model.schema, model.manifest
-        if schema is None or manifest is None or not schema.all_numeric:
+        if not schema.all_numeric:
             return None
         if max(map(len, schema.names)) > settings.max_string_length:
             return None  # such a key is refused (413) by the general path
@@ -105,6 +104,6 @@ class RecordsExpress:
 _LANE: LaneKey[RecordsExpress | None] = LaneKey("records_express")
 
 
-def records_lane(model: ModelVersion, settings: Settings) -> RecordsExpress | None:
+def records_lane(model: ServedModel, settings: Settings) -> RecordsExpress | None:
     """`model`'s records express lane, built once per version (None: it has none)."""
     return model.lanes.get(_LANE, lambda: RecordsExpress.for_model(model, settings))

@@ -32,7 +32,7 @@ from tabserve.service.api.stream_messages import (
 )
 from tabserve.service.api.v2 import parse_version
 from tabserve.service.core.errors import ModelNotFoundError, ModelNotReadyError, ServiceError
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.settings import Settings
 from tabserve.service.state import AppState
@@ -136,7 +136,7 @@ class Stream:
         websocket: WebSocket,
         state: AppState,
         hub: StreamHub,
-        model: ModelVersion,
+        model: ServedModel,
         version: int | None,
         connection_id: str,
         timeout: float,

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.stream_messages import RecordChecker
 from tabserve.service.api.stream_metrics import StreamMetrics
-from tabserve.service.core.registry import LaneKey, ModelVersion
+from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.settings import Settings
 
 log = logging.getLogger("tabserve.stream")
@@ -70,7 +70,7 @@ class StreamHub:
         """Streams open now."""
         return len(self._streams)
 
-    def checker(self, model: ModelVersion, settings: Settings) -> RecordChecker:
+    def checker(self, model: ServedModel, settings: Settings) -> RecordChecker:
         """The record checks of `model`, built once per loaded version (not per connection).
 
         With `fast_path` on, the common records take the records express lane.

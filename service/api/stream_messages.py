@@ -28,8 +28,8 @@ from tabserve.service.api.limits import JsonLimits, check_document
 from tabserve.service.api.record_models import record_model
 from tabserve.service.api.records_express import RecordsExpress
 from tabserve.service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
-from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.error_body import error_body, problems_of, schema_errors
 from tabserve.service.protocol.records import records_answer
@@ -128,9 +128,7 @@ def _start(raw: str | bytes) -> str:
 class RecordChecker:
     """One model version's record checks, as the named-feature API runs them."""
 
-    def __init__(self, model: ModelVersion, express: RecordsExpress | None = None) -> None:
-        assert model.manifest is not None
-        assert model.schema is not None
+    def __init__(self, model: ServedModel, express: RecordsExpress | None = None) -> None:
         self.model = model
         self.schema = model.schema
         self.express = express

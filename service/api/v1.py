@@ -61,7 +61,6 @@ async def predict(
 ) -> V1Response:
     """Predict the default version on `instances`."""
     served = dataplane.model(model)
-    assert served.schema is not None
     instances = body.instances
     if all(isinstance(i, dict) for i in instances):
         batch = served.schema.from_records([i for i in instances if isinstance(i, dict)])

@@ -23,7 +23,7 @@ from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
 from tabserve.service.protocol import (
     InferenceRequest,
@@ -234,7 +234,7 @@ async def infer_version(
 
 
 async def _infer_route(
-    dataplane: DataPlane, model: ModelVersion, request: Request, settings: Settings
+    dataplane: DataPlane, model: ServedModel, request: Request, settings: Settings
 ) -> Response:
     return await run_inference(
         dataplane,
@@ -265,9 +265,8 @@ def parse_version(model: str, version: str) -> int:
     return number
 
 
-def _metadata(dataplane: DataPlane, model: ModelVersion) -> ModelMetadata:
+def _metadata(dataplane: DataPlane, model: ServedModel) -> ModelMetadata:
     manifest = model.manifest
-    assert manifest is not None
     inputs = [
         TensorMetadata(name=f.name, datatype="FP64" if f.type == "number" else "BYTES", shape=[-1])
         for f in manifest.features
@@ -295,8 +294,7 @@ def _metadata(dataplane: DataPlane, model: ModelVersion) -> ModelMetadata:
     )
 
 
-def _label_datatype(model: ModelVersion) -> str:
-    assert model.manifest is not None
+def _label_datatype(model: ServedModel) -> str:
     classes = model.manifest.target.classes
     if classes is None:
         return "FP64"
@@ -305,7 +303,7 @@ def _label_datatype(model: ModelVersion) -> str:
 
 async def run_inference(
     dataplane: DataPlane,
-    model: ModelVersion,
+    model: ServedModel,
     body: bytes,
     header_length: str | None,
     *,
@@ -321,7 +319,6 @@ async def run_inference(
     dropping its work if its client leaves while queued); `limits` bounds the
     length of BYTES elements.
     """
-    assert model.schema is not None
     try:
         parsed = decode_request(body, parse_header_length(header_length))
     except V2CodecError as exc:
@@ -385,8 +382,7 @@ def _batch(schema: FeatureSchema, inputs: list[InputTensor]) -> ValidatedBatch:
     return schema.from_columns(columns)
 
 
-def _outputs(parsed: InferenceRequest, model: ModelVersion) -> list[tuple[str, bool]]:
-    assert model.manifest is not None
+def _outputs(parsed: InferenceRequest, model: ServedModel) -> list[tuple[str, bool]]:
     available = ["predict"] + (["predict_proba"] if model.manifest.task == "classification" else [])
     if parsed.outputs is None:
         return [(name, parsed.binary_output_default) for name in available]

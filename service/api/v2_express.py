@@ -22,8 +22,8 @@ from itertools import chain
 import numpy as np
 import orjson
 
-from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
 from tabserve.service.protocol import default_answer
 
@@ -44,7 +44,7 @@ class ExpressRequest:
 class ExpressV2:
     """One model version's express decoder and encoder (build with `for_model`)."""
 
-    def __init__(self, model: ModelVersion, schema: FeatureSchema) -> None:
+    def __init__(self, model: ServedModel, schema: FeatureSchema) -> None:
         self.schema = schema
         self.width = schema.width
         self.max_rows = schema.max_rows
@@ -52,7 +52,7 @@ class ExpressV2:
         self.model_version = str(model.version)
 
     @classmethod
-    def for_model(cls, model: ModelVersion) -> ExpressV2 | None:
+    def for_model(cls, model: ServedModel) -> ExpressV2 | None:
         """The express lane for `model`, or None when its inputs never fit it."""
         schema, manifest = model.schema, model.manifest
         if schema is None or manifest is None or not schema.all_numeric:

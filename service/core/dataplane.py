@@ -14,16 +14,19 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
-from tabserve.service.core.batching import Batcher, BatchPolicy, CallObserver
+from tabserve.artifact.manifest import Manifest
+from tabserve.service.core.batching import Batcher, BatchPolicy
 from tabserve.service.core.inference import InferencePool
-from tabserve.service.core.metrics import ModelMetrics, ServiceMetrics
+from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
-from tabserve.service.core.runtime import Prediction
-from tabserve.service.core.validation import ValidatedBatch
+from tabserve.service.core.runtime import Prediction, Runtime
+from tabserve.service.core.served import Lanes, ServedModel
+from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class Served:
     """One answered request."""
 
     request_id: str
-    model: ModelVersion
+    model: ServedModel
     features: npt.NDArray[Any]
     """The request's validated rows, as the model saw them (feature order of its schema)."""
     prediction: Prediction
@@ -41,7 +44,7 @@ class Served:
     """Time spent in the data plane: queueing plus the model call."""
 
 
-CallListener = Callable[[ModelVersion, npt.NDArray[Any], Prediction], None]
+CallListener = Callable[[ServedModel, npt.NDArray[Any], Prediction], None]
 RequestListener = Callable[[Served], None]
 
 
@@ -62,13 +65,59 @@ class DataPlane:
         self.call_listeners: list[CallListener] = []
         self.request_listeners: list[RequestListener] = []
 
-    def model(self, name: str, version: int | None = None) -> ModelVersion:
+    def model(self, name: str, version: int | None = None) -> ServedModel:
         """A ready model version, or ModelNotFoundError / ModelNotReadyError."""
         return self.registry.ready(name, version)
 
+    def serve(
+        self,
+        path: Path,
+        manifest: Manifest,
+        schema: FeatureSchema,
+        runtime: Runtime,
+        batch_rows: int | None = None,
+    ) -> ServedModel:
+        """The served model of a loaded, verified version: its metrics and batcher bound.
+
+        `batch_rows` is the model's own limit on rows per call (None: the global one).
+        """
+        classes = [str(c) for c in manifest.target.classes or []]
+        metrics = self.metrics.for_model(
+            manifest.name, manifest.version, classes, manifest.feature_names
+        )
+        if batch_rows is not None:
+            policy = replace(self.policy, max_rows=batch_rows)
+        else:
+            policy = self.policy
+        listeners = self.call_listeners
+
+        def observe(features: npt.NDArray[Any], seconds: float, prediction: Prediction) -> None:
+            metrics.observe(features.shape[0], seconds)
+            if prediction.proba is not None:
+                metrics.count_classes(prediction.proba)
+            for listener in listeners:
+                # The batcher calls this only for requests, which come once `serve`
+                # has returned, so `served` is bound by then.
+                listener(served, features, prediction)
+
+        batcher = Batcher(runtime.predict, self.pool, policy, observe, metrics)
+        served = ServedModel(
+            name=manifest.name,
+            version=manifest.version,
+            path=path,
+            manifest=manifest,
+            schema=schema,
+            runtime=runtime,
+            metrics=metrics,
+            batcher=batcher,
+            batch_rows=policy.max_rows,
+            lanes=Lanes(),
+        )
+        return served
+
     async def predict(
         self,
-        model: ModelVersion,
+        model: ServedModel,
         batch: ValidatedBatch,
         *,
         deadline: float | None = None,
@@ -82,9 +131,7 @@ class DataPlane:
         what request listeners record the answer under.
         """
         batcher = model.batcher
-        if batcher is None:
-            batcher = model.batcher = self._batcher(model)
-        if batch.any_out_of_range and model.metrics is not None:
+        if batch.any_out_of_range:
             model.metrics.count_out_of_range(batch.out_of_range)
         if not self.request_listeners:
             return await batcher.submit(
@@ -108,27 +155,5 @@ class DataPlane:
         return prediction
 
     def batch_rows(self, model: ModelVersion) -> int:
-        """Most rows one call of `model` takes."""
-        return model.batch_rows if model.batch_rows is not None else self.policy.max_rows
-
-    def _batcher(self, model: ModelVersion) -> Batcher:
-        bound = model.metrics
-        observe = None
-        if bound is not None or self.call_listeners:
-            observe = self._observer(model, bound)
-        policy = replace(self.policy, max_rows=self.batch_rows(model))
-        return Batcher(model.runtime.predict, self.pool, policy, observe, bound)
-
-    def _observer(self, model: ModelVersion, bound: ModelMetrics | None) -> CallObserver:
-        """Per-call metrics (rows, time, predicted classes) and call listeners, on the batch."""
-        listeners = self.call_listeners
-
-        def observe(features: npt.NDArray[Any], seconds: float, prediction: Prediction) -> None:
-            if bound is not None:
-                bound.observe(features.shape[0], seconds)
-                if prediction.proba is not None:
-                    bound.count_classes(prediction.proba)
-            for listener in listeners:
-                listener(model, features, prediction)
-
-        return observe
+        """Most rows one call of `model` takes (a version that does not serve: the global limit)."""
+        return model.served.batch_rows if model.served is not None else self.policy.max_rows

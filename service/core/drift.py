@@ -39,8 +39,9 @@ from tabserve.service.core.drift_settings import DriftSettings
 from tabserve.service.core.drift_totals import counter_totals
 from tabserve.service.core.errors import ModelNotReadyError
 from tabserve.service.core.metrics import ServiceMetrics
-from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 
 log = logging.getLogger("tabserve.drift")
 
@@ -160,7 +161,7 @@ class DriftMonitor:
     # --- hot path -------------------------------------------------------------------
 
     def observe(
-        self, model: ModelVersion, features: npt.NDArray[Any], prediction: Prediction
+        self, model: ServedModel, features: npt.NDArray[Any], prediction: Prediction
     ) -> None:
         """Call listener: keep the batch for the next flush (binned now if many rows wait)."""
         key = (model.name, model.version)
@@ -193,11 +194,9 @@ class DriftMonitor:
         for index in np.flatnonzero(counts).tolist():
             tracked.counters[index].inc(int(counts[index]))
 
-    def _track(self, model: ModelVersion) -> _Tracked | None:
+    def _track(self, model: ServedModel) -> _Tracked | None:
         """Build a version's reference and bind its series (each bin's counter starts at 0)."""
         key = (model.name, model.version)
-        if model.manifest is None:
-            return None
         if not model.manifest.drift.available:  # no reference: no bins, no series
             self._tracked[key] = None
             return None
@@ -270,13 +269,13 @@ class DriftMonitor:
             self._timer = None
         self.flush()
 
-    def report(self, model: ModelVersion) -> DriftReport:
+    def report(self, model: ServedModel) -> DriftReport:
         """Drift of `model` from the snapshot about `window` seconds ago until now.
 
         ModelNotReadyError if counting failed for this version (and stopped). A version
         without a drift reference gets a report that says so, and why.
         """
-        if model.manifest is not None and not model.manifest.drift.available:
+        if not model.manifest.drift.available:
             return self._unavailable(model, model.manifest.drift.reason)
         now = self.clock()
         totals = self._totals()
@@ -318,7 +317,7 @@ class DriftMonitor:
             top_drifting=[f.name for f in ranked[:TOP_FEATURES]],
         )
 
-    def _unavailable(self, model: ModelVersion, reason: str | None) -> DriftReport:
+    def _unavailable(self, model: ServedModel, reason: str | None) -> DriftReport:
         return DriftReport(
             model=model.name,
             version=model.version,
@@ -376,8 +375,8 @@ class DriftMonitor:
         self.flush()
         for model in self.registry.all():
             key = (model.name, model.version)
-            if model.ready and key not in self._tracked:
-                self._track(model)
+            if model.served is not None and key not in self._tracked:
+                self._track(model.served)
         raw = counter_totals(
             [self.series.rows, self.series.prediction_rows, self.metrics.validation.out_of_range]
         )

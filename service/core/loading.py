@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 from tabserve.artifact.repository import list_models, version_path
+from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.engines import CompiledRuntime
-from tabserve.service.core.metrics import ServiceMetrics
-from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
+from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Runtime, SklearnRuntime
 from tabserve.service.core.validation import FeatureSchema
 
@@ -38,25 +38,29 @@ class LoadingConfig:
     batch_rows_by_model: Mapping[str, int] = field(default_factory=dict)
 
 
-def load_all(config: LoadingConfig, metrics: ServiceMetrics, registry: ModelRegistry) -> None:
-    """Load every complete version under `config.models_dir` into `registry`.
+def load_all(config: LoadingConfig, dataplane: DataPlane) -> None:
+    """Load every complete version under `config.models_dir` into the data plane's registry.
 
     A version that fails is kept as FAILED with its reason; the others still serve.
     """
     found = list_models(config.models_dir)
     if not found:
         log.warning("no models found under %s", config.models_dir)
+    registry = dataplane.registry
     for name, versions in found.items():
         for version in versions:
             path = version_path(config.models_dir, name, version)
-            registry.add(load_version(path, name, version, config, metrics))
+            registry.add(load_version(path, name, version, config, dataplane))
     log.info("%s (from %s)", registry.describe(), config.models_dir)
 
 
 def load_version(
-    path: Path, name: str, version: int, config: LoadingConfig, metrics: ServiceMetrics
+    path: Path, name: str, version: int, config: LoadingConfig, dataplane: DataPlane
 ) -> ModelVersion:
-    """Load, verify and warm up one version; never raises, a failure is its state."""
+    """Load, verify and warm up one version, then have `dataplane` serve it.
+
+    Never raises: a failure is the entry's state, with its reason.
+    """
     runtime: Runtime
     # The models directory bounds where a version's files may lead (symlinks included).
     root = config.models_dir
@@ -67,7 +71,7 @@ def load_version(
         runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
     else:
         runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
-    model = ModelVersion(name=name, version=version, path=path, runtime=runtime)
+    metrics = dataplane.metrics
     started = time.perf_counter()
     try:
         manifest = runtime.load()
@@ -83,21 +87,15 @@ def load_version(
         )
         runtime.predict(schema.example_batch().features)
     except Exception as exc:
-        model.state = ModelState.FAILED
-        model.error = relative_paths(str(exc), config.models_dir)
         metrics.loading.failures.labels(name).inc()
         metrics.loading.info.labels(name, str(version), "", "", "none").set(0)
         log.error("model %s version %s failed to load: %s", name, version, exc)
         runtime.unload()
-        return model
-    model.load_seconds = time.perf_counter() - started
-    model.manifest = manifest
-    model.schema = schema
-    model.batch_rows = config.batch_rows_by_model.get(name)
-    classes = [str(c) for c in manifest.target.classes or []]
-    model.metrics = metrics.for_model(name, version, classes, manifest.feature_names)
-    model.state = ModelState.READY
-    metrics.loading.seconds.labels(name, str(version)).set(model.load_seconds)
+        error = relative_paths(str(exc), config.models_dir)
+        return ModelVersion.failed(name, version, path, runtime.engine, error)
+    load_seconds = time.perf_counter() - started
+    served = dataplane.serve(path, manifest, schema, runtime, config.batch_rows_by_model.get(name))
+    metrics.loading.seconds.labels(name, str(version)).set(load_seconds)
     metrics.loading.info.labels(
         name,
         str(version),
@@ -111,9 +109,9 @@ def load_version(
         version,
         manifest.estimator.class_name,
         runtime.engine,
-        model.load_seconds,
+        load_seconds,
     )
-    return model
+    return ModelVersion.of(served, load_seconds)
 
 
 def relative_paths(message: str, models_dir: Path) -> str:

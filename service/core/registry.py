@@ -2,84 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
 
-from tabserve.artifact.manifest import Manifest
-from tabserve.service.core.batching import Batcher
 from tabserve.service.core.errors import ModelNotFoundError, ModelNotReadyError
-from tabserve.service.core.metrics import ModelMetrics
-from tabserve.service.core.runtime import Runtime
-from tabserve.service.core.validation import FeatureSchema
-
-T = TypeVar("T")
-
-
-class LaneKey(Generic[T]):
-    """Names one thing the web layer builds once per version; `T` is its type."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"LaneKey({self.name!r})"
-
-
-class Lanes:
-    """One version's cache of what the APIs precompute for it (express lanes, record checks).
-
-    Keyed by `LaneKey`s that the web layer declares, so the core never learns what
-    they hold and every read is typed.
-    """
-
-    __slots__ = ("_built",)
-
-    def __init__(self) -> None:
-        self._built: dict[LaneKey[Any], object] = {}
-
-    def get(self, key: LaneKey[T], build: Callable[[], T]) -> T:
-        """What `build()` gives, built on first use and kept for this version."""
-        built = self._built
-        if key not in built:
-            built[key] = build()
-        return cast(T, built[key])
+from tabserve.service.core.served import ServedModel
 
 
 class ModelState(StrEnum):
-    """Where a model version is in its life."""
+    """Where a model version is in its life (a version is listed once its load ended)."""
 
-    LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, eq=False)
 class ModelVersion:
-    """One version of a model, loaded or not, with everything serving needs."""
+    """The registry's entry for one version, ready or not: what `GET /models` lists.
+
+    A ready entry carries the `ServedModel` that requests use; a failed one says why.
+    Entries are replaced, never changed.
+    """
 
     name: str
     version: int
     path: Path
-    runtime: Runtime
-    state: ModelState = ModelState.LOADING
-    manifest: Manifest | None = None
-    schema: FeatureSchema | None = None
-    metrics: ModelMetrics | None = None
+    engine: str
+    """The engine that serves it ("onnx", "numpy", "sklearn"), or the one that was tried."""
+    served: ServedModel | None
+    """What serves requests; None exactly when the load failed."""
     error: str | None = None
     load_seconds: float | None = None
-    batcher: Batcher | None = None
-    batch_rows: int | None = None
-    """Most rows per model call for this version (None: the global batch_max_rows)."""
-    lanes: Lanes = field(default_factory=Lanes)
-    """What the APIs precompute for this version on first use."""
+
+    @classmethod
+    def of(cls, served: ServedModel, load_seconds: float) -> ModelVersion:
+        """The entry of a version that loaded and serves."""
+        engine = served.runtime.engine
+        return cls(served.name, served.version, served.path, engine, served, None, load_seconds)
+
+    @classmethod
+    def failed(cls, name: str, version: int, path: Path, engine: str, error: str) -> ModelVersion:
+        """The entry of a version whose load failed, with the reason."""
+        return cls(name, version, path, engine, None, error)
+
+    @property
+    def state(self) -> ModelState:
+        """READY when it serves, else FAILED."""
+        return ModelState.READY if self.served is not None else ModelState.FAILED
 
     @property
     def ready(self) -> bool:
         """Whether it can serve."""
-        return self.state is ModelState.READY
+        return self.served is not None
 
 
 class ModelRegistry:
@@ -179,15 +154,15 @@ class ModelRegistry:
         listed = ", ".join(str(m.version) for m in self.versions(name))
         raise ModelNotFoundError(f"model {name!r} has no version {version}; versions: {listed}")
 
-    def ready(self, name: str, version: int | None = None) -> ModelVersion:
-        """A version that can serve, or ModelNotReadyError saying why not."""
+    def ready(self, name: str, version: int | None = None) -> ServedModel:
+        """The served model of a version, or ModelNotReadyError saying why it does not serve."""
         model = self.get(name, version)
-        if model.state is not ModelState.READY:
+        if model.served is None:
             why = f": {model.error}" if model.error else ""
             raise ModelNotReadyError(
                 f"model {name!r} version {model.version} is {model.state.value}{why}"
             )
-        return model
+        return model.served
 
     def unready_reasons(self) -> list[str]:
         """Why this pod should take no traffic; empty when it should.

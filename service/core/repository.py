@@ -15,10 +15,10 @@ import anyio
 
 from tabserve.artifact.repository import list_models, list_versions, version_path
 from tabserve.service.core import heap
+from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.loading import LoadingConfig, load_version
-from tabserve.service.core.metrics import ServiceMetrics
-from tabserve.service.core.registry import ModelRegistry, ModelState, ModelVersion
+from tabserve.service.core.registry import ModelState, ModelVersion
 
 log = logging.getLogger("tabserve.models")
 
@@ -38,12 +38,13 @@ class IndexEntry:
 class ModelRepository:
     """Run-time changes to what the registry serves, with the models directory as the source."""
 
-    def __init__(self, config: LoadingConfig, metrics: ServiceMetrics, registry: ModelRegistry):
+    def __init__(self, config: LoadingConfig, dataplane: DataPlane):
         self.config = config
-        self.metrics = metrics
-        self.registry = registry
+        self.dataplane = dataplane
+        self.metrics = dataplane.metrics
+        self.registry = dataplane.registry
         self._failed_names: set[str] = set()
-        metrics.before_render.append(self._count_failed)
+        self.metrics.before_render.append(self._count_failed)
 
     def index(self) -> list[IndexEntry]:
         """Every version on disk or loaded, with its state."""
@@ -82,7 +83,7 @@ class ModelRepository:
     async def _load_one(self, name: str, version: int) -> ModelVersion:
         path = version_path(self.config.models_dir, name, version)
         model = await anyio.to_thread.run_sync(
-            load_version, path, name, version, self.config, self.metrics
+            load_version, path, name, version, self.config, self.dataplane
         )
         if model.ready or not self._loaded(name, version):
             self.registry.add(model)

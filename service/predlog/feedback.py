@@ -97,7 +97,7 @@ class FeedbackRecorder:
     def prepare(self) -> None:
         """Create every loaded version's quality series at 0 (see `QualityCounters.prepare`)."""
         for version in self.registry.all():
-            if version.manifest is not None:
+            if version.served is not None:
                 self.counters.prepare(
                     version.name, version.version, self._classes(version.name, version.version)
                 )
@@ -120,10 +120,11 @@ class FeedbackRecorder:
     def _manifest(self, model: str, version: int) -> Manifest | None:
         """The predicting version's manifest; the default version's if it was unloaded."""
         try:
-            manifest = self.registry.get(model, version).manifest
+            served = self.registry.get(model, version).served
         except ModelNotFoundError:
-            manifest = None
-        return manifest or self.registry.get(model).manifest
+            served = None
+        served = served or self.registry.get(model).served
+        return served.manifest if served is not None else None
 
     def _checked(self, model: str, version: int, truth: Label) -> tuple[Label, str | None]:
         """The truth in the model's own terms (its class label), or why it does not fit."""

@@ -75,9 +75,9 @@ class PredictionLog:
 
     def quality(self, model: str, since: float) -> list[VersionQuality]:
         """Per version: quality over the ground truth that arrived at or after `since`."""
-        manifest = self.registry.get(model).manifest
+        served = self.registry.get(model).served
         rows = self.store.labelled(model, since=since)
-        return measure(rows, manifest.task if manifest is not None else "classification")
+        return measure(rows, served.manifest.task if served is not None else "classification")
 
 
 def _policy(settings: PredictionLogSettings) -> WriterPolicy:

@@ -289,7 +289,6 @@ class PredictionLogWriter:
         if cached is not None:
             return cached
         manifest = served.model.manifest
-        assert manifest is not None, "a served model has a manifest"
         names = manifest.feature_names
         classes = [str(c) for c in manifest.target.classes] if manifest.target.classes else None
         hidden = [i for i, name in enumerate(names) if name in self.redact]

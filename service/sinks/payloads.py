@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.served import ServedModel
 from tabserve.service.protocol import default_answer
 
 
@@ -48,9 +48,8 @@ class PayloadEncoder:
         model = served.model
         return default_answer(model.name, str(model.version), served.request_id, served.prediction)
 
-    def _layout(self, model: ModelVersion) -> list[tuple[str, str, bool]]:
+    def _layout(self, model: ServedModel) -> list[tuple[str, str, bool]]:
         """Per feature: its name, V2 datatype and whether it is redacted."""
-        assert model.manifest is not None, "only loaded models answer requests"
         return [
             (f.name, "FP64" if f.type == "number" else "BYTES", f.name in self.redact)
             for f in model.manifest.features

@@ -26,6 +26,7 @@ from tabserve.artifact.manifest import Manifest
 from tabserve.service.app import create_app
 from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.settings import Settings
+from tests.service.support import serve_with
 
 
 @pytest.fixture
@@ -177,9 +178,7 @@ def hold(client: TestClient) -> Iterator[Callable[[str], HeldRuntime]]:
     held: list[HeldRuntime] = []
 
     def _hold(name: str) -> HeldRuntime:
-        model = client.app.state.tabserve.registry.get(name)  # type: ignore[attr-defined]
-        runtime = HeldRuntime(model.runtime)
-        model.runtime = runtime
+        runtime = serve_with(client.app.state.tabserve, name, HeldRuntime)  # type: ignore[attr-defined]
         held.append(runtime)
         return runtime
 

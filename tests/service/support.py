@@ -5,9 +5,31 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
+
+from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.runtime import Runtime
+from tabserve.service.state import AppState
+
+R = TypeVar("R", bound=Runtime)
+
+
+def serve_with(
+    state: AppState, name: str, wrap: Callable[[Runtime], R], version: int | None = None
+) -> R:
+    """Serve `name` (its default version, or `version`) with `wrap(runtime)` from now on.
+
+    A served model never changes, so this serves a new one around the wrapped runtime,
+    as a reload would, and returns the wrapper.
+    """
+    entry = state.registry.get(name, version)
+    old = state.registry.ready(name, entry.version)
+    runtime = wrap(old.runtime)
+    served = state.dataplane.serve(old.path, old.manifest, old.schema, runtime, old.batch_rows)
+    state.registry.add(ModelVersion.of(served, entry.load_seconds or 0.0))
+    return runtime
 
 
 def queue_behind_held_call(
@@ -23,7 +45,7 @@ def queue_behind_held_call(
     Returns once every request is answered; asserts that exactly `queued_rows`
     rows waited behind the held call, so the test knows what was coalescible.
     """
-    model = client.app.state.tabserve.registry.get(name)  # type: ignore[attr-defined]
+    model = client.app.state.tabserve.registry.ready(name)  # type: ignore[attr-defined]
     threads = [threading.Thread(target=request) for request in requests]
     threads[0].start()
     try:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tabserve.service.app import create_app
 from tabserve.service.core.drift import MAX_WAITING_ROWS
 from tabserve.service.core.drift_totals import counter_totals
-from tabserve.service.core.registry import ModelState
+from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import load_bundled
@@ -146,7 +146,7 @@ def test_bins_are_counted_exactly_in_the_metrics(client: TestClient) -> None:
     rows = iris_rows(shift=3.0)
     send(client, "iris", rows)
     counted = samples(client, "tabserve_drift_rows_total")
-    manifest = client.app.state.tabserve.registry.get("iris", 2).manifest  # type: ignore[attr-defined]
+    manifest = client.app.state.tabserve.registry.ready("iris", 2).manifest  # type: ignore[attr-defined]
     for index, feature in enumerate(manifest.features):
         mine = {
             dict(k)["bin"]: v
@@ -234,7 +234,7 @@ def test_an_unseen_category_counts_in_its_own_bin(client: TestClient) -> None:
     assert refused.status_code == 422
     assert by_name(client.get("/models/churn/drift").json())["city"]["rows"] == 0
     state = client.app.state.tabserve  # type: ignore[attr-defined]
-    model = state.registry.get("churn")
+    model = state.registry.ready("churn")
     rows = np.array(
         [[40.0, "tokyo", 3000.0], [41.0, "tokyo", None], [42.0, "paris", 1.0]], dtype=object
     )
@@ -305,7 +305,7 @@ def test_calls_wait_for_the_flush_until_too_many_rows_wait(settings: Settings) -
         )
 
     with TestClient(app) as client:
-        model = state.registry.get("iris")
+        model = state.registry.ready("iris")
         client.portal.call(state.drift.observe, model, rows, prediction)
         assert counted() == 0  # kept for the next flush: the call itself counted nothing
         one = Prediction(prediction.predict[:1], prediction.proba[:1])  # type: ignore[index]
@@ -315,7 +315,7 @@ def test_calls_wait_for_the_flush_until_too_many_rows_wait(settings: Settings) -
 
 def test_a_counting_failure_stops_counting_that_version_only(client: TestClient) -> None:
     state = client.app.state.tabserve  # type: ignore[attr-defined]
-    model = state.registry.get("iris")
+    model = state.registry.ready("iris")
     wrong = np.zeros((2, 7))  # not the model's width: binning it fails
     client.portal.call(state.drift.observe, model, wrong, Prediction(np.zeros(2)))
     assert client.get("/metrics").status_code == 200  # the flush failed quietly
@@ -350,7 +350,7 @@ def test_unknown_model_or_version_is_404_and_a_failed_version_503(
     assert client.get("/models/iris/drift?version=9").status_code == 404
     assert client.get("/models/iris/drift?version=0").status_code == 422
     registry = client.app.state.tabserve.registry  # type: ignore[attr-defined]
-    registry.get("iris", 1).state = ModelState.FAILED
+    registry.add(ModelVersion.failed("iris", 1, Path("iris/1"), "sklearn", "lost its disk"))
     not_ready = client.get("/models/iris/drift?version=1")
     assert not_ready.status_code == 503
     assert not_ready.json()["code"] == "model_not_ready"

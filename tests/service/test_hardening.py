@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from tabserve.artifact.seal import make_seal, write_seal
 from tabserve.service.app import create_app
+from tabserve.service.core.runtime import Runtime
 from tabserve.service.settings import Settings
+from tests.service.support import serve_with
 
 IRIS_ROW = {
     "sepal_length_cm": 5.1,
@@ -350,12 +352,15 @@ def test_an_unexpected_error_is_a_json_500_without_internals(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TestClient(app, raise_server_exceptions=False) as client:
-        model = app.state.tabserve.registry.get("iris", 2)
 
         def broken(features: Any) -> Any:
             raise RuntimeError("secret detail /srv/models")
 
-        monkeypatch.setattr(model.runtime, "predict", broken)
+        def breaking(runtime: Runtime) -> Runtime:
+            monkeypatch.setattr(runtime, "predict", broken)
+            return runtime
+
+        serve_with(app.state.tabserve, "iris", breaking, version=2)
         v2_body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1] * 4}]}
         for path, body in [
             ("/models/iris/versions/2/predict", IRIS_ROW),

@@ -23,6 +23,7 @@ from tabserve.service.http_protocol import HOLD_BYTES, CoalescingTransport, Tabs
 from tabserve.service.server import http_protocol
 from tabserve.service.settings import Settings
 from tests.service.conftest import HeldRuntime, free_port
+from tests.service.support import serve_with
 
 
 class RecordingTransport(asyncio.Transport):
@@ -376,8 +377,8 @@ def test_a_request_whose_client_left_within_the_watch_delay_is_not_computed(
     while not server.started and thread.is_alive() and time.monotonic() < started:
         time.sleep(0.01)
     assert server.started
-    model = app.state.tabserve.registry.get("iris")
-    held = model.runtime = CountingHeld(model.runtime)
+    held = serve_with(app.state.tabserve, "iris", CountingHeld)
+    model = app.state.tabserve.registry.ready("iris")
     try:
         body = orjson.dumps(dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True)))
         first = socket.create_connection(("127.0.0.1", port), timeout=10)

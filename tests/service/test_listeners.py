@@ -9,8 +9,8 @@ import numpy.typing as npt
 from fastapi.testclient import TestClient
 
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 
 ROW = {"sepal_length_cm": 5.1, "sepal_width_cm": 3.5, "petal_length_cm": 1.4, "petal_width_cm": 0.2}
 
@@ -20,7 +20,7 @@ def listen(client: TestClient) -> tuple[list[Served], list[tuple[str, int, int]]
     served: list[Served] = []
     calls: list[tuple[str, int, int]] = []
 
-    def on_call(model: ModelVersion, features: npt.NDArray[Any], prediction: Prediction) -> None:
+    def on_call(model: ServedModel, features: npt.NDArray[Any], prediction: Prediction) -> None:
         calls.append((model.name, model.version, features.shape[0]))
 
     dataplane.request_listeners.append(served.append)

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from tabserve.service.api.records_express import RecordsExpress
 from tabserve.service.app import create_app
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.served import ServedModel
 from tabserve.service.settings import Settings
 
 IRIS_NAMES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
@@ -80,7 +80,7 @@ def test_express_and_general_routes_answer_alike(
 
 def lane(client: TestClient, name: str, version: int | None = None) -> RecordsExpress | None:
     state = client.app.state.tabserve  # type: ignore[attr-defined]
-    model: ModelVersion = state.dataplane.model(name, version)
+    model: ServedModel = state.dataplane.model(name, version)
     return RecordsExpress.for_model(model, state.settings)
 
 

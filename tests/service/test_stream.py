@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from tabserve.service.core.dataplane import Served
-from tabserve.service.core.registry import ModelState, ModelVersion
+from tabserve.service.core.registry import ModelVersion
 from tabserve.service.core.runtime import Prediction
+from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import FeatureSchema
 from tabserve.service.settings import Settings
 
@@ -64,7 +65,7 @@ def listen(client: TestClient) -> tuple[list[Served], list[int]]:
     served: list[Served] = []
     calls: list[int] = []
 
-    def on_call(model: ModelVersion, features: npt.NDArray[Any], prediction: Prediction) -> None:
+    def on_call(model: ServedModel, features: npt.NDArray[Any], prediction: Prediction) -> None:
         calls.append(features.shape[0])
 
     dataplane.request_listeners.append(served.append)
@@ -104,7 +105,7 @@ def test_pipelined_messages_share_model_calls_and_answer_in_order(
         for message in messages:
             ws.send_json(message)
         assert held.entered.wait(timeout=30)  # m0 is in the model; the others wait behind it
-        batcher = client.app.state.tabserve.registry.get("iris").batcher  # type: ignore[attr-defined]
+        batcher = client.app.state.tabserve.registry.ready("iris").batcher  # type: ignore[attr-defined]
         settle(client, lambda: batcher.queued_rows == 8)
         held.release.set()
         answers = [ws.receive_json() for _ in messages]
@@ -245,7 +246,7 @@ def test_back_pressure_stops_reading_when_the_window_is_full(client: TestClient,
         for index, record in enumerate(records):
             ws.send_json({"request_id": f"r{index}", "records": record})
         assert held.entered.wait(timeout=30)
-        batcher = client.app.state.tabserve.registry.get("iris").batcher  # type: ignore[attr-defined]
+        batcher = client.app.state.tabserve.registry.ready("iris").batcher  # type: ignore[attr-defined]
         settle(client, lambda: batcher.queued_rows == WINDOW - 1)
         for _ in range(50):  # the loop keeps running; the unread messages stay unread
             client.get("/v2/health/live")
@@ -270,7 +271,7 @@ def test_messages_still_queued_when_the_stream_closes_are_not_computed(
         ws.send_json({"request_id": "running", "records": ROW})
         assert held.entered.wait(timeout=30)
         ws.send_json({"request_id": "queued", "records": [ROW, ROW]})
-        batcher = client.app.state.tabserve.registry.get("iris").batcher  # type: ignore[attr-defined]
+        batcher = client.app.state.tabserve.registry.ready("iris").batcher  # type: ignore[attr-defined]
         settle(client, lambda: batcher.queued_rows == 2)
     streams = client.app.state.streams  # type: ignore[attr-defined]
     settle(client, lambda: streams.open_streams == 0)  # well within the 0.25 s watch delay:
@@ -352,7 +353,7 @@ def test_a_long_reason_is_cut_to_what_a_close_frame_holds(client: TestClient) ->
 
 def test_a_model_that_is_not_ready_closes_with_4503(client: TestClient) -> None:
     registry = client.app.state.tabserve.registry  # type: ignore[attr-defined]
-    registry.get("iris", 1).state = ModelState.FAILED
+    registry.add(ModelVersion.failed("iris", 1, Path("iris/1"), "sklearn", "lost its disk"))
     closed = closed_at_once(client, "/models/iris/versions/1/stream")
     assert closed.code == 4503
     assert closed.reason.startswith("model 'iris' version 1 is failed")
@@ -405,7 +406,7 @@ def test_draining_answers_what_was_read_then_closes_with_1012(
         for index in range(3):
             ws.send_json({"request_id": f"d{index}", "records": ROW})
         assert held.entered.wait(timeout=30)
-        batcher = client.app.state.tabserve.registry.get("iris").batcher  # type: ignore[attr-defined]
+        batcher = client.app.state.tabserve.registry.ready("iris").batcher  # type: ignore[attr-defined]
         settle(client, lambda: batcher.queued_rows == 2)
         hub.drain_then(drained.set)  # what SIGTERM does, before the server's own handler
         assert not drained.is_set()  # answers are still owed

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tabserve.service.api.v2_express import ExpressV2
-from tabserve.service.core.registry import ModelVersion
+from tabserve.service.core.served import ServedModel
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
@@ -98,7 +98,7 @@ def test_express_and_general_paths_answer_alike(
 
 def lane(client: TestClient, target: str) -> ExpressV2 | None:
     name, _, version = target.partition("/versions/")
-    model: ModelVersion = client.app.state.tabserve.dataplane.model(  # type: ignore[attr-defined]
+    model: ServedModel = client.app.state.tabserve.dataplane.model(  # type: ignore[attr-defined]
         name, int(version) if version else None
     )
     return ExpressV2.for_model(model)

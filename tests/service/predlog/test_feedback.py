@@ -145,7 +145,7 @@ def test_truths_far_outside_the_training_target_are_invalid_and_quality_stays_fi
     results = sent.json()["results"]
     assert [r["outcome"] for r in results] == ["invalid"] * len(FAR_TRUTHS) + ["accepted"]
     state = log_client.app.state.tabserve  # type: ignore[attr-defined]
-    manifest = state.registry.get("diabetes").manifest
+    manifest = state.registry.ready("diabetes").manifest
     bounds = TruthRange.of(manifest.target)
     low, high = bounds.low, bounds.high
     assert -1e9 < low < -1e5 < 1e5 < high < 1e9  # diabetes targets lie in 25..346

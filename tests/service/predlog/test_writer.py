@@ -177,7 +177,7 @@ def served(request_id: str, rows: int, model: Any) -> Served:
 def test_sampling_keeps_exactly_the_requests_drawn_below_the_fraction(
     client: TestClient, tmp_path: Any
 ) -> None:
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
+    model = client.app.state.tabserve.registry.ready("iris")  # type: ignore[attr-defined]
     store = PredictionStore(f"sqlite:///{tmp_path / 'log.db'}")
     store.migrate()
     draws = iter([0.1, 0.5, 0.29, 0.3, 0.99])
@@ -196,7 +196,7 @@ def test_sampling_keeps_exactly_the_requests_drawn_below_the_fraction(
 
 
 def test_a_failing_database_drops_and_counts_the_batch(client: TestClient, tmp_path: Any) -> None:
-    model = client.app.state.tabserve.registry.get("iris")  # type: ignore[attr-defined]
+    model = client.app.state.tabserve.registry.ready("iris")  # type: ignore[attr-defined]
     store = PredictionStore(f"sqlite:///{tmp_path / 'never-migrated.db'}")  # no tables
     metrics = ServiceMetrics()
     writer = PredictionLogWriter(store, WriterPolicy(), PredictionLogMetrics(metrics.registry))
