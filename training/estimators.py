@@ -30,10 +30,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from tabserve.artifact.label_encoding import LabelEncodedClassifier
 from tabserve.artifact.manifest import Task
 from tabserve.training.datasets import Dataset
 from tabserve.training.errors import TrainingError
-from tabserve.training.label_encoding import LabelEncodedClassifier
 
 ParamValue = str | int | float | bool | None
 # A class, or "module:Class" for an optional library, imported when the model is chosen.

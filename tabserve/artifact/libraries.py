@@ -54,7 +54,7 @@ def _children(obj: Any) -> list[Any]:
     branches = getattr(obj, "transformers_", None) or getattr(obj, "transformers", None)
     if isinstance(branches, list):  # ColumnTransformer
         return [branch[1] for branch in branches if len(branch) >= 2]
-    # A meta-estimator wrapping one (e.g. training's LabelEncodedClassifier around XGBoost).
+    # A meta-estimator wrapping one (e.g. LabelEncodedClassifier around XGBoost).
     inner = getattr(obj, "estimator_", None) or getattr(obj, "estimator", None)
     return [inner] if hasattr(inner, "get_params") else []
 

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
+from tabserve.artifact.label_encoding import LabelEncodedClassifier
 from tabserve.artifact.store import load_artifact, read_manifest
 from tabserve.service.app import create_app
 from tabserve.service.core.engines import (
@@ -38,7 +39,6 @@ from tabserve.service.core.runtime import Prediction
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import Dataset, load_bundled, load_csv
 from tabserve.training.estimators import ParamValue
-from tabserve.training.label_encoding import LabelEncodedClassifier
 from tabserve.training.pipeline import TrainRequest, train
 from tests.conftest import write_mixed_csv
 from tests.service.test_compiled import write_mixed_regression_csv

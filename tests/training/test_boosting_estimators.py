@@ -10,11 +10,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from tabserve.artifact.label_encoding import LabelEncodedClassifier
 from tabserve.artifact.store import load_artifact
 from tabserve.training import estimators
 from tabserve.training.datasets import load_bundled, load_csv
 from tabserve.training.errors import TrainingError
-from tabserve.training.label_encoding import LabelEncodedClassifier
 from tabserve.training.pipeline import TrainRequest, train
 from tests.training.conftest import CliRunner
 

@@ -32,8 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from tabserve.artifact.label_encoding import LabelEncodedClassifier
 from tabserve.service.core.engines.preparation import UnsupportedModelError
-from tabserve.training.label_encoding import LabelEncodedClassifier
 
 Library = Literal["xgboost", "lightgbm", "catboost"]
 LIBRARIES: tuple[Library, ...] = ("xgboost", "lightgbm", "catboost")
