@@ -118,12 +118,12 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     for router in ROUTERS:
         app.include_router(router)
     if settings.fast_path:  # first, so innermost: the middleware below wraps the lanes too
-        install_express_lanes(app, state.dataplane, settings)
+        install_express_lanes(app, state.dataplane, state.web)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.
     app.add_middleware(
-        RequestContextMiddleware, metrics=state.metrics, settings=settings, access=access
+        RequestContextMiddleware, metrics=state.metrics, web=state.web, access=access
     )
     return app
 

@@ -24,6 +24,7 @@ from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.settings import Settings
 from tabserve.service.sinks.cloudevents import CloudEventSink, SinkConfig
 from tabserve.service.sinks.metrics import SinkMetrics
+from tabserve.service.web_config import Deadlines, WebConfig
 
 
 @dataclass
@@ -36,6 +37,8 @@ class AppState:
     pool: InferencePool
     dataplane: DataPlane
     repository: ModelRepository
+    web: WebConfig
+    """What the routes, the middleware, the lanes and streams need of the settings."""
     predlog: PredictionLog | None = None
     drift: DriftMonitor | None = None
     sink: CloudEventSink | None = None
@@ -56,6 +59,7 @@ class AppState:
             pool,
             dataplane,
             ModelRepository(loading_config(settings), dataplane),
+            web_config(settings),
             # Registration order is the exposition's order: drift, log, sink, as before.
             drift=_drift(settings, metrics, dataplane),
             predlog=_prediction_log(settings, metrics, dataplane),
@@ -83,6 +87,20 @@ def loading_config(settings: Settings) -> LoadingConfig:
         max_rows=settings.max_rows,
         reject_out_of_range=settings.reject_out_of_range,
         batch_rows_by_model=settings.batching.max_rows_by_model,
+    )
+
+
+def web_config(settings: Settings) -> WebConfig:
+    """What the web layer needs of the settings."""
+    return WebConfig(
+        deadlines=Deadlines(settings.request_timeout_ms, settings.max_request_timeout_ms),
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        max_string_length=settings.max_string_length,
+        cors_origins=tuple(settings.cors_origins),
+        log_probes=settings.log_probes,
+        fast_path=settings.fast_path,
+        streams=settings.streams,
     )
 
 

@@ -17,18 +17,18 @@ from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.scope_keys import CLIENT_LEFT
-from tabserve.service.settings import Settings
+from tabserve.service.web_config import Deadlines
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 
 
-def deadline_for(header: str | None, settings: Settings) -> float:
+def deadline_for(header: str | None, deadlines: Deadlines) -> float:
     """Event-loop time by which a model call must take the request.
 
-    The default is `request_timeout_ms`; a client may ask for another timeout with
-    the `X-Request-Timeout-Ms` header, capped at `max_request_timeout_ms`.
+    The default is `deadlines.default_ms`; a client may ask for another timeout with
+    the `X-Request-Timeout-Ms` header, capped at `deadlines.max_ms`.
     """
-    timeout = settings.request_timeout_ms
+    timeout = deadlines.default_ms
     if header is not None:
         asked = parse_digits(header.strip())
         if not asked:  # None (not ASCII digits) or 0
@@ -42,7 +42,7 @@ def deadline_for(header: str | None, settings: Settings) -> float:
                     )
                 ],
             )
-        timeout = min(asked, settings.max_request_timeout_ms)
+        timeout = min(asked, deadlines.max_ms)
     return asyncio.get_running_loop().time() + timeout / 1000
 
 
@@ -93,12 +93,12 @@ async def predict_for(
     request: Request, dataplane: DataPlane, model: ServedModel, batch: ValidatedBatch
 ) -> Prediction:
     """`dataplane.predict` with the request's deadline, dropped if its client leaves."""
-    settings = app_state(request.app).settings
+    deadlines = app_state(request.app).web.deadlines
     return await predict_watched(
         dataplane,
         model,
         batch,
-        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), deadlines),
         scope=request.scope,
         receive=request.receive,
     )

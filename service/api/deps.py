@@ -19,8 +19,8 @@ from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.drift import DriftMonitor
 from tabserve.service.core.errors import FeatureDisabledError
 from tabserve.service.predlog.log import PredictionLog
-from tabserve.service.settings import Settings
 from tabserve.service.state import AppState
+from tabserve.service.web_config import WebConfig
 
 
 async def get_state(connection: HTTPConnection) -> AppState:
@@ -33,9 +33,9 @@ async def get_dataplane(connection: HTTPConnection) -> DataPlane:
     return app_state(connection.app).dataplane
 
 
-async def get_settings(connection: HTTPConnection) -> Settings:
-    """The app's settings."""
-    return app_state(connection.app).settings
+async def get_web(connection: HTTPConnection) -> WebConfig:
+    """What the web layer needs of the settings: limits, deadlines, switches."""
+    return app_state(connection.app).web
 
 
 async def get_streams(connection: HTTPConnection) -> StreamHub:
@@ -66,7 +66,7 @@ async def get_drift(connection: HTTPConnection) -> DriftMonitor:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+WebDep = Annotated[WebConfig, Depends(get_web)]
 StreamsDep = Annotated[StreamHub, Depends(get_streams)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 DriftDep = Annotated[DriftMonitor, Depends(get_drift)]

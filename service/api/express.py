@@ -42,7 +42,7 @@ from tabserve.service.core.errors import ServiceError
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.core.validation import ValidatedBatch
-from tabserve.service.settings import Settings
+from tabserve.service.web_config import WebConfig
 
 _LENGTH = v2.HEADER_LENGTH.encode()
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()
@@ -58,21 +58,20 @@ class _Taken:
     encode: Callable[[Prediction, Scope], bytes]
 
 
-def install_express_lanes(app: FastAPI, dataplane: DataPlane, settings: Settings) -> None:
+def install_express_lanes(app: FastAPI, dataplane: DataPlane, web: WebConfig) -> None:
     """Put the express lanes innermost of `app`'s middleware (call before adding any other)."""
-    app.add_middleware(ExpressLanes, router=app.router, dataplane=dataplane, settings=settings)
+    app.add_middleware(ExpressLanes, router=app.router, dataplane=dataplane, web=web)
 
 
 class ExpressLanes:
     """The express lanes of V2 infer and record predict, in front of their documented routes."""
 
-    def __init__(
-        self, app: ASGIApp, router: Router, dataplane: DataPlane, settings: Settings
-    ) -> None:
+    def __init__(self, app: ASGIApp, router: Router, dataplane: DataPlane, web: WebConfig) -> None:
         self.app = app
         self.router = router
         self.dataplane = dataplane
-        self.settings = settings
+        self.deadlines = web.deadlines
+        self.max_string_length = web.max_string_length
         endpoints = (v2.infer, v2.infer_version)
         self._infer_routes = [
             r for r in v2.router.routes if isinstance(r, APIRoute) and r.endpoint in endpoints
@@ -142,7 +141,7 @@ class ExpressLanes:
                 self.dataplane,
                 taken.model,
                 taken.batch,
-                deadline=deadline_for(header(scope, _TIMEOUT), self.settings),
+                deadline=deadline_for(header(scope, _TIMEOUT), self.deadlines),
                 scope=scope,
                 receive=receive,
             )
@@ -176,7 +175,7 @@ class ExpressLanes:
             model = self.dataplane.model(name, version)
         except ServiceError:
             return None  # the documented route gives the 404 or 503
-        lane = records_lane(model, self.settings)
+        lane = records_lane(model, self.max_string_length)
         batch = lane.decode(body) if lane is not None else None
         if lane is None or batch is None:
             return None

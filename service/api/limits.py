@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from tabserve.service.api.app_state import app_state
 from tabserve.service.core.errors import Problem, TooLargeError
+from tabserve.service.web_config import WebConfig
 
 _Path = tuple[str | int, ...]
 
@@ -118,14 +119,19 @@ def _where(path: _Path) -> str:
     return text
 
 
+def json_limits(web: WebConfig) -> JsonLimits:
+    """The configured limits on JSON bodies and messages."""
+    return JsonLimits(web.max_json_depth, web.max_string_length)
+
+
 async def enforce_json_limits(request: Request) -> None:
     """Route dependency: FastAPI has parsed the body by now; check it before validation."""
-    settings = app_state(request.app).settings
+    web = app_state(request.app).web
     try:
         document = await request.json()  # cached: the body FastAPI already parsed
     except (ValueError, RecursionError):
         return  # not JSON, empty or absurdly deep: FastAPI's own parsing answers that
-    check_document(document, JsonLimits(settings.max_json_depth, settings.max_string_length))
+    check_document(document, json_limits(web))
 
 
 JsonLimitsDep = Annotated[None, Depends(enforce_json_limits)]

@@ -24,7 +24,7 @@ from tabserve.service.api.request_ids import new_request_id
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import TooLargeError
 from tabserve.service.core.metrics import ServiceMetrics
-from tabserve.service.settings import Settings
+from tabserve.service.web_config import WebConfig
 
 PROBE_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -63,14 +63,14 @@ class RequestContextMiddleware:
     """Request id, body limit, HTTP metrics and the access log around the app."""
 
     def __init__(
-        self, app: ASGIApp, metrics: ServiceMetrics, settings: Settings, access: AccessLog
+        self, app: ASGIApp, metrics: ServiceMetrics, web: WebConfig, access: AccessLog
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access = access
-        self.max_body = settings.max_body_bytes
-        self.log_probes = settings.log_probes
-        self.origins = settings.cors_origins
+        self.max_body = web.max_body_bytes
+        self.log_probes = web.log_probes
+        self.origins = web.cors_origins
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._latency: dict[tuple[str, str], Histogram] = {}
 

@@ -27,7 +27,6 @@ from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.records import records_answer
-from tabserve.service.settings import Settings
 
 _NUMBERS = frozenset({int, float})
 
@@ -45,12 +44,16 @@ class RecordsExpress:
         self.version = model.version
 
     @classmethod
-    def for_model(cls, model: ServedModel, settings: Settings) -> RecordsExpress | None:
-        """The lane for `model`, or None when its records never fit it."""
+    def for_model(cls, model: ServedModel, max_string_length: int) -> RecordsExpress | None:
+        """The lane for `model`, or None when its records never fit it.
+
+        `max_string_length` is the JSON limit (`TABSERVE_MAX_STRING_LENGTH`) the lane
+        must keep as the general path does.
+        """
         schema, manifest = model.schema, model.manifest
         if not schema.all_numeric:
             return None
-        if max(map(len, schema.names)) > settings.max_string_length:
+        if max(map(len, schema.names)) > max_string_length:
             return None  # such a key is refused (413) by the general path
         classes = manifest.target.classes
         classifier = manifest.task == "classification"
@@ -104,6 +107,6 @@ class RecordsExpress:
 _LANE: LaneKey[RecordsExpress | None] = LaneKey("records_express")
 
 
-def records_lane(model: ServedModel, settings: Settings) -> RecordsExpress | None:
+def records_lane(model: ServedModel, max_string_length: int) -> RecordsExpress | None:
     """`model`'s records express lane, built once per version (None: it has none)."""
-    return model.lanes.get(_LANE, lambda: RecordsExpress.for_model(model, settings))
+    return model.lanes.get(_LANE, lambda: RecordsExpress.for_model(model, max_string_length))

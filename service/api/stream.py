@@ -19,7 +19,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for
 from tabserve.service.api.deps import StateDep, StreamsDep
-from tabserve.service.api.limits import JsonLimits
+from tabserve.service.api.limits import json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.origins import origin_allowed
 from tabserve.service.api.stream_hub import StreamHub
@@ -34,8 +34,8 @@ from tabserve.service.api.v2 import parse_version
 from tabserve.service.core.errors import ModelNotFoundError, ModelNotReadyError, ServiceError
 from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
-from tabserve.service.settings import Settings
 from tabserve.service.state import AppState
+from tabserve.service.web_config import WebConfig
 
 log = logging.getLogger("tabserve.stream")
 router = APIRouter()
@@ -71,7 +71,7 @@ async def _serve(
 ) -> None:
     connection_id = request_id_of(websocket.scope)
     websocket.scope.setdefault("state", {})["model"] = name
-    if not _origin_allowed(websocket, state.settings):
+    if not _origin_allowed(websocket, state.web):
         await websocket.close(CLOSE_POLICY)  # before accepting: the handshake gets 403
         return
     await websocket.accept()
@@ -81,7 +81,7 @@ async def _serve(
             return
         number = None if version is None else parse_version(name, version)
         model = state.dataplane.model(name, number)
-        timeout = deadline_for(websocket.headers.get(TIMEOUT_HEADER), state.settings)
+        timeout = deadline_for(websocket.headers.get(TIMEOUT_HEADER), state.web.deadlines)
         timeout -= asyncio.get_running_loop().time()
     except ServiceError as exc:
         # A close, not a reply: every reply answers one message, and none was read.
@@ -95,7 +95,7 @@ async def _serve(
         hub.closed(stream)
 
 
-def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+def _origin_allowed(websocket: WebSocket, web: WebConfig) -> bool:
     """Whether a browser page may open this stream: its own origin, or one in `cors_origins`.
 
     Browsers apply no CORS to WebSockets: any page may open one and read the
@@ -103,7 +103,7 @@ def _origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     Clients other than browsers send no Origin.
     """
     headers = websocket.headers
-    return origin_allowed(headers.get("origin"), headers.get("host"), settings.cors_origins)
+    return origin_allowed(headers.get("origin"), headers.get("host"), web.cors_origins)
 
 
 def _refusal_code(exc: ServiceError) -> int:
@@ -143,15 +143,15 @@ class Stream:
     ) -> None:
         self.websocket = websocket
         self.dataplane = state.dataplane
-        self.settings = state.settings
+        self.web = state.web
         self.metrics = state.metrics
         self.hub = hub
         self.name = model.name
         self.version = version
         self.connection_id = connection_id
         self.timeout = timeout
-        self.limits = JsonLimits(state.settings.max_json_depth, state.settings.max_string_length)
-        self.window = asyncio.Semaphore(state.settings.streams.window)
+        self.limits = json_limits(state.web)
+        self.window = asyncio.Semaphore(state.web.streams.window)
         self.replies: deque[asyncio.Future[bytes] | None] = deque()
         self.ready = asyncio.Event()
         self.gone = asyncio.Event()
@@ -218,12 +218,12 @@ class Stream:
         self.sequence += 1
         fallback = f"{self.connection_id}-{self.sequence}"
         request_id, request = read_message(
-            raw, fallback, self.settings.streams.max_message_bytes, self.limits
+            raw, fallback, self.web.streams.max_message_bytes, self.limits
         )
         if isinstance(request, Inbound):
             try:
                 model = self.dataplane.model(self.name, self.version)
-                checker = self.hub.checker(model, self.settings)
+                checker = self.hub.checker(model, self.web)
                 batch = checker.check(request.records)
             except ServiceError as exc:
                 return self._refused(request_id, exc)

@@ -21,7 +21,7 @@ from tabserve.service.api.records_express import records_lane
 from tabserve.service.api.stream_messages import RecordChecker
 from tabserve.service.api.stream_metrics import StreamMetrics
 from tabserve.service.core.served import LaneKey, ServedModel
-from tabserve.service.settings import Settings
+from tabserve.service.web_config import WebConfig
 
 log = logging.getLogger("tabserve.stream")
 _CHECKER: LaneKey[RecordChecker] = LaneKey("stream_records")
@@ -70,14 +70,14 @@ class StreamHub:
         """Streams open now."""
         return len(self._streams)
 
-    def checker(self, model: ServedModel, settings: Settings) -> RecordChecker:
+    def checker(self, model: ServedModel, web: WebConfig) -> RecordChecker:
         """The record checks of `model`, built once per loaded version (not per connection).
 
         With `fast_path` on, the common records take the records express lane.
         """
 
         def build() -> RecordChecker:
-            express = records_lane(model, settings) if settings.fast_path else None
+            express = records_lane(model, web.max_string_length) if web.fast_path else None
             return RecordChecker(model, express)
 
         return model.lanes.get(_CHECKER, build)

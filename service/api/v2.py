@@ -16,9 +16,9 @@ from starlette.types import Receive, Scope
 
 from tabserve.service import __version__
 from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict_watched
-from tabserve.service.api.deps import DataPlaneDep, SettingsDep
+from tabserve.service.api.deps import DataPlaneDep, WebDep
 from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, model_ready_answer
-from tabserve.service.api.limits import JsonLimits, check_strings
+from tabserve.service.api.limits import JsonLimits, check_strings, json_limits
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.digits import parse_digits
@@ -34,7 +34,7 @@ from tabserve.service.protocol import (
     parse_header_length,
     prediction_outputs,
 )
-from tabserve.service.settings import Settings
+from tabserve.service.web_config import WebConfig
 
 router = APIRouter(tags=["open-inference-v2"])
 
@@ -210,12 +210,10 @@ async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> JS
     responses=_INFER_RESPONSES,
     openapi_extra=_INFER_DOC,
 )
-async def infer(
-    model: str, request: Request, dataplane: DataPlaneDep, settings: SettingsDep
-) -> Response:
+async def infer(model: str, request: Request, dataplane: DataPlaneDep, web: WebDep) -> Response:
     """Predict on one `[rows, features]` tensor or one tensor per feature."""
     served = dataplane.model(model)
-    return await _infer_route(dataplane, served, request, settings)
+    return await _infer_route(dataplane, served, request, web)
 
 
 @router.post(
@@ -226,31 +224,26 @@ async def infer(
     openapi_extra=_INFER_DOC,
 )
 async def infer_version(
-    model: str, version: str, request: Request, dataplane: DataPlaneDep, settings: SettingsDep
+    model: str, version: str, request: Request, dataplane: DataPlaneDep, web: WebDep
 ) -> Response:
     """Predict with one version."""
     served = dataplane.model(model, parse_version(model, version))
-    return await _infer_route(dataplane, served, request, settings)
+    return await _infer_route(dataplane, served, request, web)
 
 
 async def _infer_route(
-    dataplane: DataPlane, model: ServedModel, request: Request, settings: Settings
+    dataplane: DataPlane, model: ServedModel, request: Request, web: WebConfig
 ) -> Response:
     return await run_inference(
         dataplane,
         model,
         await request.body(),
         request.headers.get(HEADER_LENGTH),
-        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), settings),
+        deadline=deadline_for(request.headers.get(TIMEOUT_HEADER), web.deadlines),
         scope=request.scope,
         receive=request.receive,
-        limits=json_limits(settings),
+        limits=json_limits(web),
     )
-
-
-def json_limits(settings: Settings) -> JsonLimits:
-    """The configured limits on request bodies."""
-    return JsonLimits(settings.max_json_depth, settings.max_string_length)
 
 
 def parse_version(model: str, version: str) -> int:

@@ -81,7 +81,7 @@ def test_express_and_general_routes_answer_alike(
 def lane(client: TestClient, name: str, version: int | None = None) -> RecordsExpress | None:
     state = client.app.state.tabserve  # type: ignore[attr-defined]
     model: ServedModel = state.dataplane.model(name, version)
-    return RecordsExpress.for_model(model, state.settings)
+    return RecordsExpress.for_model(model, state.web.max_string_length)
 
 
 def test_the_route_takes_the_common_bodies_and_leaves_the_rest(
