@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tabserve.service.api.origins import STATE_CHANGING
 from tabserve.service.app import create_app
 from tabserve.service.settings import Settings
 
@@ -195,6 +196,48 @@ def test_the_whole_api_survives_fuzzing_and_answers_as_documented(
     assert set(run.per_operation) == {op.label for op in operations}
     # The record routes exist only once the lifespan has loaded the models.
     assert {f"POST /models/{name}/predict" for name in names} <= set(run.per_operation)
+
+
+FOREIGN_PAGE = "https://evil.example"
+
+
+def test_cross_origin_refusals_are_answered_as_documented(
+    served: tuple[Any, schemathesis.BaseSchema, list[str]],
+) -> None:
+    """Every state-changing operation, called from a foreign page, gets a declared 403."""
+    app, schema, names = served
+    session = ASGIClient(app)
+    statuses: dict[str, int] = {}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    changing = [op for op in operations if op.method.upper() in STATE_CHANGING]
+    for operation in changing:
+        fixed = _variants(operation.path, names)[-1]
+        strategy = (
+            operation.as_strategy(GenerationMode.POSITIVE, path_parameters=fixed)
+            if fixed
+            else operation.as_strategy(GenerationMode.POSITIVE)
+        )
+
+        @hypothesis_settings(
+            max_examples=1,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=strategy)
+        def check(case: schemathesis.Case) -> None:
+            headers = {**HEADERS, "Origin": FOREIGN_PAGE}
+            answer = case.call_and_validate(
+                session=session, base_url=BASE_URL, headers=headers, checks=CHECKS
+            )
+            statuses[case.operation.label] = answer.status_code
+
+        check()
+
+    assert len(changing) >= 10
+    assert statuses == {op.label: 403 for op in changing}
 
 
 # Inputs the adversarial probe of issue #17 found, which generated cases do not reach:
