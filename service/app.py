@@ -32,6 +32,7 @@ from tabserve.service.api.docs import install_docs
 from tabserve.service.api.errors import install_error_handlers
 from tabserve.service.api.express import install_express_lanes
 from tabserve.service.api.middleware import RequestContextMiddleware
+from tabserve.service.api.refusals import RefusalCounter
 from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.api.stream_metrics import StreamMetrics
 from tabserve.service.components import (
@@ -44,6 +45,7 @@ from tabserve.service.components import (
 )
 from tabserve.service.lifecycle import Component, running
 from tabserve.service.logs import configure_logging
+from tabserve.service.scope_keys import HTTP_REFUSALS
 from tabserve.service.settings import Settings
 from tabserve.service.sinks.component import SinkComponent
 from tabserve.service.state import AppState
@@ -85,9 +87,11 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             state.predlog.migrate()  # once, before the workers fork
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with running(components):
-            yield
+            # uvicorn hands this state to each connection's protocol too: the HTTP guard
+            # counts the requests it answers itself through it (api/refusals.py).
+            yield {HTTP_REFUSALS: RefusalCounter(state.metrics.http)}
 
     app = FastAPI(
         title="tabserve",

@@ -14,9 +14,19 @@ now and then is held forever). `GuardedHttpProtocol` adds both:
   it the client gets `408` and the connection is closed. Idle keep-alive
   connections stay governed by uvicorn's keep-alive timeout.
 
+- **Malformed HTTP**: what httptools cannot parse gets `400` in the same JSON error
+  shape (uvicorn's own answer is plain text without the security headers).
+
 Refusals close gently: the answer is written, the sending side shut, and what the
 client still sends is read and discarded for `LINGER_SECONDS`, so its kernel does
 not reset the connection before it reads the answer.
+
+Refusals are counted in `tabserve_http_requests_total` like every answer. One the
+app never saw (the head was too large, too slow or malformed) is counted with
+route `<unrouted>` through the callable the app's lifespan hands over
+(`HTTP_REFUSALS`); one whose body was too slow, after the app had started on it,
+is counted by the app's middleware under its route, with the status this protocol
+put in the scope (`GUARD_STATUS`).
 
 On shutdown (SIGTERM, or gunicorn retiring a worker on SIGHUP) uvicorn closes idle
 keep-alive connections at once, so a request a client sends at that moment meets a
@@ -31,13 +41,18 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from tabserve.service.scope_keys import GUARD_STATUS, HTTP_REFUSALS
+
 LINGER_SECONDS = 2.0
 """After a refusal, how long what the client still sends is read and discarded."""
+
+UNPARSED_METHOD = "<unparsed>"
+"""The method label of a refused request whose request line never arrived."""
 
 log = logging.getLogger("tabserve.http")
 
@@ -189,11 +204,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._phase += 1
-        self._in_head = False
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.limits.max_header_bytes:
             self._refuse_head(size)
             return
+        self._in_head = False
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answered, then closed: the server is stopping
@@ -210,6 +225,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._receiving = False
         self._disarm_arrival()
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer what httptools could not parse in the error shape, and close gently."""
+        answer = error_answer(
+            400,
+            f"the request is not valid HTTP/1.1: {msg}",
+            "invalid_http",
+            "request",
+            "an HTTP/1.1 request line, headers and body (RFC 9112)",
+        )
+        self._refuse("invalid_http", 400, answer)
 
     # --- shutdown ---
 
@@ -249,7 +275,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             "request",
             f"the request line, headers and body within {seconds:g} s",
         )
-        self._refuse("request_timeout", answer)
+        self._refuse("request_timeout", 408, answer)
 
     def _refuse_head(self, size: int) -> None:
         limit = self.limits.max_header_bytes
@@ -260,10 +286,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             "headers",
             f"a request line and headers of at most {limit} bytes",
         )
-        self._refuse("header_too_large", answer)
+        self._refuse("header_too_large", 431, answer)
 
-    def _refuse(self, reason: str, answer: bytes) -> None:
-        """Answer (when the connection is ours to answer on) and close gently."""
+    def _refuse(self, reason: str, status: int, answer: bytes) -> None:
+        """Answer (when the connection is ours to answer on), count it, and close gently."""
         self._refused = True
         self._disarm_arrival()
         self.limits.refusals.note(reason, self.client)
@@ -275,9 +301,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.transport.close()
                 return
             # This request's app must stop waiting for a body that will not come, and
-            # write nothing: the refusal is its answer.
+            # write nothing: the refusal is its answer, which its middleware records.
+            cast(dict[str, Any], cycle.scope)[GUARD_STATUS] = status
             cycle.disconnected = True
             cycle.message_event.set()
+        else:
+            self._count_unrouted(status)
         self.flow.resume_reading()  # lingering reads what the client still sends
         self.transport.write(answer)
         if not self.transport.can_write_eof():
@@ -285,3 +314,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _count_unrouted(self, status: int) -> None:
+        """Count a refusal the app never saw, through the app's lifespan state."""
+        count = self.app_state.get(HTTP_REFUSALS)
+        if count is None:
+            return  # an app without the counter (not tabserve's): nothing to count in
+        method = UNPARSED_METHOD
+        url: bytes = getattr(self, "url", b"")  # set when the first request begins
+        if self._receiving and url:
+            # The parser read the method before it began on the URL.
+            method = self.parser.get_method().decode("ascii", "replace")
+        count(method, status)

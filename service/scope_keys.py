@@ -8,3 +8,12 @@ from __future__ import annotations
 
 CLIENT_LEFT = "tabserve.client_left"
 """Scope key: a callable telling, at no cost, whether the request's client has left."""
+
+HTTP_REFUSALS = "tabserve.http_refusals"
+"""Lifespan-state key: a callable `(method, status)` counting a request the HTTP
+protocol answered itself before the app saw it (431, 408, 400 for malformed HTTP)."""
+
+GUARD_STATUS = "tabserve.guard_status"
+"""Scope key: the status the HTTP protocol answered this request with itself, after
+the app had started on it (408: its body did not arrive in time); the app's own
+answer, if any, never reached the client."""

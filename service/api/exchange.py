@@ -7,7 +7,10 @@ Whatever route or lane answers, two outcomes are settled here, once:
   escape, which would be a plain-text 500);
 - a client that leaves before its answer starts (mid-upload, or while its
   request waits for a model) is counted as `499`, nginx's "client closed
-  request": not a server error, so it stays out of the 5xx ratio that pages.
+  request": not a server error, so it stays out of the 5xx ratio that pages;
+- a body that does not arrive in time is answered 408 by the HTTP protocol
+  itself (`service/http_guard.py`), which says so in the scope: it is counted
+  as 408, not as the disconnect the app saw.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tabserve.service.api.errors import error_response
 from tabserve.service.core.errors import TooLargeError
-from tabserve.service.scope_keys import CLIENT_LEFT
+from tabserve.service.scope_keys import CLIENT_LEFT, GUARD_STATUS
 
 CLIENT_CLOSED_REQUEST = 499
 log = logging.getLogger("tabserve.errors")
@@ -100,6 +103,16 @@ class Exchange:
         return self.left_first
 
     @property
+    def guard_status(self) -> int | None:
+        """The status the HTTP protocol answered with itself (408: the body came too slowly)."""
+        status: int | None = self._scope.get(GUARD_STATUS)
+        return status
+
+    @property
     def recorded_status(self) -> int:
-        """The status for metrics and the access log: 499 if the client left first."""
+        """The status for metrics and the access log: the protocol's own answer if it
+        gave one, else 499 if the client left first, else the app's."""
+        guard = self.guard_status
+        if guard is not None:
+            return guard
         return CLIENT_CLOSED_REQUEST if self.client_closed else self.status

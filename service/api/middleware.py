@@ -116,7 +116,9 @@ class RequestContextMiddleware:
         finally:
             in_flight.dec()
             seconds = time.perf_counter() - started
-            self._record(scope, exchange.recorded_status, seconds, request_id)
+            # A refusal's time is the client's slowness, not the server's: no latency.
+            timed = exchange.guard_status is None
+            self._record(scope, exchange.recorded_status, seconds, request_id, timed=timed)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket gets a request id (echoed on the handshake) and one access-log line.
@@ -151,7 +153,9 @@ class RequestContextMiddleware:
                 seconds = time.perf_counter() - started
                 self.access.record("WS", scope["path"], route, status, seconds, model, request_id)
 
-    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+    def _record(
+        self, scope: Scope, status: int, seconds: float, request_id: str, *, timed: bool = True
+    ) -> None:
         route_obj = scope.get("route")
         route = getattr(route_obj, "path", None) or "<unmatched>"
         method = scope["method"]
@@ -160,10 +164,11 @@ class RequestContextMiddleware:
         if counter is None:
             counter = self._counters[key] = self.metrics.http.requests.labels(*key)
         counter.inc()
-        latency = self._latency.get(key[:2])
-        if latency is None:
-            latency = self._latency[key[:2]] = self.metrics.http.latency.labels(route, method)
-        latency.observe(seconds)
+        if timed:
+            latency = self._latency.get(key[:2])
+            if latency is None:
+                latency = self._latency[key[:2]] = self.metrics.http.latency.labels(route, method)
+            latency.observe(seconds)
         if route in PROBE_ROUTES and not self.log_probes:
             return
         if self.access.enabled:

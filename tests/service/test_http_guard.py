@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tabserve.service.api.middleware import API_HEADERS
 from tabserve.service.http_guard import SECURITY_HEADERS
@@ -191,6 +193,70 @@ def read_answer_keeping(sock: socket.socket) -> Answer:
     while len(rest) < int(headers["content-length"]):
         rest += sock.recv(65536)
     return Answer(int(lines[0].split()[1]), headers, rest, closed_after=False)
+
+
+RequestCounts = dict[tuple[str, str, str], float]
+
+
+def request_counts(port: int) -> RequestCounts:
+    """`tabserve_http_requests_total` by (route, method, status), summed over workers."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=HANG_GUARD_SECONDS).text
+    counts: RequestCounts = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "tabserve_http_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = sample.labels
+                    counts[(labels["route"], labels["method"], labels["status"])] = sample.value
+    return counts
+
+
+def counted_since(before: RequestCounts, port: int) -> RequestCounts:
+    """What `tabserve_http_requests_total` gained since `before`, scrapes left out."""
+    after = request_counts(port)
+    return {
+        key: value - before.get(key, 0.0)
+        for key, value in after.items()
+        if value != before.get(key, 0.0) and key[0] != "/metrics"
+    }
+
+
+@pytest.mark.slow
+def test_refusals_are_counted_as_requests_with_their_status(
+    guarded: Callable[[], socket.socket], guarded_port: int
+) -> None:
+    before = request_counts(guarded_port)
+    big = guarded()
+    big.sendall(predict_request(b"x-big: " + b"a" * 70_000 + b"\r\n"))
+    _assert_refused(read_answer(big), 431, "header_too_large")
+    garbled = guarded()
+    garbled.sendall(b"GET / HTTP/1.1\r\nbad header\r\n\r\n")
+    _assert_refused(read_answer(garbled), 400, "invalid_http")
+    v1_body = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+    slow_starts = {
+        **SLOW_STARTS,
+        # A route (not an express lane) is chosen before the body is read.
+        "half-a-body": b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: t\r\n"
+        + b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(v1_body)
+        + v1_body[:10],
+    }
+    slow = {name: guarded() for name in slow_starts}
+    for name, start in slow_starts.items():
+        slow[name].sendall(start)
+    for sock in slow.values():
+        _assert_refused(read_answer(sock), 408, "request_timeout")
+    # The slow body's app counts it once it has seen the refusal: wait for that.
+    routed = ("/v1/models/{model}:predict", "POST", "408")
+    counted = counted_since(before, guarded_port)
+    while not any(key[0] == routed[0] for key in counted):
+        counted = counted_since(before, guarded_port)
+    assert counted == {
+        ("<unrouted>", "POST", "431"): 1,  # the request line had arrived
+        ("<unrouted>", "GET", "400"): 1,
+        ("<unrouted>", "<unparsed>", "408"): 1,  # said nothing
+        ("<unrouted>", "POST", "408"): 1,  # half a head
+        routed: 1,  # half a body: the app had started on it
+    }
 
 
 def test_refusals_carry_the_security_headers_of_api_answers() -> None:
