@@ -32,7 +32,9 @@ On shutdown (SIGTERM, or gunicorn retiring a worker on SIGHUP) uvicorn closes id
 keep-alive connections at once, so a request a client sends at that moment meets a
 reset. Here they stay open for `drain_window_seconds`: a request arriving on one
 is answered with `Connection: close`, then the connection closes; those still idle
-at the end of the window are closed then.
+at the end of the window are closed then. The listener stays open for that window
+too (`service/http_listener.py`): a connection accepted while the server drains gets
+the same treatment.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typing import Any, ClassVar, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from tabserve.service.scope_keys import GUARD_STATUS, HTTP_REFUSALS
 
@@ -101,6 +104,14 @@ class ConnectionLimits:
     refusals: RefusalLog = field(default_factory=RefusalLog, compare=False)
 
 
+class DrainingState(ServerState):
+    """uvicorn's state shared by a server's connections, and whether the server drains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draining = False
+
+
 def error_answer(status: int, message: str, code: str, field_name: str, expected: str) -> bytes:
     """A whole HTTP/1.1 answer in the service's error shape that closes the connection."""
     body = orjson.dumps(
@@ -155,6 +166,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm_arrival()  # a connection that never sends is a request that never arrives
+        state = self.server_state
+        if isinstance(state, DrainingState) and state.draining:
+            self.shutdown()  # accepted while the server drains: answered, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_arrival()
@@ -241,6 +255,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         """Keep idle keep-alive connections for the drain window instead of closing them now."""
+        if self._draining:
+            return  # the server asks again once its listener is closed
         self._draining = True
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False

@@ -3,8 +3,10 @@
 With several workers the app is built and its models are loaded in the gunicorn
 master before the workers fork, so the workers share one copy of the models'
 memory (copy-on-write) and start ready. Each worker drains on SIGTERM: readiness
-turns false, the listener closes, accepted requests (queued ones included) finish
-within `shutdown_grace_seconds`, then the process exits 0.
+turns false, connections are still accepted and answered (with `Connection:
+close`) for `drain_keepalive_seconds`, then the listener closes (`http_listener.py`),
+accepted requests (queued ones included) finish within `shutdown_grace_seconds`,
+and the process exits 0.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from typing import Any
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger as GunicornLogger
 from prometheus_client import multiprocess
 from uvicorn.config import LOGGING_CONFIG
@@ -23,6 +27,7 @@ from uvicorn_worker import UvicornWorker
 
 from tabserve.service.app import app_from_environment, create_app
 from tabserve.service.http_guard import ConnectionLimits, GuardedHttpProtocol
+from tabserve.service.http_listener import DrainingServer
 from tabserve.service.http_protocol import TabserveHttpProtocol
 from tabserve.service.logs import JsonFormatter, server_log_config
 from tabserve.service.multiproc import ENV
@@ -52,7 +57,7 @@ def _single_process(settings: Settings) -> int:
         server_header=False,
         log_config=server_log_config(settings.log_format, settings.log_level) or LOGGING_CONFIG,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, settings.drain_keepalive_seconds)
     # uvicorn re-raises the SIGTERM it caught once it has drained; with this no-op
     # handler in place that re-raise returns, so a clean drain exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -75,6 +80,15 @@ class TabserveWorker(UvicornWorker):  # type: ignore[misc]
         self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
         # `self.app` is the _Supervisor that forked this worker, with its Settings.
         self.config.http = http_protocol(self.app.settings)
+
+    async def _serve(self) -> None:
+        """uvicorn_worker's own, with a server that keeps accepting through the drain window."""
+        self.config.app = self.wsgi
+        server = DrainingServer(self.config, self.app.settings.drain_keepalive_seconds)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 def http_protocol(settings: Settings) -> type[asyncio.Protocol]:

@@ -144,7 +144,9 @@ class Settings(BaseSettings):
         description=(
             "On SIGTERM (or a worker retired by SIGHUP), how long open keep-alive connections "
             "are still answered, each answer with `Connection: close`, before those still idle "
-            "are closed; a request sent as an idle connection closes would meet a reset."
+            "are closed; a request sent as an idle connection closes would meet a reset. New "
+            "connections are still accepted (and answered the same way) for this long too; "
+            "then the listener closes and the port refuses them."
         ),
     )
     shutdown_grace_seconds: int = Field(

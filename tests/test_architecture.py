@@ -27,7 +27,12 @@ SOURCES = {
 WEB = ("fastapi", "starlette", "uvicorn")
 COMMAND_LINE = {"service.cli", "service.client"}
 COMPOSITION = {"service.app", "service.components", "service.server", "service.cli"}
-WEB_ALLOWED = {"service.api", "service.http_protocol", "service.http_guard"} | COMPOSITION
+WEB_ALLOWED = {
+    "service.api",
+    "service.http_protocol",
+    "service.http_guard",
+    "service.http_listener",
+} | COMPOSITION
 
 
 @dataclass(frozen=True)

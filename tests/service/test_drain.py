@@ -177,3 +177,83 @@ def test_sighup_with_two_workers_loses_no_request(
     _assert_nothing_lost(tallies)
     assert all(t.closes >= 1 for t in tallies)
     assert server.stop() == 0
+
+
+@dataclass
+class Outcomes:
+    """What clients opening a new connection per request met, by kind."""
+
+    answered: int = 0
+    closing: int = 0  # answers carrying Connection: close
+    refused: int = 0
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, closing: bool = False) -> None:
+        with self.lock:
+            if kind == "answered":
+                self.answered += 1
+                self.closing += closing
+            elif kind == "refused":
+                self.refused += 1
+            else:
+                self.failures.append(kind)
+
+
+def connect_once(port: int, outcomes: Outcomes) -> bool:
+    """One request on a new connection; False once the port refuses connections."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_SECONDS)
+    except ConnectionRefusedError:
+        outcomes.add("refused")
+        return False
+    try:
+        sock.sendall(REQUEST)
+        answer = _answer(sock, bytearray())
+    except OSError as exc:  # a reset: the request was sent and may or may not have run
+        outcomes.add(f"{type(exc).__name__}: {exc}")
+        return True
+    finally:
+        sock.close()
+    if answer is None:
+        outcomes.add("the connection ended unanswered")
+    elif answer[0] != 200:
+        outcomes.add(f"status {answer[0]}")
+    else:
+        outcomes.add("answered", closing=answer[1])
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_connections_opened_at_sigterm_are_answered_then_the_port_refuses(
+    launch: Callable[..., Any], models_dir: Path, workers: str
+) -> None:
+    """No reset for a connection opened around the signal: answered, or refused at connect."""
+    server = launch(models_dir, "--workers", workers)
+    port = int(server.url.rsplit(":", 1)[1])
+    steady = Outcomes()  # clients connecting all along, until the port refuses them
+
+    def keep_connecting() -> None:
+        while connect_once(port, steady):
+            pass
+
+    clients = [threading.Thread(target=keep_connecting) for _ in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    _wait_for(lambda: steady.answered >= CLIENTS * WARM_ANSWERS, clients)
+    server.process.send_signal(signal.SIGTERM)
+    burst = Outcomes()  # many connections opened right at the signal
+    opened = [threading.Thread(target=connect_once, args=(port, burst)) for _ in range(100)]
+    for thread in opened:
+        thread.start()
+    for thread in [*opened, *clients]:
+        thread.join(timeout=HANG_GUARD_SECONDS)
+    assert burst.failures == []
+    assert steady.failures == []
+    # Accepted before the server saw the signal, or inside the drain window: answered
+    # (the latter with Connection: close; which ones depends on when the signal landed).
+    assert burst.answered == 100
+    # Every steady client went on until the listener closed, and was then refused.
+    assert steady.refused == CLIENTS
+    assert server.process.wait(timeout=HANG_GUARD_SECONDS) == 0

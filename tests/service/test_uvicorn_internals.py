@@ -104,3 +104,24 @@ def test_a_websocket_upgrade_hands_self_transport_to_the_websocket_protocol() ->
     assert "protocol.connection_made(self.transport)" in upgrade, (
         "the WebSocket protocol no longer takes self.transport: the subclass unwraps it there"
     )
+
+
+def test_the_draining_server_finds_what_it_reads_in_uvicorn_and_uvicorn_worker() -> None:
+    # service/http_listener.py: DrainingServer.shutdown runs before uvicorn's, reading its
+    # listeners and lifespan state; TabserveWorker._serve replaces uvicorn_worker's.
+    from uvicorn.server import Server
+    from uvicorn_worker import UvicornWorker
+
+    startup = _source(Server.startup)
+    assert "self.servers" in startup, "uvicorn's server no longer keeps its listeners"
+    assert "app_state=self.lifespan.state" in startup, "protocols no longer get lifespan state"
+    assert "self.force_exit" in _source(Server), "a second signal no longer sets force_exit"
+    assert list(inspect.signature(Server.shutdown).parameters) == ["self", "sockets"]
+    serve = _source(UvicornWorker._serve)
+    for line in (
+        "self.config.app = self.wsgi",
+        "Server(config=self.config)",
+        "self._install_sigquit_handler()",
+        "await server.serve(sockets=self.sockets)",
+    ):
+        assert line in serve, f"uvicorn_worker's _serve changed: {line!r} is gone"
