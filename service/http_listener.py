@@ -47,15 +47,14 @@ class DrainingServer(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config, drain_window_seconds: float) -> None:
         super().__init__(config)
-        self.server_state = DrainingState()
+        self.drain_state = DrainingState()
+        self.server_state = self.drain_state  # what uvicorn hands every connection
         self.drain_window_seconds = drain_window_seconds
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain for the window, take what the kernel queued, then uvicorn's shutdown."""
-        state = self.server_state
-        assert isinstance(state, DrainingState)
-        state.draining = True
-        for connection in list(state.connections):
+        self.drain_state.draining = True
+        for connection in list(self.drain_state.connections):
             connection.shutdown()
         loop = asyncio.get_running_loop()
         ends = loop.time() + self.drain_window_seconds
