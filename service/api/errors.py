@@ -78,7 +78,7 @@ async def on_request_validation(request: Request, exc: Exception) -> Response:
     """FastAPI's schema validation -> 422 (400 for malformed JSON), naming field and value."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    found = schema_errors(errors, located=True)
+    found = schema_errors(errors)
     if any(err.get("type") == "json_invalid" for err in errors):
         _count_rejection(request, "malformed")
         return error_response(

@@ -2,13 +2,15 @@
 
 Routes are added by the lifespan once models are loaded (the schemas come from
 their manifests), so `/docs` shows each model's features, types and an example.
+The generated record models only document the body: it is checked by the model's
+`FeatureSchema`, as V1 and V2 check theirs, so every API words a mistake alike.
 """
 
 import inspect
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Request
-from pydantic import BaseModel, Discriminator, Tag
+from pydantic import Discriminator, SkipValidation, Tag
 
 from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
@@ -17,9 +19,12 @@ from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.record_models import PredictResponse, record_model
 from tabserve.service.api.schemas import error_responses
+from tabserve.service.api.v2 import parse_version
 from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.core.errors import InvalidInputError, Problem
 from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.core.served import ServedModel
+from tabserve.service.core.validation import RECORD
 from tabserve.service.protocol.records import records_document
 
 TAG = "records"
@@ -59,6 +64,13 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
         include_in_schema=False,
         route_class_override=RecordRoute,
     )
+    app.router.add_api_route(
+        "/models/{model}/versions/{version}/predict",
+        predict_unserved_version,
+        methods=["POST"],
+        include_in_schema=False,
+        route_class_override=RecordRoute,
+    )
     app.openapi_schema = None
 
 
@@ -66,15 +78,19 @@ def _add_route(
     app: FastAPI, path: str, name: str, version: int | None, model: ServedModel
 ) -> RecordRoute:
     record = record_model(model.manifest, model.schema.example)
+    # The record models document the body; SkipValidation leaves the checking to
+    # the model's FeatureSchema, whose wording is V2's (Pydantic's never reaches a client).
     body_type: Any = Annotated[
-        Annotated[record, Tag("record")] | Annotated[list[record], Tag("records")],  # type: ignore[valid-type]
-        Discriminator(_one_or_many),
+        Annotated[
+            Annotated[record, Tag("record")] | Annotated[list[record], Tag("records")],  # type: ignore[valid-type]
+            Discriminator(_one_or_many),
+        ],
+        SkipValidation,
         Body(description="One record, or a list of records, keyed by feature name."),
     ]
 
     async def endpoint(request: Request, body: Any, dataplane: DataPlane) -> PredictResponse:
-        records = body if isinstance(body, list) else [body]
-        return await _predict(dataplane, request, name, version, records)
+        return await _predict(dataplane, request, name, version, records_of(body))
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -113,8 +129,18 @@ def _add_route(
 
 
 def _one_or_many(body: Any) -> str:
-    # Validate against one branch only, so errors name the fields, not both union arms.
+    # The schema shows one branch per shape, not an anyOf of both.
     return "records" if isinstance(body, list) else "record"
+
+
+def records_of(body: Any) -> list[Any]:
+    """The records a body carries: one record, or a list of them (checked one by one later)."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        return [body]
+    problem = Problem("body", f"{RECORD}, or a list of such records", body)
+    raise InvalidInputError.of("shape", [problem])
 
 
 async def predict_unserved(model: str, request: Request, dataplane: DataPlaneDep) -> None:
@@ -123,18 +149,24 @@ async def predict_unserved(model: str, request: Request, dataplane: DataPlaneDep
     raise RuntimeError(f"model {model!r} is ready but has no record route")
 
 
+async def predict_unserved_version(
+    model: str, version: str, request: Request, dataplane: DataPlaneDep
+) -> None:
+    """Versions with no route of their own: unknown (404, naming the versions) or not ready."""
+    dataplane.model(model, parse_version(model, version))
+    raise RuntimeError(f"model {model!r} version {version} is ready but has no record route")
+
+
 async def _predict(
     dataplane: DataPlane,
     request: Request,
     name: str,
     version: int | None,
-    records: list[BaseModel],
+    records: list[Any],
 ) -> PredictResponse:
     request.state.model = name
     model = dataplane.model(name, version)
-    width = model.schema.width
-    rows = [[getattr(r, f"f{i}") for i in range(width)] for r in records]
-    batch = model.schema.from_rows(rows)
+    batch = model.schema.from_records(records)
     prediction = await predict_for(request, dataplane, model, batch)
     classes = [str(c) for c in model.manifest.target.classes or []]
     answer = records_document(

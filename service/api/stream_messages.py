@@ -11,8 +11,8 @@ Each message gets exactly one reply, in the order the messages came: the answer
 of `POST /models/{m}/predict` (`model`, `version`, `request_id`, `predictions`), or
 the error shape `{"request_id", "error", "code", "details"}`. Records are checked
 exactly as the named-feature API checks them: the common shape by the records
-express lane (`records_express.py`), anything else by the model's generated record
-model (`record_models.py`), then `FeatureSchema.from_rows`.
+express lane (`records_express.py`), anything else by `FeatureSchema.from_records`,
+so a mistake is worded as on every HTTP API.
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tabserve.service.api.limits import JsonLimits, check_document
-from tabserve.service.api.record_models import record_model
 from tabserve.service.api.records_express import RecordsExpress
 from tabserve.service.core.errors import InvalidInputError, Problem, ServiceError, TooLargeError
 from tabserve.service.core.runtime import Prediction
 from tabserve.service.core.served import ServedModel
 from tabserve.service.core.validation import ValidatedBatch
-from tabserve.service.protocol.error_body import error_body, problems_of, schema_errors
+from tabserve.service.protocol.error_body import error_body, problems_of
 from tabserve.service.protocol.records import records_answer
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -132,9 +130,6 @@ class RecordChecker:
         self.model = model
         self.schema = model.schema
         self.express = express
-        record = record_model(model.manifest, model.schema.example)
-        self._records: TypeAdapter[list[BaseModel]] = TypeAdapter(list[record])  # type: ignore[valid-type]
-        self._fields = [f"f{i}" for i in range(model.schema.width)]
         self.classes = [str(c) for c in model.manifest.target.classes or []]
 
     def check(self, records: list[Any]) -> ValidatedBatch:
@@ -142,7 +137,7 @@ class RecordChecker:
 
         Records of the common shape (exactly the feature names, numbers in range) are
         taken by the records express lane, as on `POST /models/{m}/predict`; the rest,
-        and every error, through the record model and `FeatureSchema.from_rows`.
+        and every error, through `FeatureSchema.from_records`.
         """
         if self.express is not None:
             accepted = self.express.accept(records)
@@ -154,12 +149,7 @@ class RecordChecker:
                 f"message has {len(records)} rows; at most {limit} are allowed per message",
                 [Problem("records", f"at most {limit} rows", f"{len(records)} rows")],
             )
-        try:
-            parsed = self._records.validate_python(records)
-        except ValidationError as exc:
-            raise _schema_error(exc) from exc
-        fields = self._fields
-        return self.schema.from_rows([[getattr(r, f) for f in fields] for r in parsed])
+        return self.schema.from_records(records)
 
     def answer(self, request_id: str, prediction: Prediction) -> bytes:
         """The encoded answer: the body `POST /models/{m}/predict` would return."""
@@ -171,12 +161,6 @@ class RecordChecker:
             prediction.proba,
             self.classes,
         )
-
-
-def _schema_error(exc: ValidationError) -> MessageError:
-    """Pydantic's errors as the HTTP API reports them (its 422 `invalid_request`)."""
-    found = schema_errors(exc.errors(), located=False)
-    return MessageError(found.message, "invalid_request", found.problems, "schema")
 
 
 def error_reply(request_id: str, exc: ServiceError) -> bytes:

@@ -24,7 +24,7 @@ from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.served import ServedModel
-from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
+from tabserve.service.core.validation import FeatureSchema, ValidatedBatch, did_you_mean
 from tabserve.service.protocol import (
     InferenceRequest,
     InputTensor,
@@ -355,7 +355,8 @@ def _batch(schema: FeatureSchema, inputs: list[InputTensor]) -> ValidatedBatch:
                 Problem(
                     f"input {name!r}",
                     f"one [rows, {schema.width}] tensor, or one tensor per feature named "
-                    f"as the features: {', '.join(schema.names)}",
+                    f"as the features: {', '.join(schema.names)}"
+                    f"{did_you_mean(name, schema.names)}",
                     name,
                 )
                 for name in unknown

@@ -7,6 +7,7 @@ vectorised over the whole batch; the per-value slow path runs only for object
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 # per-call overhead (1.1 against 4.5 µs for one row of 20 features).
 _PYTHON_CHECK_ROWS = 4
 _RANGE = f"a number between {-MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}"
+RECORD = "an object keyed by feature name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +168,19 @@ class FeatureSchema:
             mixed[:, i] = columns[name]
         return self._from_objects(mixed)
 
-    def from_records(self, records: Sequence[Mapping[str, Any]]) -> ValidatedBatch:
-        """Rows as objects keyed by feature name."""
+    def from_records(self, records: Sequence[Any]) -> ValidatedBatch:
+        """Rows as objects keyed by feature name (anything else is refused, by row)."""
         self._check_rows(len(records))
-        for record in records:
-            self._check_names(record.keys())
+        problems: list[Problem] = []
+        for row, record in enumerate(records):
+            if isinstance(record, Mapping):
+                problems += self._name_problems(record.keys(), row)
+            else:
+                problems.append(Problem("record", RECORD, record, row=row))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+        if problems:
+            raise InvalidInputError.of(_names_reason(problems), problems[:MAX_PROBLEMS])
         return self._from_objects(
             np.asarray([[r[n] for n in self.names] for r in records], dtype=object).reshape(
                 len(records), self.width
@@ -204,18 +214,24 @@ class FeatureSchema:
             )
 
     def _check_names(self, given: Any) -> None:
+        problems = self._name_problems(given, None)
+        if problems:
+            raise InvalidInputError.of(_names_reason(problems), problems)
+
+    def _name_problems(self, given: Any, row: int | None) -> list[Problem]:
+        """The features missing from `given` and its names that are no feature."""
         names = set(given)
         missing = [n for n in self.names if n not in names]
-        unknown = sorted(names - set(self.index))
+        unknown = sorted(names - set(self.index), key=str)
         problems = [
-            Problem(n, "a value (the feature is required)", None, index=self.index[n])
+            Problem(n, "a value (the feature is required)", None, index=self.index[n], row=row)
             for n in missing
         ]
-        problems += [Problem("feature name", f"one of {self.names}", n) for n in unknown]
-        if problems:
-            raise InvalidInputError.of(
-                "missing_feature" if missing else "unknown_feature", problems
-            )
+        problems += [
+            Problem("feature name", f"one of {self.names}{did_you_mean(n, self.names)}", n, row=row)
+            for n in unknown
+        ]
+        return problems
 
     def _from_objects(self, data: npt.NDArray[np.object_]) -> ValidatedBatch:
         """Check each value of a mixed-type matrix; numbers become floats."""
@@ -371,6 +387,23 @@ class FeatureSchema:
         return problems
 
 
+def did_you_mean(name: Any, names: Sequence[str]) -> str:
+    """` (did you mean 'sepal_width_cm'?)` for the feature name closest to a typo, else ``."""
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _names_reason(problems: list[Problem]) -> str:
+    """The rejection metric's label for records whose names or shape do not fit."""
+    if any(p.field == "record" for p in problems):
+        return "shape"
+    if any(p.index is not None for p in problems):
+        return "missing_feature"
+    return "unknown_feature"
+
+
 def _as_number(value: Any) -> float | None:
     """A JSON number (or None/NaN for missing) as float; None for anything else.
 
@@ -400,5 +433,8 @@ def _reason(problems: list[Problem], categories: Mapping[int, Any]) -> str:
     return "type"
 
 
-def _json_number(value: float) -> float | str:
+def _json_number(value: float) -> float | str | None:
+    """A checked value as the error repeats it: a missing one (NaN) as null, as sent."""
+    if math.isnan(value):
+        return None
     return value if math.isfinite(value) else str(value)

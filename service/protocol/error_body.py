@@ -2,7 +2,9 @@
 
 Each detail names the field, the row, the value given (bounded in size) and what was
 expected. Built from a domain error (`ServiceError`) or from Pydantic's validation
-errors; the web layer adds the HTTP status, the streams a `request_id`.
+errors, whose messages are reworded as the feature checks word theirs ("a number",
+not "Input should be a valid number"); the web layer adds the HTTP status, the
+streams a `request_id`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tabserve.service.core.errors import (
 MAX_DETAILS = 20
 """A body of 10 000 wrong rows has 10 000 errors: the answer lists the first few."""
 _SHOWN_IN_MESSAGE = 5
-_UNION_TAGS = frozenset({"record", "records"})
+_UNION_TAGS = frozenset({"item", "items"})  # feedback's one-or-many body
 _ECHO_ITEMS = 20
 _ECHO_CHARS = 200
 _ECHO_DEPTH = 4
@@ -58,37 +60,79 @@ class SchemaErrors:
     message: str
 
 
-def schema_errors(errors: Sequence[ErrorDetails], *, located: bool) -> SchemaErrors:
-    """Pydantic's `errors()` as the error body reports them.
+def schema_errors(errors: Sequence[ErrorDetails]) -> SchemaErrors:
+    """FastAPI's request validation errors as the error body reports them.
 
-    `located`: each `loc` starts with where the input was found ("body", "query"),
-    as FastAPI's request validation gives it, and the record/records union tags are
-    not field names; otherwise `loc` starts inside the validated records.
+    Each `loc` starts with where the input was found ("body", "query"); the tags of
+    a one-or-many union are not field names.
     """
-    problems = [_schema_problem(err, located) for err in errors[:MAX_DETAILS]]
+    problems = [_schema_problem(err) for err in errors[:MAX_DETAILS]]
     message = "; ".join(p.describe() for p in problems[:_SHOWN_IN_MESSAGE])
     if len(errors) > _SHOWN_IN_MESSAGE:
         message += f" (and {len(errors) - _SHOWN_IN_MESSAGE} more)"
     return SchemaErrors(problems, message)
 
 
-def _schema_problem(err: ErrorDetails, located: bool) -> Problem:
-    """`loc` like ("body", "records", 3, "age") -> field "age", row 3."""
+def _schema_problem(err: ErrorDetails) -> Problem:
+    """`loc` like ("body", "items", 3, "truth") -> field "truth", row 3."""
     loc = list(err.get("loc", ()))
-    if located:
-        names = [p for p in loc[1:] if isinstance(p, str) and p not in _UNION_TAGS]
-        fallback = str(loc[0]) if loc else "body"
-    else:
-        names = [p for p in loc if isinstance(p, str)]
-        fallback = "records"
+    names = [p for p in loc[1:] if isinstance(p, str) and p not in _UNION_TAGS]
     rows = [p for p in loc if isinstance(p, int)]
     missing = err.get("type") == "missing"
     return Problem(
-        field=names[-1] if names else fallback,
-        expected="a value (it is required)" if missing else err.get("msg", "valid input"),
+        field=names[-1] if names else str(loc[0]) if loc else "body",
+        expected=expectation(err),
         value=None if missing else err.get("input"),
         row=rows[0] if rows else None,
     )
+
+
+_EXPECTED = {
+    "missing": "a value (it is required)",
+    "extra_forbidden": "only the documented fields (see /docs)",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "union_tag_invalid": "an object or a list of objects",
+    "union_tag_not_found": "an object or a list of objects",
+}
+_BOUNDS = {
+    "greater_than": ("gt", "a number greater than {}"),
+    "greater_than_equal": ("ge", "a number of at least {}"),
+    "less_than": ("lt", "a number less than {}"),
+    "less_than_equal": ("le", "a number of at most {}"),
+    "literal_error": ("expected", "one of {}"),
+    "string_pattern_mismatch": ("pattern", "a string matching {}"),
+    "string_too_long": ("max_length", "at most {} characters"),
+    "string_too_short": ("min_length", "at least {} characters"),
+    "too_long": ("max_length", "at most {} items"),
+    "too_short": ("min_length", "at least {} items"),
+}
+
+
+def expectation(err: ErrorDetails) -> str:
+    """What a Pydantic error says was expected, in the feature checks' words."""
+    kind = err.get("type", "")
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    ctx = err.get("ctx") or {}
+    if kind in _BOUNDS and _BOUNDS[kind][0] in ctx:
+        key, template = _BOUNDS[kind]
+        return template.format(ctx[key])
+    message = err.get("msg", "valid input")
+    for prefix in ("Input should be ", "Value error, ", "expected "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _detail(p: Problem) -> dict[str, Any]:

@@ -228,10 +228,10 @@ def test_missing_and_out_of_range_rates(client: TestClient) -> None:
 
 
 def test_an_unseen_category_counts_in_its_own_bin(client: TestClient) -> None:
-    # The APIs refuse a category training never saw (422), so it is never served and
+    # The APIs refuse a category training never saw (400), so it is never served and
     # never counted; it would reach the call listeners only if validation let it through.
     refused = client.post("/models/churn/predict", json={**CHURN_ROW, "city": "tokyo"})
-    assert refused.status_code == 422
+    assert refused.status_code == 400
     assert by_name(client.get("/models/churn/drift").json())["city"]["rows"] == 0
     state = client.app.state.tabserve  # type: ignore[attr-defined]
     model = state.registry.ready("churn")

@@ -158,7 +158,7 @@ def _nested(depth: int) -> Any:
 
 def test_records_nested_past_the_limit_get_413_naming_it(client: TestClient) -> None:
     at_limit = client.post("/models/iris/predict", json={**IRIS_ROW, "sepal_width_cm": _nested(32)})
-    assert at_limit.status_code == 422  # inside the limit: schema validation answers
+    assert at_limit.status_code == 400  # inside the limit: the feature check answers
 
     too_deep = client.post("/models/iris/predict", json={**IRIS_ROW, "sepal_width_cm": _nested(33)})
     assert too_deep.status_code == 413
@@ -206,8 +206,8 @@ def test_a_string_past_the_limit_gets_413_without_echoing_it(client: TestClient)
     assert len(response.content) < 1000
 
     at_limit = client.post("/models/churn/predict", json={**row, "city": "x" * 4096})
-    assert at_limit.status_code == 422  # an unknown category, not a limit
-    assert at_limit.json()["code"] == "invalid_request"
+    assert at_limit.status_code == 400  # an unknown category, not a limit
+    assert at_limit.json()["code"] == "invalid_input"
     assert at_limit.json()["details"][0]["value"] == "x" * 200 + "..."
 
 
@@ -434,7 +434,7 @@ API_CALLS: list[tuple[str, str, Any, int]] = [
     ("GET", "/openapi.json", None, 200),
     ("GET", "/models", None, 200),
     ("POST", "/models/iris/predict", IRIS_ROW, 200),
-    ("POST", "/models/iris/predict", {"sepal_length_cm": "x"}, 422),
+    ("POST", "/models/iris/predict", {"sepal_length_cm": "x"}, 400),
     ("POST", "/v1/models/iris:predict", {"instances": [[1, 2, 3, 4]]}, 200),
     ("POST", "/v2/models/iris/infer", V2_BODY, 200),
     ("POST", "/v2/models/iris/versions/1/infer", {"inputs": []}, 400),

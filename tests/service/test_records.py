@@ -71,49 +71,104 @@ def test_categorical_and_missing_values_pass_through(client: TestClient) -> None
     )
 
 
+NAMES = "['sepal_length_cm', 'sepal_width_cm', 'petal_length_cm', 'petal_width_cm']"
+TYPO = {("sepal_widht_cm" if k == "sepal_width_cm" else k): v for k, v in IRIS_ROW.items()}
+# (body, the error's message, its first detail): V2's wording, index and row always filled.
+BAD_RECORDS: list[tuple[object, str, dict[str, object]]] = [
+    (
+        {**IRIS_ROW, "petal_width_cm": "abc"},
+        "feature 'petal_width_cm' (index 3), row 0: expected a number, got 'abc'",
+        {"field": "petal_width_cm", "index": 3, "row": 0, "value": "abc", "expected": "a number"},
+    ),
+    (
+        [IRIS_ROW, {**IRIS_ROW, "sepal_length_cm": True}],
+        "feature 'sepal_length_cm' (index 0), row 1: expected a number, got True",
+        {"field": "sepal_length_cm", "index": 0, "row": 1, "value": True},
+    ),
+    (
+        {k: v for k, v in IRIS_ROW.items() if k != "sepal_width_cm"},
+        "feature 'sepal_width_cm' (index 1), row 0: expected a value (the feature is "
+        "required), got None",
+        {"field": "sepal_width_cm", "index": 1, "row": 0, "value": None},
+    ),
+    (
+        {**IRIS_ROW, "colour": "blue"},
+        f"feature name, row 0: expected one of {NAMES}, got 'colour'",
+        {"field": "feature name", "index": None, "row": 0, "value": "colour"},
+    ),
+    (
+        TYPO,
+        "feature 'sepal_width_cm' (index 1), row 0: expected a value (the feature is "
+        f"required), got None; feature name, row 0: expected one of {NAMES} (did you mean "
+        "'sepal_width_cm'?), got 'sepal_widht_cm'",
+        {"field": "sepal_width_cm", "index": 1, "row": 0, "value": None},
+    ),
+    (
+        {**IRIS_ROW, "sepal_length_cm": None},
+        "feature 'sepal_length_cm' (index 0), row 0: expected a number (this model does not "
+        "accept missing values), got None",
+        {"field": "sepal_length_cm", "index": 0, "row": 0, "value": None},
+    ),
+    (
+        [IRIS_ROW, 7],
+        "record, row 1: expected an object keyed by feature name, got 7",
+        {"field": "record", "index": None, "row": 1, "value": 7},
+    ),
+    (
+        "setosa",
+        "body: expected an object keyed by feature name, or a list of such records, got 'setosa'",
+        {"field": "body", "index": None, "row": None, "value": "setosa"},
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("record", "status", "field", "value", "expected_part"),
-    [
-        ({**IRIS_ROW, "petal_width_cm": "abc"}, 422, "petal_width_cm", "abc", "number"),
-        (
-            {k: v for k, v in IRIS_ROW.items() if k != "sepal_width_cm"},
-            422,
-            "sepal_width_cm",
-            None,
-            "required",
-        ),
-        ({**IRIS_ROW, "colour": "blue"}, 422, "colour", "blue", "not permitted"),
-        ({**IRIS_ROW, "sepal_length_cm": None}, 422, "sepal_length_cm", None, "number"),
-    ],
+    ("body", "message", "detail"),
+    BAD_RECORDS,
+    ids=["type", "type-row-1", "missing", "unknown", "typo", "null", "not-a-record", "not-a-body"],
 )
-def test_bad_records_name_field_value_and_expectation(
-    client: TestClient,
-    record: dict[str, object],
-    status: int,
-    field: str,
-    value: object,
-    expected_part: str,
+def test_bad_records_are_worded_as_v2_words_them(
+    client: TestClient, body: object, message: str, detail: dict[str, object]
 ) -> None:
-    response = client.post("/models/iris/predict", json=record)
-    assert response.status_code == status
-    body = response.json()
-    assert body["code"] == "invalid_request"
-    [detail] = body["details"]
-    assert detail["field"] == field
-    assert detail["value"] == value
-    assert expected_part in detail["expected"].lower()
-    assert field in body["error"]
+    response = client.post("/models/iris/predict", json=body)
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["error"] == message
+    assert answer["code"] == "invalid_input"
+    assert detail.items() <= answer["details"][0].items()
+
+
+def test_a_typo_gets_the_closest_feature_name_on_v1_v2_and_records(client: TestClient) -> None:
+    suggestion = "(did you mean 'sepal_width_cm'?)"
+    records = client.post("/models/iris/predict", json=TYPO).json()
+    v1 = client.post("/v1/models/iris:predict", json={"instances": [TYPO]}).json()
+    assert v1 == records  # V1 records are checked alike, word for word
+    inputs = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+        for name, value in TYPO.items()
+    ]
+    v2 = client.post("/v2/models/iris/infer", json={"inputs": inputs}).json()
+    assert v2["details"][0]["field"] == "input 'sepal_widht_cm'"
+    assert v2["details"][0]["expected"].endswith(suggestion)
+    assert records["details"][1]["expected"].endswith(suggestion)
+    far = client.post("/models/iris/predict", json={**IRIS_ROW, "zzz": 1}).json()
+    assert "did you mean" not in far["error"]
 
 
 def test_unknown_category_names_the_allowed_ones(client: TestClient) -> None:
     response = client.post(
         "/models/churn/predict", json={"age": 40, "city": "tokyo", "income": 1000.0}
     )
-    assert response.status_code == 422
-    [detail] = response.json()["details"]
-    assert detail["field"] == "city"
-    assert detail["value"] == "tokyo"
-    assert "'berlin', 'lisbon' or 'paris'" in detail["expected"]
+    assert response.status_code == 400
+    assert response.json()["details"] == [
+        {
+            "field": "city",
+            "index": 1,
+            "row": 0,
+            "value": "tokyo",
+            "expected": "a known category: one of ['berlin', 'lisbon', 'paris']",
+        }
+    ]
 
 
 def test_too_many_rows_is_413(client: TestClient) -> None:
@@ -142,9 +197,20 @@ def test_unknown_model_is_404_listing_the_served_ones(client: TestClient) -> Non
     }
 
 
-def test_unknown_version_is_404(client: TestClient) -> None:
-    response = client.post("/models/iris/versions/9/predict", json=IRIS_ROW)
+def test_unknown_version_is_404_listing_the_versions_as_v2_does(client: TestClient) -> None:
+    for path in ("/models/iris/versions/9/predict", "/v2/models/iris/versions/9/infer"):
+        response = client.post(path, json=IRIS_ROW)
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": "model 'iris' has no version 9; versions: 1, 2",
+            "code": "model_not_found",
+            "details": [],
+        }
+    response = client.post("/models/iris/versions/x/predict", json=IRIS_ROW)
     assert response.status_code == 404
+    assert response.json()["error"] == (
+        "model 'iris' has no version 'x'; versions are positive integers written in ASCII digits"
+    )
 
 
 def test_models_listing_has_versions_and_training_metrics(client: TestClient) -> None:

@@ -2,8 +2,8 @@
 
 Each body goes to an app with the fast path on (the express route in front of the
 record routes) and to one with it off; status and JSON must agree. Both get the
-same X-Request-ID, since the answer echoes it. The numbers are compared as JSON
-values: orjson writes 1e-05 as 0.00001.
+same X-Request-ID, since the answer echoes it. Answers are compared as JSON values
+(orjson writes 1e-05 as 0.00001), errors byte for byte.
 """
 
 from __future__ import annotations
@@ -55,19 +55,25 @@ LEFT: list[tuple[str, Any]] = [
     ("/models/iris/predict", [[SETOSA]]),
     ("/models/iris/predict", [SETOSA] * 101),  # over max_rows (100 in tests)
     ("/models/iris/predict", "setosa"),
+    ("/models/iris/predict", {**SETOSA, "sepal_widht_cm": 3.0}),  # a typo: did you mean
+    ("/models/iris/predict", [SETOSA, {**SETOSA, "sepal_length_cm": "x"}]),
+    ("/models/iris/predict", {**SETOSA, "sepal_length_cm": 1e39}),
     ("/models/iris/versions/9/predict", SETOSA),
+    ("/models/iris/versions/x/predict", SETOSA),
     ("/models/atlantis/predict", SETOSA),
     ("/models/churn/predict", {"age": 40, "city": "paris", "income": 50_000.0}),
 ]
 
 
 def answer(client: TestClient, path: str, body: Any) -> tuple[int, Any, str]:
+    """Status, JSON (its bytes for an error) and content type."""
     response = client.post(
         path,
         content=orjson.dumps(body),
         headers={"content-type": "application/json", "x-request-id": "same-id"},
     )
-    return response.status_code, response.json(), response.headers["content-type"]
+    payload = response.json() if response.status_code == 200 else response.content
+    return response.status_code, payload, response.headers["content-type"]
 
 
 def test_express_and_general_routes_answer_alike(
@@ -76,6 +82,27 @@ def test_express_and_general_routes_answer_alike(
     fast, slow = fast_and_general
     for path, body in taken(settings) + LEFT:
         assert answer(fast, path, body) == answer(slow, path, body), (path, body)
+
+
+def test_errors_have_v2_wording_on_both_routes(
+    fast_and_general: tuple[TestClient, TestClient],
+) -> None:
+    for client in fast_and_general:
+        errors = [answer(client, path, body) for path, body in LEFT]
+        errors = [e for e in errors if e[0] != 200]  # out of range and churn are served
+        assert len(errors) == len(LEFT) - 2
+        for status, payload, _ in errors:
+            assert status in (400, 404, 413), payload
+            assert b"should be" not in payload, payload
+            assert b"not permitted" not in payload, payload
+        typo = answer(client, "/models/iris/predict", {**SETOSA, "sepal_widht_cm": 3.0})
+        assert b"(did you mean 'sepal_width_cm'?), got 'sepal_widht_cm'" in typo[1]
+        unknown = answer(client, "/models/iris/versions/9/predict", SETOSA)
+        assert unknown[:2] == (
+            404,
+            b'{"error":"model \'iris\' has no version 9; versions: 1, 2",'
+            b'"code":"model_not_found","details":[]}',
+        )
 
 
 def lane(client: TestClient, name: str, version: int | None = None) -> RecordsExpress | None:
@@ -137,9 +164,9 @@ def test_a_body_left_to_fastapi_is_counted_once(
         assert response.status_code == 200
         assert response.headers.get_list("x-request-id") == [response.json()["request_id"]]
     response = fast.post("/models/iris/predict", json={"sepal_length_cm": "x"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     text = fast.get("/metrics").text
     route = 'method="POST",route="/models/iris/predict"'
     assert f'tabserve_http_requests_total{{{route},status="200"}} 2.0' in text
-    assert f'tabserve_http_requests_total{{{route},status="422"}} 1.0' in text
+    assert f'tabserve_http_requests_total{{{route},status="400"}} 1.0' in text
     assert 'tabserve_out_of_range_values_total{feature="sepal_length_cm",model="iris",' in text

@@ -69,8 +69,9 @@ def test_predict_command_reports_the_services_refusal(server: Any, tmp_path: Pat
     rows.write_text('[{"sepal_length_cm": "tall"}]')
     result = run_predict(str(rows), "--model", "iris", "--url", server.url)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: 422 from /models/iris/predict: ")
-    assert "sepal_length_cm" in result.stderr
+    assert result.stderr.startswith("error: 400 from /models/iris/predict: ")
+    # the names are checked before the values, as on V1 and V2
+    assert "feature 'sepal_width_cm' (index 1), row 0: expected a value" in result.stderr
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -148,15 +148,15 @@ BAD_MESSAGES: list[tuple[str, str, str | None, dict[str, Any]]] = [
     ("42", "invalid_request", None, {"field": "message", "value": 42}),
     (
         json.dumps({"request_id": "b1", "records": [{**ROW, "petal_width_cm": "wide"}]}),
-        "invalid_request",
+        "invalid_input",
         "b1",
-        {"field": "petal_width_cm", "row": 0, "value": "wide"},
+        {"field": "petal_width_cm", "index": 3, "row": 0, "value": "wide", "expected": "a number"},
     ),
     (
         json.dumps({"request_id": "b2", "records": {**ROW, "colour": "red"}}),
-        "invalid_request",
+        "invalid_input",
         "b2",
-        {"field": "colour", "row": 0, "value": "red"},
+        {"field": "feature name", "row": 0, "value": "colour"},
     ),
     (
         json.dumps({"request_id": "b3", "records": [ROW] * 101}),
@@ -214,14 +214,24 @@ def test_a_bad_message_gets_an_error_and_the_stream_goes_on(client: TestClient) 
     assert metric(client, 'tabserve_validation_errors_total{model="iris",reason="malformed"}') == 1
 
 
-def test_schema_errors_name_the_same_problem_as_the_http_api(client: TestClient) -> None:
-    bad = [ROW, {**ROW, "sepal_width_cm": "x"}]
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [ROW, {**ROW, "sepal_width_cm": "x"}],
+        {("sepal_widht_cm" if k == "sepal_width_cm" else k): v for k, v in ROW.items()},
+        [ROW, 7],
+    ],
+    ids=["wrong-type", "typo", "not-a-record"],
+)
+def test_errors_are_worded_as_the_http_api_words_them(client: TestClient, bad: Any) -> None:
     with client.websocket_connect("/models/iris/stream") as ws:
         ws.send_json(bad)
         error = ws.receive_json()
     http = client.post("/models/iris/predict", json=bad).json()
-    assert error["code"] == http["code"] == "invalid_request"
+    assert error["code"] == http["code"] == "invalid_input"
+    assert error["error"] == http["error"]
     assert error["details"] == http["details"]
+    assert "should be" not in error["error"]
 
 
 def test_back_pressure_stops_reading_when_the_window_is_full(client: TestClient, hold: Any) -> None:
@@ -552,13 +562,13 @@ def test_common_stream_messages_skip_the_general_checks(
 ) -> None:
     fast, general = fast_and_general
     checked: list[int] = []
-    general_check = FeatureSchema.from_rows
+    general_check = FeatureSchema.from_records
 
-    def counting(self: FeatureSchema, rows: Any) -> Any:
-        checked.append(len(rows))
-        return general_check(self, rows)
+    def counting(self: FeatureSchema, records: Any) -> Any:
+        checked.append(len(records))
+        return general_check(self, records)
 
-    monkeypatch.setattr(FeatureSchema, "from_rows", counting)
+    monkeypatch.setattr(FeatureSchema, "from_records", counting)
     stream_replies(fast, EXPRESS_TAKES)
     assert checked == []
     stream_replies(general, EXPRESS_TAKES)

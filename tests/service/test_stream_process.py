@@ -55,7 +55,7 @@ def test_a_real_client_pipelines_messages_over_one_connection(server: Any) -> No
             ws.send(message)
         replies = [json.loads(ws.recv(timeout=60)) for _ in messages]
     assert [r["request_id"] for r in replies] == ["bad" if i == 30 else f"p{i}" for i in range(60)]
-    assert replies[30]["code"] == "invalid_request"
+    assert replies[30]["code"] == "invalid_input"
     answered = [r for i, r in enumerate(replies) if i != 30]
     sent = [r for i, r in enumerate(records) if i != 30]
     direct = httpx.post(server.url + "/models/iris/predict", json=sent, timeout=30).json()
@@ -91,7 +91,7 @@ def test_cli_streams_json_lines_and_prints_answers_in_order(server: Any, tmp_pat
     assert done.returncode == 1, done.stderr  # one message was refused
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["request_id"] for r in replies] == [f"l{i}" for i in range(25)]
-    assert replies[7]["code"] == "invalid_request"
+    assert replies[7]["code"] == "invalid_input"
     assert all("predictions" in r for i, r in enumerate(replies) if i != 7)
     assert "25 messages, 24 answered, 1 refused" in done.stderr
 

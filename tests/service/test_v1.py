@@ -50,3 +50,14 @@ def test_missing_value_refused_for_a_model_without_imputation(client: TestClient
 
 def test_v1_model_status(client: TestClient) -> None:
     assert client.get("/v1/models/iris").json() == {"name": "iris", "ready": True}
+
+
+def test_request_shape_errors_use_the_feature_checks_words(client: TestClient) -> None:
+    """FastAPI's validation of the V1 body reaches the client reworded, not as Pydantic's."""
+    wrong = client.post("/v1/models/iris:predict", json={"instances": 5})
+    assert wrong.status_code == 422
+    assert wrong.json()["error"] == "instances: expected a list, got 5"
+    missing = client.post("/v1/models/iris:predict", json={"rows": []})
+    assert missing.json()["error"] == "instances: expected a value (it is required), got None"
+    query = client.get("/models/iris/drift", params={"version": "x"})
+    assert query.json()["error"] == "version: expected 1 to 18 ASCII digits (0-9), got 'x'"
