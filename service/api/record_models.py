@@ -1,4 +1,8 @@
-"""Pydantic models generated from a manifest, so `/docs` shows each model's real features."""
+"""Pydantic models generated from a manifest, so `/docs` shows each model's real features.
+
+They document the record routes' body; the body itself is checked by the model's
+`FeatureSchema` (`records.py`), so its errors are worded as on V1 and V2.
+"""
 
 from __future__ import annotations
 
