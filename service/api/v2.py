@@ -24,7 +24,12 @@ from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
 from tabserve.service.core.served import ServedModel
-from tabserve.service.core.validation import FeatureSchema, ValidatedBatch, did_you_mean
+from tabserve.service.core.validation import (
+    MAX_PROBLEMS,
+    FeatureSchema,
+    ValidatedBatch,
+    did_you_mean,
+)
 from tabserve.service.protocol import (
     InferenceRequest,
     InputTensor,
@@ -359,7 +364,7 @@ def _batch(schema: FeatureSchema, inputs: list[InputTensor]) -> ValidatedBatch:
                     f"{did_you_mean(name, schema.names)}",
                     name,
                 )
-                for name in unknown
+                for name in unknown[:MAX_PROBLEMS]  # a suggestion each: the first few only
             ],
         )
     columns = {}

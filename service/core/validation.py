@@ -227,9 +227,11 @@ class FeatureSchema:
             Problem(n, "a value (the feature is required)", None, index=self.index[n], row=row)
             for n in missing
         ]
+        # The first few only: a body of a million unknown keys must not cost a million
+        # suggestions (or details).
         problems += [
             Problem("feature name", f"one of {self.names}{did_you_mean(n, self.names)}", n, row=row)
-            for n in unknown
+            for n in unknown[:MAX_PROBLEMS]
         ]
         return problems
 

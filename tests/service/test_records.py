@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,3 +239,29 @@ def test_openapi_shows_each_models_real_features_and_an_example(client: TestClie
     assert set(iris["examples"][0]) == set(IRIS_ROW)
     churn = schemas["ChurnV1Record"]["properties"]["city"]
     assert {"enum": ["berlin", "lisbon", "paris"], "type": "string"} in churn["anyOf"]
+
+
+def test_many_unknown_names_cost_a_few_suggestions_and_details_on_records_and_v2(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    close_matches = difflib.get_close_matches
+
+    def counted(word: str, *args: Any, **kwargs: Any) -> list[str]:
+        calls.append(word)
+        return close_matches(word, *args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", counted)
+    record = {**IRIS_ROW, **{f"sepal_widt{i}": 1.0 for i in range(5000)}}
+    response = client.post("/models/iris/predict", json=record)
+    assert response.status_code == 400
+    assert len(response.json()["details"]) == 20
+    assert len(calls) == 20
+    inputs = [
+        {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+        for name, value in record.items()
+    ]
+    response = client.post("/v2/models/iris/infer", json={"inputs": inputs})
+    assert response.status_code == 400
+    assert len(response.json()["details"]) == 20
+    assert len(calls) == 40
