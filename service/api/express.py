@@ -102,7 +102,9 @@ class ExpressLanes:
         """The record route of a served version for this exact path (routes change on reloads)."""
         path: str = scope["path"]
         known = self._record_routes.get(path)
-        if known is not None and known in self.router.routes:
+        # `retired`, not `known in self.router.routes`: Starlette routes compare by
+        # value, so that test cost a dozen __eq__ calls per request.
+        if known is not None and not known.retired:
             return known
         self._record_routes.pop(path, None)
         for route in self.router.routes:

@@ -39,6 +39,8 @@ class RecordRoute(JsonBodyRoute):
     """
 
     serves: tuple[str, int | None] | None = None
+    retired: bool = False
+    """Set once a rebuild has taken the route out of the router (caches drop it)."""
 
 
 def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
@@ -47,6 +49,9 @@ def install_record_routes(app: FastAPI, registry: ModelRegistry) -> None:
     Called at start-up and after every change to the registry, on the event loop and
     without awaiting, so no request is routed while the list is being rebuilt.
     """
+    for route in app.router.routes:
+        if isinstance(route, RecordRoute):
+            route.retired = True
     app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, RecordRoute)]
     for name in registry.names():
         versions = registry.versions(name)
