@@ -107,8 +107,11 @@ class DrainRun:
 def drain_under_load(process: subprocess.Popen[bytes], port: int, clients: int = 8) -> DrainRun:
     """`clients` keep-alive and `clients` new-connection clients, SIGTERM, until refused."""
     run = DrainRun()
-    pool = [threading.Thread(target=_keep_alive, args=(port, run)) for _ in range(clients)]
-    pool += [threading.Thread(target=_new_each_time, args=(port, run)) for _ in range(clients)]
+    pool = [
+        threading.Thread(target=_client, args=(port, run, keep_alive))
+        for keep_alive in (True, False)
+        for _ in range(clients)
+    ]
     for thread in pool:
         thread.start()
     _wait(lambda: run.outcomes["answered"] >= 400)
@@ -119,8 +122,9 @@ def drain_under_load(process: subprocess.Popen[bytes], port: int, clients: int =
     return run
 
 
-def _keep_alive(port: int, run: DrainRun) -> None:
-    """Requests on one connection; a new one after each closing answer, until refused."""
+def _client(port: int, run: DrainRun, keep_alive: bool) -> None:
+    """Requests until refused: many on one connection (a new one after each closing
+    answer) with `keep_alive`, else one per connection."""
     while True:
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_SECONDS)
@@ -131,20 +135,8 @@ def _keep_alive(port: int, run: DrainRun) -> None:
             while True:
                 outcome, closes = _one_answer(sock)
                 run.add(outcome)
-                if outcome != "answered" or closes:
+                if not keep_alive or outcome != "answered" or closes:
                     break
-
-
-def _new_each_time(port: int, run: DrainRun) -> None:
-    while True:
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_SECONDS)
-        except ConnectionRefusedError:
-            run.add("refused at connect")
-            return
-        with sock:
-            outcome, _ = _one_answer(sock)
-            run.add(outcome)
 
 
 def _one_answer(sock: socket.socket) -> tuple[str, bool]:
