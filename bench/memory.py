@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench.models import ensure_models
-from bench.run import ROOT, process, progress, v2_body
+from bench.run import ROOT, process, progress, serve_command, v2_body
 
 
 def memory_of(pid: int) -> tuple[float, float]:
@@ -80,14 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| workers | process | RSS MiB | PSS MiB |", "|---|---|---:|---:|"]
     for workers in (1, 2):
         port = 8790 + workers
-        command = [
-            sys.executable,
-            "-m",
-            "tabserve.service",
-            "serve",
-            "--models-dir",
-            str(args.models_dir),
-        ]
+        command = serve_command(args.models_dir)
         command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
         with process(command, port, None, work / f"memory-{workers}.log") as url:
             for model in ("forest", "logistic", "hgb"):  # touch every model in every worker

@@ -22,7 +22,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.models import ensure_models, sample_rows
-from bench.run import ROOT, SCENARIOS, Row, load_served, measure, process, progress
+from bench.run import ROOT, SCENARIOS, Row, load_served, measure, process, progress, serve_command
 from tabserve.service.core.dataplane import Served
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.predlog.journal import Journal
@@ -115,14 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-predlog-"))
     costs = in_process_costs(args.models_dir, work)
     progress(", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
-    serve = [
-        sys.executable,
-        "-m",
-        "tabserve.service",
-        "serve",
-        "--models-dir",
-        str(args.models_dir),
-    ]
+    serve = serve_command(args.models_dir)
     rows: list[tuple[str, Row]] = []
     port = 8790
     for round_ in range(1, args.rounds + 1):

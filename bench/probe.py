@@ -24,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from bench.probe_load import (
     logged_request_ids,
 )
 from bench.probe_wire import Tally, abort_upload, exchange
-from bench.run import progress
+from bench.run import progress, serve_command
 from tabserve.training.datasets import load_bundled
 from tabserve.training.pipeline import TrainRequest, train
 
@@ -99,18 +98,7 @@ def serving(models: Path, work: Path, workers: int, log_on: bool) -> Iterator[Se
             "TABSERVE_PREDLOG_DURABILITY": "journal",
             "TABSERVE_DATA_DIR": str(work / "data"),
         }
-    command = [
-        sys.executable,
-        "-m",
-        "tabserve.service",
-        "serve",
-        "--models-dir",
-        str(models),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    command = serve_command(models, "--port", str(port), "--workers", str(workers))
     with (work / f"server-{workers}.log").open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
     server = Server(process, port)

@@ -88,6 +88,19 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def serve_command(models_dir: Path, *extra: str) -> list[str]:
+    """`tabserve serve` on `models_dir` from this interpreter, with `extra` arguments."""
+    return [
+        sys.executable,
+        "-m",
+        "tabserve.service",
+        "serve",
+        "--models-dir",
+        str(models_dir),
+        *extra,
+    ]
+
+
 @contextmanager
 def process(
     command: list[str],
@@ -207,14 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     costs = engine_costs(args.models_dir)
     rows: list[Row] = []
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-"))
-    serve = [
-        sys.executable,
-        "-m",
-        "tabserve.service",
-        "serve",
-        "--models-dir",
-        str(args.models_dir),
-    ]
+    serve = serve_command(args.models_dir)
     port = 8700
     with process([*serve, "--port", str(port)], port, "0", work / "tabserve.log") as url:
         rows += [measure(url, s, "tabserve", args.seconds, work, 1) for s in [*SCENARIOS, RECORDS]]

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.load import run_load
 from bench.memory import children, memory_of, server_pid
 from bench.models import ensure_models
-from bench.run import ROOT, process, progress, v2_body
+from bench.run import ROOT, process, progress, serve_command, v2_body
 
 
 def total_memory(top: int) -> tuple[float, float]:
@@ -43,14 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_models(args.models_dir)
     work = Path(tempfile.mkdtemp(prefix="tabserve-soak-"))
     port = 8795
-    command = [
-        sys.executable,
-        "-m",
-        "tabserve.service",
-        "serve",
-        "--models-dir",
-        str(args.models_dir),
-    ]
+    command = serve_command(args.models_dir)
     command += ["--port", str(port), "--workers", str(args.workers), "--log-level", "warning"]
     samples: list[tuple[float, float, float]] = []
     requests = 0.0

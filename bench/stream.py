@@ -34,7 +34,7 @@ from websockets.asyncio.client import connect
 
 from bench.load import run_load, wrk_available
 from bench.models import ensure_models, sample_rows
-from bench.run import ROOT, process, progress, v2_body
+from bench.run import ROOT, process, progress, serve_command, v2_body
 
 MODELS = ("forest", "logistic")
 WINDOWS = (1, 8, 32)
@@ -171,14 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {1})  # the Python clients; the server gets CPU 0
     work = Path(tempfile.mkdtemp(prefix="tabserve-bench-stream-"))
     port = free_port()  # other benchmarks may hold the fixed ports of bench.run
-    serve = [
-        sys.executable,
-        "-m",
-        "tabserve.service",
-        "serve",
-        "--models-dir",
-        str(args.models_dir),
-    ]
+    serve = serve_command(args.models_dir)
     figures: list[Figure] = []
     with process([*serve, "--port", str(port)], port, "0", work / "server.log") as url:
         for model in MODELS:
