@@ -146,7 +146,8 @@ def test_retention_deletes_rows_older_than_the_age_limit(
         predict(client, "new")
         wait_for(
             lambda: (
-                store.count("iris") == 1 and store.page("iris", limit=1)[0].row.request_id == "new"
+                # one read: between a count and a page the writer may delete the old row
+                [r.row.request_id for r in store.page("iris", limit=2)] == ["new"]
             ),
             "retention by age",
         )
