@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -70,6 +71,45 @@ def slow_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+async def held_requests(url: str, count: int, release: asyncio.Event) -> list[int]:
+    """`count` requests whose bodies' second halves wait for `release`.
+
+    The server has accepted each one (the app is running it, so it is in flight) but
+    cannot answer before the rest of its body arrives: the load is in flight for as long
+    as the test needs, however fast the server or slow the machine.
+    """
+    body = orjson.dumps(BODY)
+    head, tail = body[: len(body) // 2], body[len(body) // 2 :]
+
+    async def halves() -> AsyncIterator[bytes]:
+        yield head
+        await release.wait()
+        yield tail
+
+    headers = {"content-type": "application/json", "content-length": str(len(body))}
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(f"{url}/v2/models/iris/infer", content=halves(), headers=headers)
+                for _ in range(count)
+            )
+        )
+    return [r.status_code for r in responses]
+
+
+async def in_flight(url: str) -> float:
+    """The in-flight gauge (summed over workers), scraped without blocking the loop."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(url + "/metrics")).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "tabserve_http_requests_in_flight"
+    )
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_during_load_answers_every_accepted_request_then_exits_0(
     launch: Callable[..., Any], slow_models: Path, workers: str
@@ -79,12 +119,21 @@ def test_sigterm_during_load_answers_every_accepted_request_then_exits_0(
     server = launch(slow_models, "--workers", workers, env=env)
 
     async def scenario() -> list[int]:
-        load = asyncio.ensure_future(send(server.url, 64, 64))
+        release = asyncio.Event()
+        load = asyncio.ensure_future(held_requests(server.url, 64, release))
         deadline = time.monotonic() + 30
-        while sample(server.url, "tabserve_http_requests_in_flight") < 32:
-            assert time.monotonic() < deadline, "the load never built up"
-            await asyncio.sleep(0.01)
+        # the scrape is a request too: 64 held ones plus it
+        while await in_flight(server.url) < 65:
+            assert time.monotonic() < deadline, "the server never had all 64 in flight"
+            await asyncio.sleep(0.05)
         server.process.send_signal(signal.SIGTERM)
+        # bodies complete only once the server drains (readiness turns false), so the
+        # 64 predictions (unbatched, 300 trees each) all run during the drain
+        async with httpx.AsyncClient(timeout=10) as client:
+            while (await client.get(server.url + "/v2/health/ready")).status_code == 200:
+                assert time.monotonic() < deadline, "the server never started draining"
+                await asyncio.sleep(0.05)
+        release.set()
         return await load
 
     statuses = asyncio.run(scenario())
