@@ -21,6 +21,7 @@ from tabserve.service.api import (
     admin,
     catalog,
     drift,
+    explain,
     feedback,
     health,
     predictions,
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         RecordRoutes(app, state),
         *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
         *_optional(state.drift),
+        *_optional(state.explanations),
         SigtermDrain(state, streams),
         *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
     ]
@@ -150,6 +152,7 @@ ROUTERS = (
     feedback.router,
     predictions.router,
     drift.router,
+    explain.router,
 )
 """Every route module's router, in the order the OpenAPI document lists them."""
 

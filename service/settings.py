@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.drift_settings import DriftSettings
+from tabserve.service.core.explain.settings import ExplainSettings
 from tabserve.service.core.feature_settings import ENV_PREFIX, FeatureSettings
 from tabserve.service.predlog.settings import PredictionLogSettings
 from tabserve.service.sinks.settings import SinkSettings
@@ -228,6 +229,9 @@ class Settings(BaseSettings):
     streams: StreamSettings = Field(
         default_factory=StreamSettings, description="WebSocket streams (`TABSERVE_STREAM_*`)."
     )
+    explain: ExplainSettings = Field(
+        default_factory=ExplainSettings, description="Explanations (`TABSERVE_EXPLAIN_*`)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -290,6 +294,7 @@ FEATURES: dict[str, type[FeatureSettings]] = {
     "drift": DriftSettings,
     "sink": SinkSettings,
     "streams": StreamSettings,
+    "explain": ExplainSettings,
 }
 """`Settings` attribute -> the feature settings nested there."""
 

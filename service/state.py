@@ -14,6 +14,8 @@ from tabserve.service.core.batching import BatchPolicy
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.drift import DriftMonitor
 from tabserve.service.core.drift_metrics import DriftMetrics
+from tabserve.service.core.explain.explanations import Explanations
+from tabserve.service.core.explain.metrics import ExplainMetrics
 from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.loading import LoadingConfig
 from tabserve.service.core.metrics import ServiceMetrics
@@ -42,6 +44,7 @@ class AppState:
     predlog: PredictionLog | None = None
     drift: DriftMonitor | None = None
     sink: CloudEventSink | None = None
+    explanations: Explanations | None = None
     loaded: bool = False
     draining: bool = False
 
@@ -64,6 +67,7 @@ class AppState:
             drift=_drift(settings, metrics, dataplane),
             predlog=_prediction_log(settings, metrics, dataplane),
             sink=_sink(settings, metrics),
+            explanations=_explanations(settings, metrics),
         )
 
 
@@ -128,3 +132,10 @@ def _sink(settings: Settings, metrics: ServiceMetrics) -> CloudEventSink | None:
     series = SinkMetrics(metrics.registry)
     config = SinkConfig.from_settings(settings.sink, port=settings.port, redact=settings.log_redact)
     return CloudEventSink(config, series) if config is not None else None
+
+
+def _explanations(settings: Settings, metrics: ServiceMetrics) -> Explanations | None:
+    series = ExplainMetrics(metrics.registry)
+    if not settings.explain.enabled:
+        return None
+    return Explanations(settings.explain, loading_config(settings), series)

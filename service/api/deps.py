@@ -18,6 +18,7 @@ from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.drift import DriftMonitor
 from tabserve.service.core.errors import FeatureDisabledError
+from tabserve.service.core.explain.explanations import Explanations
 from tabserve.service.predlog.log import PredictionLog
 from tabserve.service.state import AppState
 from tabserve.service.web_config import WebConfig
@@ -64,9 +65,18 @@ async def get_drift(connection: HTTPConnection) -> DriftMonitor:
     return monitor
 
 
+async def get_explanations(connection: HTTPConnection) -> Explanations:
+    """Explanations; 409 `feature_disabled` when `TABSERVE_EXPLAIN_ENABLED` is false."""
+    explanations = app_state(connection.app).explanations
+    if explanations is None:
+        raise FeatureDisabledError("explanations", "TABSERVE_EXPLAIN_ENABLED", "true", False)
+    return explanations
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 WebDep = Annotated[WebConfig, Depends(get_web)]
 StreamsDep = Annotated[StreamHub, Depends(get_streams)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 DriftDep = Annotated[DriftMonitor, Depends(get_drift)]
+ExplanationsDep = Annotated[Explanations, Depends(get_explanations)]

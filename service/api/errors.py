@@ -21,6 +21,7 @@ from tabserve.service.core.errors import (
     ServiceError,
     TooLargeError,
 )
+from tabserve.service.core.explain.errors import NotExplainableError
 from tabserve.service.protocol.error_body import error_body, problems_of, schema_errors
 
 log = logging.getLogger("tabserve.errors")
@@ -33,6 +34,7 @@ STATUS: dict[type[ServiceError], int] = {
     OverloadedError: 503,
     DeadlineExceededError: 504,
     FeatureDisabledError: 409,
+    NotExplainableError: 409,
 }
 RETRY_AFTER_SECONDS: dict[type[ServiceError], str] = {ModelNotReadyError: "5", OverloadedError: "1"}
 

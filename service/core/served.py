@@ -76,4 +76,4 @@ class ServedModel:
     batch_rows: int
     """Most rows one model call takes (the model's own limit, else the global one)."""
     lanes: Lanes
-    """What the APIs precompute for this version on first use."""
+    """What the APIs (and features such as explanations) build for this version on first use."""
