@@ -35,9 +35,10 @@ class LaneKey(Generic[T]):
 
 
 class Lanes:
-    """One version's cache of what the APIs precompute for it (express lanes, record checks).
+    """One version's cache of what the APIs precompute for it (express lanes, record checks)
+    and what features build for it on first use (the explainer).
 
-    Keyed by `LaneKey`s that the web layer declares, so the core never learns what
+    Keyed by `LaneKey`s that their users declare, so the data plane never learns what
     they hold and every read is typed.
     """
 
