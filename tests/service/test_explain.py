@@ -11,6 +11,7 @@ method get 409, bad input the record route's own 400, too many rows 413.
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -401,3 +402,21 @@ with TestClient(create_app(Settings(models_dir={str(explain_models)!r}))) as cli
     assert done.returncode == 0, done.stderr
     assert "before False False" in done.stdout
     assert "after True" in done.stdout
+
+
+def test_an_artifact_changed_on_disk_is_refused_until_it_is_restored(
+    explain_models: Path, tmp_path: Path, data: dict[str, Dataset]
+) -> None:
+    shutil.copytree(explain_models / "iris" / "1", tmp_path / "iris" / "1")
+    model_file = tmp_path / "iris" / "1" / "model.joblib"
+    original = model_file.read_bytes()
+    records = records_of(data["iris"], slice(0, 2))
+    with TestClient(create_app(Settings(models_dir=tmp_path, inference_threads=1))) as client:
+        model_file.write_bytes(original + b"tampered")
+        refused = client.post("/models/iris/explain", json=records)
+        assert refused.status_code == 409
+        assert refused.json()["code"] == "not_explainable"
+        assert "could not be read again" in refused.json()["error"]
+        assert str(tmp_path) not in refused.json()["error"]
+        model_file.write_bytes(original)
+        assert client.post("/models/iris/explain", json=records).status_code == 200

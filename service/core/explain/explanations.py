@@ -11,6 +11,7 @@ threads.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ from tabserve.service.core.explain.settings import ExplainSettings
 from tabserve.service.core.loading import LoadingConfig, relative_paths
 from tabserve.service.core.served import LaneKey, ServedModel
 from tabserve.service.core.validation import ValidatedBatch
+
+log = logging.getLogger("tabserve.explain")
 
 CHECK_ROWS = 8
 """Rows drawn from the manifest (the first with every feature that may be missing
@@ -75,7 +78,17 @@ class LazyExplainer:
             raise _transient(model, f"its artifact could not be read again: {reason}") from exc
         if loaded.manifest.artifact.sha256 != model.manifest.artifact.sha256:
             raise _transient(model, "its artifact changed on disk since it was loaded")
-        return ModelExplainer(model.manifest, loaded.estimator, _check_rows(model))
+        try:
+            return ModelExplainer(model.manifest, loaded.estimator, _check_rows(model))
+        except NotExplainableError:
+            raise
+        except Exception as exc:
+            # A model shape nothing here foresaw: refused (and logged), never a 500.
+            log.warning(
+                "explainer of %s version %s failed", model.name, model.version, exc_info=True
+            )
+            reason = f"building its explainer failed: {type(exc).__name__}: {exc}"
+            raise NotExplainableError(model.name, model.version, reason) from exc
 
 
 class _TransientError(NotExplainableError):
