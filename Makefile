@@ -13,7 +13,7 @@ PORT ?=
 SERVE_STAMP := $(VENV)/.installed-serve
 DEV_STAMP   := $(VENV)/.installed-dev
 
-.PHONY: install install-dev serve train test lint typecheck pytest bench clean
+.PHONY: install install-dev serve train test lint typecheck pytest bench clean grpc-code
 
 $(SERVE_STAMP): pyproject.toml
 	@echo "make: installing tabserve and what serving needs into $(VENV) (first run: about half a minute)"
@@ -63,6 +63,9 @@ bench: install-dev  ## throughput vs the seed-style baseline, drift's cost, stre
 	$(BIN)/python -m bench.engines --only XGB --only LGBM --only CatBoost
 	$(BIN)/python -m bench.frame_pipelines
 	$(BIN)/python -m bench.import_time --runs 3
+
+grpc-code: install-dev  ## regenerate the committed gRPC modules from service/protocol/pb/grpc_predict_v2.proto
+	$(BIN)/python tools/grpc_codegen.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -43,7 +43,9 @@ from tabserve.service.components import (
     Models,
     RecordRoutes,
     SigtermDrain,
+    grpc_component,
 )
+from tabserve.service.grpc.metrics import GrpcMetrics
 from tabserve.service.lifecycle import Component, running
 from tabserve.service.logs import configure_logging
 from tabserve.service.scope_keys import HTTP_REFUSALS
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     access = AccessLog(settings.log_format)
     streams = StreamHub(StreamMetrics(state.metrics.registry), settings.shutdown_grace_seconds)
     models = Models(state)
+    grpc_metrics = GrpcMetrics(state.metrics.registry)  # registered whether gRPC is on or not
     if preload:
         models.load()
         if state.predlog is not None:
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
         *_optional(state.drift),
         *_optional(state.explanations),
+        *_optional(grpc_component(state, grpc_metrics)),
         SigtermDrain(state, streams),
         *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
     ]

@@ -21,6 +21,9 @@ from tabserve.service.api.records import install_record_routes
 from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.core import heap
 from tabserve.service.core.loading import load_all
+from tabserve.service.grpc.metrics import GrpcMetrics
+from tabserve.service.grpc.server import GrpcServer, grpc_server
+from tabserve.service.grpc.servicer import Limits
 from tabserve.service.state import AppState
 
 log = logging.getLogger("tabserve.models")
@@ -157,3 +160,20 @@ class AccessLogFlush:
     async def stop(self) -> None:
         """Write what is buffered."""
         self.access.flush()
+
+
+def grpc_component(state: AppState, metrics: GrpcMetrics) -> GrpcServer | None:
+    """The gRPC server over the app's data plane, or None when `TABSERVE_GRPC_PORT` is 0."""
+    settings = state.settings
+    if settings.grpc.port == 0:
+        return None
+    web = state.web
+    return grpc_server(
+        settings.grpc,
+        host=settings.host,
+        grace_seconds=settings.shutdown_grace_seconds,
+        dataplane=state.dataplane,
+        metrics=metrics,
+        limits=Limits(web.deadlines.default_ms, web.deadlines.max_ms, web.max_string_length),
+        draining=lambda: state.draining,
+    )

@@ -21,6 +21,7 @@ from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.drift_settings import DriftSettings
 from tabserve.service.core.explain.settings import ExplainSettings
 from tabserve.service.core.feature_settings import ENV_PREFIX, FeatureSettings
+from tabserve.service.grpc.settings import GrpcSettings
 from tabserve.service.predlog.settings import PredictionLogSettings
 from tabserve.service.sinks.settings import SinkSettings
 from tabserve.service.stream_settings import StreamSettings
@@ -232,6 +233,10 @@ class Settings(BaseSettings):
     explain: ExplainSettings = Field(
         default_factory=ExplainSettings, description="Explanations (`TABSERVE_EXPLAIN_*`)."
     )
+    grpc: GrpcSettings = Field(
+        default_factory=GrpcSettings,
+        description="The Open Inference Protocol over gRPC (`TABSERVE_GRPC_*`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -295,6 +300,7 @@ FEATURES: dict[str, type[FeatureSettings]] = {
     "sink": SinkSettings,
     "streams": StreamSettings,
     "explain": ExplainSettings,
+    "grpc": GrpcSettings,
 }
 """`Settings` attribute -> the feature settings nested there."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ import pytest
 
 from tabserve.training.datasets import load_bundled, load_csv
 from tabserve.training.pipeline import TrainRequest, train
+
+# Apps and servers started by tests serve gRPC only when a test asks (on a free port):
+# the default, 8081, is one port for every test process on the machine, and each app
+# would bind it (SO_REUSEPORT lets them), so one test's client could reach another's.
+# Server processes inherit this through the environment.
+os.environ.setdefault("TABSERVE_GRPC_PORT", "0")
 
 
 def write_mixed_csv(path: Path, rows: int = 240, seed: int = 3) -> Path:

@@ -253,3 +253,27 @@ def test_the_package_import_graph_has_no_cycle() -> None:
     graph = package_graph()
     assert "service.core" in graph["service.api"]
     assert cycles(graph) == []
+
+
+def test_grpc_imports_no_web_framework_and_only_core_and_protocol_of_service() -> None:
+    """Rule 12: `service.grpc` imports no web framework and nothing of `service` but
+    `core` and `protocol` (and the package's version); nothing imports it but the
+    composition root and `settings` (its settings model, as every feature's)."""
+    found = [
+        v
+        for v in violations(
+            "service.grpc",
+            *WEB,
+            "tabserve.service",
+            allowed=("tabserve.service.core", "tabserve.service.protocol", "tabserve.service.grpc"),
+        )
+        if not v.endswith(" imports tabserve.service")
+    ]
+    assert found == []
+    importers = {
+        node(i.module)
+        for i in IMPORTS
+        if within(i.target, "tabserve.service.grpc") and node(i.module) != "service.grpc"
+    }
+    assert importers <= COMPOSITION | {"service.settings"}
+    assert "service.app" in importers

@@ -21,23 +21,23 @@ from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, m
 from tabserve.service.api.limits import JsonLimits, check_strings, json_limits
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
-from tabserve.service.core.digits import parse_digits
-from tabserve.service.core.errors import InvalidInputError, ModelNotFoundError, Problem
+from tabserve.service.core.errors import InvalidInputError
 from tabserve.service.core.served import ServedModel
-from tabserve.service.core.validation import (
-    MAX_PROBLEMS,
-    FeatureSchema,
-    ValidatedBatch,
-    did_you_mean,
-)
 from tabserve.service.protocol import (
-    InferenceRequest,
-    InputTensor,
     V2CodecError,
     decode_request,
     encode_response,
     parse_header_length,
     prediction_outputs,
+)
+from tabserve.service.protocol.v2_model import (
+    SERVER_NAME,
+    batch_of,
+    chosen_outputs,
+    model_info,
+)
+from tabserve.service.protocol.v2_model import (
+    parse_version as parse_version,  # re-exported: records, streams and the lanes use it
 )
 from tabserve.service.web_config import WebConfig
 
@@ -161,7 +161,7 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/v2", summary="Server metadata", response_model=ServerMetadata)
 async def server_metadata() -> ServerMetadata:
     """Name, version and protocol extensions of this server."""
-    return ServerMetadata(name="tabserve", version=__version__, extensions=EXTENSIONS)
+    return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
 
 @router.get(
@@ -251,52 +251,21 @@ async def _infer_route(
     )
 
 
-def parse_version(model: str, version: str) -> int:
-    """A version path segment as an int, or ModelNotFoundError (ASCII digits only)."""
-    number = parse_digits(version)
-    if number is None:
-        shown = version if len(version) <= 40 else version[:40] + "..."
-        raise ModelNotFoundError(
-            f"model {model!r} has no version {shown!r}; versions are positive integers "
-            "written in ASCII digits"
-        )
-    return number
-
-
 def _metadata(dataplane: DataPlane, model: ServedModel) -> ModelMetadata:
-    manifest = model.manifest
-    inputs = [
-        TensorMetadata(name=f.name, datatype="FP64" if f.type == "number" else "BYTES", shape=[-1])
-        for f in manifest.features
-    ]
-    outputs = [TensorMetadata(name="predict", datatype=_label_datatype(model), shape=[-1])]
-    classes = manifest.target.classes
-    if classes:
-        outputs.append(
-            TensorMetadata(name="predict_proba", datatype="FP64", shape=[-1, len(classes)])
-        )
     versions = [str(m.version) for m in dataplane.registry.versions(model.name)]
+    info = model_info(model, versions)
     return ModelMetadata(
-        name=model.name,
-        versions=versions,
-        platform=f"scikit-learn_{manifest.environment.scikit_learn}",
-        inputs=inputs,
-        outputs=outputs,
-        parameters={
-            "version": str(model.version),
-            "task": manifest.task,
-            "engine": model.runtime.engine,
-            "classes": classes,
-            "single_tensor_shape": [-1, len(manifest.features)],
-        },
+        name=info.name,
+        versions=info.versions,
+        platform=info.platform,
+        inputs=[
+            TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.inputs
+        ],
+        outputs=[
+            TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape) for t in info.outputs
+        ],
+        parameters=info.parameters,
     )
-
-
-def _label_datatype(model: ServedModel) -> str:
-    classes = model.manifest.target.classes
-    if classes is None:
-        return "FP64"
-    return "INT64" if all(isinstance(c, int) for c in classes) else "BYTES"
 
 
 async def run_inference(
@@ -325,8 +294,8 @@ async def run_inference(
         for tensor in parsed.inputs:
             if tensor.datatype == "BYTES":
                 check_strings(tensor.name, tensor.data, limits)
-    batch = _batch(model.schema, parsed.inputs)
-    wanted = _outputs(parsed, model)
+    batch = batch_of(model.schema, parsed.inputs)
+    wanted = chosen_outputs(parsed, model)
     prediction = await predict_watched(
         dataplane, model, batch, deadline=deadline, scope=scope, receive=receive
     )
@@ -345,52 +314,3 @@ async def run_inference(
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(json_length)},
     )
-
-
-def _batch(schema: FeatureSchema, inputs: list[InputTensor]) -> ValidatedBatch:
-    """One `[rows, features]` tensor, or one tensor per feature (named as the features)."""
-    named = {t.name for t in inputs}
-    if len(inputs) == 1 and inputs[0].name not in schema.index:
-        return schema.from_matrix(inputs[0].data)
-    unknown = sorted(named - set(schema.index))
-    if unknown:
-        raise InvalidInputError.of(
-            "unknown_feature",
-            [
-                Problem(
-                    f"input {name!r}",
-                    f"one [rows, {schema.width}] tensor, or one tensor per feature named "
-                    f"as the features: {', '.join(schema.names)}"
-                    f"{did_you_mean(name, schema.names)}",
-                    name,
-                )
-                for name in unknown[:MAX_PROBLEMS]  # a suggestion each: the first few only
-            ],
-        )
-    columns = {}
-    for tensor in inputs:
-        data = tensor.data
-        if data.ndim == 2 and data.shape[1] == 1:
-            data = data[:, 0]
-        if data.ndim != 1:
-            raise InvalidInputError.of(
-                "shape",
-                [Problem(f"input {tensor.name!r}", "shape [rows] or [rows, 1]", list(data.shape))],
-            )
-        columns[tensor.name] = data
-    return schema.from_columns(columns)
-
-
-def _outputs(parsed: InferenceRequest, model: ServedModel) -> list[tuple[str, bool]]:
-    available = ["predict"] + (["predict_proba"] if model.manifest.task == "classification" else [])
-    if parsed.outputs is None:
-        return [(name, parsed.binary_output_default) for name in available]
-    chosen = []
-    for output in parsed.outputs:
-        if output.name not in available:
-            raise InvalidInputError.of(
-                "unknown_output",
-                [Problem("output name", f"one of {available}", output.name)],
-            )
-        chosen.append((output.name, parsed.binary_for(output.name)))
-    return chosen

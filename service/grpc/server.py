@@ -1,0 +1,130 @@
+"""The gRPC server: a start/stop component of the app, on the app's own event loop.
+
+`grpc.aio` runs on the loop that runs the app (uvloop under uvicorn and gunicorn's
+workers), so RPCs call the same data plane, batchers and inference threads as HTTP
+requests, with no second loop or thread. With several workers each binds the port
+with SO_REUSEPORT (gRPC sets it by default; set here explicitly) and the kernel
+spreads connections across them. The server is built in `start`, so the gunicorn
+master, which builds the app before forking, never creates gRPC state a fork would copy.
+
+Stopping: the app stops its components when the HTTP server has drained (SIGTERM
+turns readiness false first, for gRPC's ServerReady and health too). Then RPCs in
+flight get `grace_seconds` to finish; calls arriving meanwhile get UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from tabserve.service.core.dataplane import DataPlane
+from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
+from tabserve.service.grpc.health import INFERENCE_SERVICE, ReadinessHealth
+from tabserve.service.grpc.metrics import GrpcMetrics
+from tabserve.service.grpc.servicer import InferenceServicer, Limits
+from tabserve.service.grpc.settings import GrpcSettings
+from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
+
+log = logging.getLogger("tabserve.grpc")
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+class GrpcServer:
+    """Serves `inference.GRPCInferenceService`, health and reflection on `host:port`."""
+
+    def __init__(
+        self,
+        settings: GrpcSettings,
+        host: str,
+        grace_seconds: float,
+        servicer: InferenceServicer,
+        health: ReadinessHealth,
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.grace_seconds = grace_seconds
+        self.servicer = servicer
+        self.health = health
+        self.port: int | None = None
+        """The port bound (the setting's, or the one chosen for port 0 in tests)."""
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        """Bind and serve; a port that cannot be bound fails the start, naming it."""
+        limit = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 1),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ]
+        )
+        services.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            self.servicer, server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [INFERENCE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME],
+            server,
+            pool=_descriptors(),
+        )
+        address = f"{_bracketed(self.host)}:{self.settings.port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"gRPC cannot listen on {address} ({exc}); choose another TABSERVE_GRPC_PORT, "
+                "or 0 to turn gRPC off"
+            ) from exc
+        await server.start()
+        await self.health.refresh()
+        self.health.follow()
+        self._server, self.port = server, port
+        log.info("gRPC (Open Inference Protocol) listening on %s:%d", self.host, port)
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING; RPCs in flight finish within the grace; new ones UNAVAILABLE."""
+        if self._server is None:
+            return
+        await self.health.shut_down()
+        await self._server.stop(self.grace_seconds)
+        self._server = None
+
+
+def grpc_server(
+    settings: GrpcSettings,
+    *,
+    host: str,
+    grace_seconds: float,
+    dataplane: DataPlane,
+    metrics: GrpcMetrics,
+    limits: Limits,
+    draining: Callable[[], bool],
+) -> GrpcServer:
+    """The component, its servicers built over `dataplane`."""
+    servicer = InferenceServicer(dataplane, metrics, dataplane.metrics, limits, draining)
+    health = ReadinessHealth(dataplane.registry, draining)
+    return GrpcServer(settings, host, grace_seconds, servicer, health)
+
+
+def _descriptors() -> DescriptorPool:
+    """The pool reflection describes: the inference messages' own (see tools/grpc_codegen.py),
+    with the health and reflection services' files added, so all three are listed."""
+    pool = pb.DESCRIPTOR.pool
+    for file in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        try:
+            pool.FindFileByName(file.name)
+        except KeyError:
+            pool.AddSerializedFile(file.serialized_pb)
+    return pool
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets, as gRPC's target syntax wants it."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -1,0 +1,1 @@
+"""Generated protobuf messages (`make grpc-code`): the Open Inference Protocol over gRPC."""
