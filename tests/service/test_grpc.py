@@ -7,6 +7,7 @@ own stubs. The same request over HTTP and gRPC must give the same outputs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ from tabserve.service.app import create_app
 from tabserve.service.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tabserve.service.settings import Settings
-from tests.service.conftest import free_port
+from tests.service.conftest import HeldRuntime, free_port
+from tests.service.support import serve_with
 
 IRIS_ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 
@@ -322,3 +324,37 @@ def test_metrics_count_rpcs_and_predictions_as_http_ones(
     assert 'tabserve_grpc_requests_total{route="ModelInfer",status="OK"} 1.0' in text
     assert 'tabserve_grpc_requests_total{route="ModelInfer",status="NOT_FOUND"} 1.0' in text
     assert 'tabserve_inference_rows_total{model="iris",version="1"} 3.0' in text
+
+
+def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(settings: Settings) -> None:
+    port = free_port()
+    http = TestClient(create_app(settings.model_copy(update={"grpc_port": port})))
+    http.__enter__()
+    held = serve_with(http.app.state.tabserve, "iris", HeldRuntime)  # type: ignore[attr-defined]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name="iris")
+        request.inputs.add(name="x", datatype="FP64", shape=[1, 4]).contents.fp64_contents.extend(
+            IRIS_ROWS[0].tolist()
+        )
+        in_flight = stub.ModelInfer.future(request)
+        assert held.entered.wait(timeout=30)
+        stopping = threading.Thread(target=http.__exit__, args=(None, None, None))
+        stopping.start()
+        try:
+            refused = None
+            for _ in range(3000):  # until the server has begun to stop (it waits for the call)
+                try:
+                    stub.ServerLive(pb.ServerLiveRequest(), timeout=5)
+                except grpc.RpcError as exc:
+                    refused = exc
+                    break
+                threading.Event().wait(0.01)
+            assert refused is not None
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE
+            assert not in_flight.done()
+        finally:
+            held.release.set()
+            stopping.join(timeout=60)
+        answer = in_flight.result(timeout=30)
+        assert [o.name for o in answer.outputs] == ["predict", "predict_proba"]
