@@ -58,7 +58,8 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /models /models
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8000
+# 8000: HTTP; 8081: the Open Inference Protocol over gRPC (TABSERVE_GRPC_PORT).
+EXPOSE 8000 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/live', timeout=2)"]
 # Exec form: the server is PID 1's process itself, so SIGTERM reaches uvicorn and it drains.

@@ -15,6 +15,7 @@ flight get `grace_seconds` to finish; calls arriving meanwhile get UNAVAILABLE.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import grpc
@@ -89,11 +90,19 @@ class GrpcServer:
         log.info("gRPC (Open Inference Protocol) listening on %s:%d", self.host, port)
 
     async def stop(self) -> None:
-        """Health NOT_SERVING; RPCs in flight finish within the grace; new ones UNAVAILABLE."""
+        """Health NOT_SERVING; RPCs in flight finish within the grace; new ones UNAVAILABLE.
+
+        The servicer refuses new calls itself while the running ones finish, with the
+        port still open: stopping gRPC's server at once would cancel calls that were
+        arriving (CANCELLED, not UNAVAILABLE). Then the server stops, cutting off what
+        the grace did not cover.
+        """
         if self._server is None:
             return
+        started = time.monotonic()
         await self.health.shut_down()
-        await self._server.stop(self.grace_seconds)
+        await self.servicer.refuse_new_calls(self.grace_seconds)
+        await self._server.stop(max(0.0, self.grace_seconds - (time.monotonic() - started)))
         self._server = None
 
 

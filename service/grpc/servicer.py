@@ -11,6 +11,8 @@ see it as they see any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +27,7 @@ from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.served import ServedModel
 from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
 from tabserve.service.grpc.metrics import GrpcMetrics
-from tabserve.service.grpc.status import CODE_METADATA, refusal
+from tabserve.service.grpc.status import CODE_METADATA, StoppingError, refusal
 from tabserve.service.protocol import prediction_outputs
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tabserve.service.protocol.v2_model import (
@@ -67,6 +69,20 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
         self.service_metrics = service_metrics
         self.limits = limits
         self.draining = draining
+        self.stopping = False
+        """Set when the server stops: every new call is refused with UNAVAILABLE."""
+        self._running = 0
+        self._idle = asyncio.Event()
+
+    async def refuse_new_calls(self, grace_seconds: float) -> None:
+        """Refuse new calls from now on; return once the running ones have answered,
+        or after `grace_seconds`."""
+        self.stopping = True
+        if self._running == 0:
+            return
+        self._idle.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_seconds)
 
     async def ServerLive(  # noqa: N802  (the protocol's names)
         self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -201,8 +217,13 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
         metrics = self.metrics
         started = time.perf_counter()
         metrics.in_flight.inc()
+        self._running += 1
         status = "OK"
         try:
+            if self.stopping:
+                if inspect.iscoroutine(work):
+                    work.close()  # never started: no "never awaited" warning
+                raise StoppingError()
             return await work
         except Exception as exc:
             answer = refusal(exc, rpc)
@@ -214,6 +235,9 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
             await context.abort(answer.status, answer.message)
             raise AssertionError("context.abort always raises") from exc
         finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
             metrics.in_flight.dec()
             metrics.requests.labels(rpc, status).inc()
             metrics.latency.labels(rpc).observe(time.perf_counter() - started)

@@ -29,6 +29,16 @@ log = logging.getLogger("tabserve.errors")
 
 CODE_METADATA = "tabserve-error-code"
 
+
+class StoppingError(ServiceError):
+    """A call that arrived after the server began to stop (UNAVAILABLE, as HTTP's 503)."""
+
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; send the call to another replica")
+
+
 STATUS: dict[type[ServiceError], grpc.StatusCode] = {
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
@@ -37,6 +47,7 @@ STATUS: dict[type[ServiceError], grpc.StatusCode] = {
     OverloadedError: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     FeatureDisabledError: grpc.StatusCode.FAILED_PRECONDITION,
+    StoppingError: grpc.StatusCode.UNAVAILABLE,
 }
 """Mirrors HTTP: 404, 503, 400, 413, 503, 504, 409."""
 

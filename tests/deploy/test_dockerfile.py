@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tabserve.service.cli import build_parser
+from tabserve.service.grpc.settings import GrpcSettings
 from tests.deploy.image import BUILD, CONTAINERS_CONF, RUN, base_commands, wheelhouse_command
 from tests.deploy.support import DEPLOY, REPO, Served, free_port
 
@@ -119,7 +120,8 @@ def test_the_cli_accepts_the_image_command_and_the_script_exists() -> None:
     assert scripts[command[0]] == "tabserve.service.cli:main"
     args = build_parser().parse_args(command[1:])
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8000)
-    assert only("EXPOSE").args == str(args.port)
+    grpc_port = GrpcSettings.model_fields["port"].default  # the gRPC server's, when on
+    assert only("EXPOSE").args == f"{args.port} {grpc_port}"
 
 
 def test_both_stages_use_one_pinned_slim_base() -> None:

@@ -17,6 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tabserve.service.app import create_app
+from tabserve.service.grpc.settings import GrpcSettings
 from tabserve.service.settings import Settings
 from tests.deploy.support import DEPLOY, REPO
 
@@ -192,11 +193,18 @@ def test_ports_agree_with_the_image_and_the_scrape_annotations(base: list[Resour
     assert "args" not in main
     assert "command" not in main
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^EXPOSE 8000$", dockerfile, re.M)
+    assert re.search(r"^EXPOSE 8000 8081$", dockerfile, re.M)
     assert re.search(
         r'^CMD \["serve", "--host", "0\.0\.0\.0", "--port", "8000"\]$', dockerfile, re.M
     )
-    assert main["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert main["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
+    settings = one(base, "ConfigMap")["data"]
+    assert settings["TABSERVE_GRPC_PORT"] == str(GrpcSettings.model_fields["port"].default)
+    service_ports = {p["name"]: p["targetPort"] for p in one(base, "Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "grpc": "grpc"}
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {
         "prometheus.io/scrape": "true",

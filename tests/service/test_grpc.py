@@ -352,9 +352,47 @@ def test_stopping_finishes_calls_in_flight_and_refuses_new_ones(settings: Settin
                 threading.Event().wait(0.01)
             assert refused is not None
             assert refused.code() == grpc.StatusCode.UNAVAILABLE
+            assert refused.details() == (
+                "the server is shutting down; send the call to another replica"
+            )
             assert not in_flight.done()
         finally:
             held.release.set()
             stopping.join(timeout=60)
         answer = in_flight.result(timeout=30)
         assert [o.name for o in answer.outputs] == ["predict", "predict_proba"]
+
+
+def test_too_many_rows_is_resource_exhausted(served: Served) -> None:
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x", datatype="FP64", shape=[101, 4]).contents.fp64_contents.extend(
+        [5.0] * 404
+    )
+    error = _error(served, request)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == "request has 101 rows; at most 100 are allowed per request"
+
+
+def test_tritonclient_sends_raw_bytes_and_int_tensors(
+    triton_client: triton.InferenceServerClient, served: Served
+) -> None:
+    tensors = [
+        triton.InferInput("age", [2], "INT64"),
+        triton.InferInput("city", [2], "BYTES"),
+        triton.InferInput("income", [2], "FP64"),
+    ]
+    tensors[0].set_data_from_numpy(np.array([30, 70], dtype=np.int64))
+    tensors[1].set_data_from_numpy(np.array([b"paris", b"berlin"], dtype=np.object_))
+    tensors[2].set_data_from_numpy(np.array([2500.5, 1800.0]))
+    result = triton_client.infer("churn", tensors)
+    http = _http_outputs(
+        served.http,
+        "churn",
+        [
+            {"name": "age", "shape": [2], "datatype": "INT64", "data": [30, 70]},
+            {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["paris", "berlin"]},
+            {"name": "income", "shape": [2], "datatype": "FP64", "data": [2500.5, 1800.0]},
+        ],
+    )
+    assert [b.decode() for b in result.as_numpy("predict")] == http["predict"]["data"]
+    assert result.as_numpy("predict_proba").ravel().tolist() == http["predict_proba"]["data"]

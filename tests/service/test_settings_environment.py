@@ -65,9 +65,13 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_the_docs_mention_settings() -> None:
-    assert {"TABSERVE_PREDLOG_MODE", "TABSERVE_DRIFT_ENABLED", "TABSERVE_SINK_URL"} <= (
-        documented_names()
-    )
+    assert {
+        "TABSERVE_PREDLOG_MODE",
+        "TABSERVE_DRIFT_ENABLED",
+        "TABSERVE_SINK_URL",
+        "TABSERVE_GRPC_PORT",
+        "TABSERVE_GRPC_MAX_MESSAGE_BYTES",
+    } <= documented_names()
 
 
 @pytest.mark.parametrize("name", sorted(documented_names()))
