@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
         *_optional(state.drift),
         *_optional(state.explanations),
-        *_optional(grpc_component(state, grpc_metrics)),
+        *_optional(grpc_component(app, state, grpc_metrics)),
         SigtermDrain(state, streams),
         *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
     ]

@@ -22,6 +22,7 @@ from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.core import heap
 from tabserve.service.core.loading import load_all
 from tabserve.service.grpc.metrics import GrpcMetrics
+from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.server import GrpcServer, grpc_server
 from tabserve.service.grpc.servicer import Limits
 from tabserve.service.state import AppState
@@ -162,12 +163,19 @@ class AccessLogFlush:
         self.access.flush()
 
 
-def grpc_component(state: AppState, metrics: GrpcMetrics) -> GrpcServer | None:
-    """The gRPC server over the app's data plane, or None when `TABSERVE_GRPC_PORT` is 0."""
+def grpc_component(app: FastAPI, state: AppState, metrics: GrpcMetrics) -> GrpcServer | None:
+    """The gRPC server over the app's data plane, or None when `TABSERVE_GRPC_PORT` is 0.
+
+    A version loaded or unloaded over gRPC gets (or loses) its record routes, as over HTTP.
+    """
     settings = state.settings
     if settings.grpc.port == 0:
         return None
     web = state.web
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    repository = RepositoryRpcs(
+        state.repository, token, lambda: install_record_routes(app, state.registry)
+    )
     return grpc_server(
         settings.grpc,
         host=settings.host,
@@ -176,4 +184,5 @@ def grpc_component(state: AppState, metrics: GrpcMetrics) -> GrpcServer | None:
         metrics=metrics,
         limits=Limits(web.deadlines.default_ms, web.deadlines.max_ms, web.max_string_length),
         draining=lambda: state.draining,
+        repository=repository,
     )

@@ -27,6 +27,7 @@ from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
 from tabserve.service.grpc.health import INFERENCE_SERVICE, ReadinessHealth
 from tabserve.service.grpc.metrics import GrpcMetrics
+from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.servicer import InferenceServicer, Limits
 from tabserve.service.grpc.settings import GrpcSettings
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
@@ -115,9 +116,12 @@ def grpc_server(
     metrics: GrpcMetrics,
     limits: Limits,
     draining: Callable[[], bool],
+    repository: RepositoryRpcs,
 ) -> GrpcServer:
     """The component, its servicers built over `dataplane`."""
-    servicer = InferenceServicer(dataplane, metrics, dataplane.metrics, limits, draining)
+    servicer = InferenceServicer(
+        dataplane, metrics, dataplane.metrics, limits, draining, repository
+    )
     health = ReadinessHealth(dataplane.registry, draining)
     return GrpcServer(settings, host, grace_seconds, servicer, health)
 

@@ -27,6 +27,7 @@ from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.served import ServedModel
 from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
 from tabserve.service.grpc.metrics import GrpcMetrics
+from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.status import CODE_METADATA, StoppingError, refusal
 from tabserve.service.protocol import prediction_outputs
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
@@ -63,8 +64,10 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
         service_metrics: ServiceMetrics,
         limits: Limits,
         draining: Callable[[], bool],
+        repository: RepositoryRpcs,
     ) -> None:
         self.dataplane = dataplane
+        self.repository = repository
         self.metrics = metrics
         self.service_metrics = service_metrics
         self.limits = limits
@@ -149,6 +152,39 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
         return await self._answer(
             "ModelInfer", context, request.model_name, self._infer(request, context)
         )
+
+    async def RepositoryIndex(  # noqa: N802
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RepositoryIndexResponse:
+        """`POST /v2/repository/index`: versions on disk and loaded (admin token)."""
+
+        async def index() -> pb.RepositoryIndexResponse:
+            self.repository.authorize(context)
+            return self.repository.index(request)
+
+        return await self._answer("RepositoryIndex", context, "", index())
+
+    async def RepositoryModelLoad(  # noqa: N802
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RepositoryModelLoadResponse:
+        """`POST /v2/repository/models/{m}/load` (admin token)."""
+
+        async def load() -> pb.RepositoryModelLoadResponse:
+            self.repository.authorize(context)
+            return await self.repository.load(request)
+
+        return await self._answer("RepositoryModelLoad", context, request.model_name, load())
+
+    async def RepositoryModelUnload(  # noqa: N802
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RepositoryModelUnloadResponse:
+        """`POST /v2/repository/models/{m}/unload` (admin token; a version is required)."""
+
+        async def unload() -> pb.RepositoryModelUnloadResponse:
+            self.repository.authorize(context)
+            return self.repository.unload(request)
+
+        return await self._answer("RepositoryModelUnload", context, request.model_name, unload())
 
     async def _infer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -39,6 +39,24 @@ class StoppingError(ServiceError):
         super().__init__("the server is shutting down; send the call to another replica")
 
 
+class UnauthenticatedError(ServiceError):
+    """A repository call without a bearer token (HTTP's 401)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(ServiceError):
+    """A repository call whose bearer token is not the admin token (HTTP's 403)."""
+
+    code = "forbidden"
+
+
+class LoadFailedError(ServiceError):
+    """A version that failed to load; the one serving before, if any, still serves."""
+
+    code = "load_failed"
+
+
 STATUS: dict[type[ServiceError], grpc.StatusCode] = {
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
@@ -48,8 +66,11 @@ STATUS: dict[type[ServiceError], grpc.StatusCode] = {
     DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     FeatureDisabledError: grpc.StatusCode.FAILED_PRECONDITION,
     StoppingError: grpc.StatusCode.UNAVAILABLE,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    LoadFailedError: grpc.StatusCode.FAILED_PRECONDITION,
 }
-"""Mirrors HTTP: 404, 503, 400, 413, 503, 504, 409."""
+"""Mirrors HTTP: 404, 503, 400, 413, 503, 504, 409; 503 while stopping, 401, 403."""
 
 
 @dataclass(frozen=True, slots=True)
