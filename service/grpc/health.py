@@ -3,8 +3,9 @@
 Service names: "" and `inference.GRPCInferenceService` answer as `/v2/health/ready`
 (SERVING while some model serves, none that served stopped, and the process is not
 draining); each model's name answers whether its default version serves. An unknown
-name is NOT_FOUND. `Check` computes the answer when asked; `Watch` streams changes,
-which a background refresh looks for every `REFRESH_SECONDS`.
+name is NOT_FOUND; a model's name once it is no longer loaded, SERVICE_UNKNOWN.
+`Check` computes the answer when asked; `Watch` streams changes, which a background
+refresh looks for every `REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ INFERENCE_SERVICE = "inference.GRPCInferenceService"
 REFRESH_SECONDS = 1.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 class ReadinessHealth(health.aio.HealthServicer):  # type: ignore[misc]
@@ -42,6 +44,8 @@ class ReadinessHealth(health.aio.HealthServicer):  # type: ignore[misc]
             statuses[name] = not draining and self.registry.get(name).ready
         for service, ready in statuses.items():
             await self.set(service, SERVING if ready else NOT_SERVING)
+        for gone in set(self._server_status) - set(statuses):  # a model no longer loaded
+            await self.set(gone, SERVICE_UNKNOWN)
 
     async def Check(  # noqa: N802  (the protocol's name)
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]

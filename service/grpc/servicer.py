@@ -226,21 +226,25 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
         return asyncio.get_running_loop().time() + timeout
 
     def _check_strings(self, name: str, texts: list[str]) -> None:
+        """HTTP's BYTES limit (`api/limits.check_strings`), naming the longest element."""
         limit = self.limits.max_string
-        for index, text in enumerate(texts):
-            if len(text) > limit:
-                raise TooLargeError(
-                    f"input {name!r} element {index} is {len(text)} characters long; "
-                    f"the limit is {limit} (TABSERVE_MAX_STRING_LENGTH)",
-                    [
-                        Problem(
-                            field=f"input {name!r}",
-                            row=index,
-                            value=f"a string of {len(text)} characters",
-                            expected=f"BYTES elements of at most {limit} characters",
-                        )
-                    ],
-                )
+        if not texts:
+            return
+        at = max(range(len(texts)), key=lambda i: len(texts[i]))
+        length = len(texts[at])
+        if length > limit:
+            raise TooLargeError(
+                f"input {name!r} element {at} is {length} characters long; "
+                f"the limit is {limit} (TABSERVE_MAX_STRING_LENGTH)",
+                [
+                    Problem(
+                        field=f"input {name!r}",
+                        row=at,
+                        value=f"a string of {length} characters",
+                        expected=f"BYTES elements of at most {limit} characters",
+                    )
+                ],
+            )
 
     async def _answer(
         self,

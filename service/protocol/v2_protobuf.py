@@ -242,6 +242,8 @@ def encode_infer_response(
     response = pb.ModelInferResponse(
         model_name=model_name, model_version=model_version, id=request_id or ""
     )
+    # A datatype without a typed field (FP16) can only go raw, and raw is all or none.
+    raw = raw or any(o.datatype not in CONTENTS_FIELD for o in outputs)
     for output in outputs:
         spec = SPECS[output.datatype]
         tensor = response.outputs.add(
@@ -249,7 +251,7 @@ def encode_infer_response(
         )
         data = output.data
         if spec.family == BYTES:
-            texts = [t if isinstance(t, str) else str(t) for t in data.reshape(-1).tolist()]
+            texts = [_text(output.name, t) for t in data.reshape(-1).tolist()]
             if raw:
                 response.raw_output_contents.append(pack_bytes(texts))
             else:
@@ -261,3 +263,12 @@ def encode_infer_response(
         else:
             getattr(tensor.contents, CONTENTS_FIELD[spec.name]).extend(flat.tolist())
     return response
+
+
+def _text(name: str, item: object) -> str:
+    """A BYTES output element as text, as the JSON encoder writes it (bytes as UTF-8)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, bytes):
+        return item.decode("utf-8")
+    raise ValueError(f"output {name!r}: BYTES element is {type(item).__name__}; expected str")

@@ -396,3 +396,31 @@ def test_tritonclient_sends_raw_bytes_and_int_tensors(
     )
     assert [b.decode() for b in result.as_numpy("predict")] == http["predict"]["data"]
     assert result.as_numpy("predict_proba").ravel().tolist() == http["predict_proba"]["data"]
+
+
+def test_a_too_long_bytes_element_is_refused_as_http_refuses_it(served: Served) -> None:
+    cities = ["paris", "x" * 5000]
+    request = pb.ModelInferRequest(model_name="churn")
+    request.inputs.add(name="age", datatype="INT64", shape=[2]).contents.int64_contents.extend(
+        [30, 70]
+    )
+    request.inputs.add(name="city", datatype="BYTES", shape=[2]).contents.bytes_contents.extend(
+        [c.encode() for c in cities]
+    )
+    request.inputs.add(name="income", datatype="FP64", shape=[2]).contents.fp64_contents.extend(
+        [2500.5, 1800.0]
+    )
+    error = _error(served, request)
+    http = served.http.post(
+        "/v2/models/churn/infer",
+        json={
+            "inputs": [
+                {"name": "age", "shape": [2], "datatype": "INT64", "data": [30, 70]},
+                {"name": "city", "shape": [2], "datatype": "BYTES", "data": cities},
+                {"name": "income", "shape": [2], "datatype": "FP64", "data": [2500.5, 1800.0]},
+            ]
+        },
+    )
+    assert http.status_code == 413
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == http.json()["error"]
