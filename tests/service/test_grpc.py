@@ -424,3 +424,77 @@ def test_a_too_long_bytes_element_is_refused_as_http_refuses_it(served: Served) 
     assert http.status_code == 413
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.details() == http.json()["error"]
+
+
+def test_a_full_queue_is_unavailable_as_http_answers_503(settings: Settings) -> None:
+    for served in _serve(settings.model_copy(update={"queue_max_rows": 2})):
+        state = served.http.app.state.tabserve  # type: ignore[attr-defined]
+        held = serve_with(state, "iris", HeldRuntime)
+        model = state.registry.ready("iris")
+
+        def request(rows: int) -> pb.ModelInferRequest:
+            message = pb.ModelInferRequest(model_name="iris")
+            tensor = message.inputs.add(name="x", datatype="FP64", shape=[rows, 4])
+            tensor.contents.fp64_contents.extend(IRIS_ROWS[:1].ravel().tolist() * rows)
+            return message
+
+        taken = served.stub.ModelInfer.future(request(1))
+        try:
+            assert held.entered.wait(timeout=30)
+            queued = served.stub.ModelInfer.future(request(2))
+            for _ in range(3000):  # until the second call waits in the queue
+                if model.batcher.queued_rows == 2:
+                    break
+                threading.Event().wait(0.01)
+            assert model.batcher.queued_rows == 2
+            error = _error(served, request(1))
+        finally:
+            held.release.set()
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert ("tabserve-error-code", "overloaded") in error.trailing_metadata()
+        assert len(taken.result(timeout=30).outputs) == len(queued.result(timeout=30).outputs) == 2
+
+
+def test_the_prediction_log_records_grpc_predictions_as_http_ones(
+    settings: Settings, tmp_path: Any
+) -> None:
+    from tabserve.service.predlog import PredictionStore
+
+    logged = settings.model_copy(
+        update={"predlog_mode": "all", "data_dir": tmp_path / "data", "predlog_flush_seconds": 0.05}
+    )
+    rows = IRIS_ROWS[:2]
+    for served in _serve(logged):
+        request = pb.ModelInferRequest(model_name="iris", model_version="1")
+        request.inputs.add(name="x", datatype="FP64", shape=[2, 4]).contents.fp64_contents.extend(
+            rows.ravel().tolist()
+        )
+        served.stub.ModelInfer(request, metadata=(("x-request-id", "grpc-42"),))
+        served.http.post(
+            "/v2/models/iris/versions/1/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [2, 4],
+                        "datatype": "FP64",
+                        "data": rows.ravel().tolist(),
+                    }
+                ]
+            },
+            headers={"x-request-id": "http-42"},
+        )
+    store = PredictionStore(logged.predlog_database_url)
+    try:
+        found = store.find("iris", [(r, i) for r in ("grpc-42", "http-42") for i in range(2)])
+    finally:
+        store.dispose()
+    assert len(found) == 4
+    for row in range(2):
+        by_grpc, by_http = found["grpc-42", row].row, found["http-42", row].row
+        assert (by_grpc.version, by_grpc.inputs, by_grpc.prediction, by_grpc.probabilities) == (
+            by_http.version,
+            by_http.inputs,
+            by_http.prediction,
+            by_http.probabilities,
+        )
