@@ -55,7 +55,7 @@ class Limits:
 
 
 class InferenceServicer(services.GRPCInferenceServiceServicer):
-    """The six RPCs of KServe's `grpc_predict_v2.proto`."""
+    """The six RPCs of KServe's `grpc_predict_v2.proto` and Triton's three repository RPCs."""
 
     def __init__(
         self,
