@@ -7,13 +7,15 @@ with SO_REUSEPORT (gRPC sets it by default; set here explicitly) and the kernel
 spreads connections across them. The server is built in `start`, so the gunicorn
 master, which builds the app before forking, never creates gRPC state a fork would copy.
 
-Stopping: the app stops its components when the HTTP server has drained (SIGTERM
-turns readiness false first, for gRPC's ServerReady and health too). Then RPCs in
-flight get `grace_seconds` to finish; calls arriving meanwhile get UNAVAILABLE.
+Stopping begins when SIGTERM arrives (the app's `draining` turns true), alongside
+HTTP's drain, or at the app's shutdown, whichever comes first: health turns
+NOT_SERVING, RPCs in flight get `grace_seconds` to finish and calls arriving
+meanwhile get UNAVAILABLE; then the server stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +37,8 @@ from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 log = logging.getLogger("tabserve.grpc")
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+DRAIN_POLL_SECONDS = 0.1
+"""How soon after SIGTERM (which sets the app's `draining`) gRPC begins to stop."""
 
 
 class GrpcServer:
@@ -47,15 +51,19 @@ class GrpcServer:
         grace_seconds: float,
         servicer: InferenceServicer,
         health: ReadinessHealth,
+        draining: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.host = host
         self.grace_seconds = grace_seconds
         self.servicer = servicer
         self.health = health
+        self.draining = draining
         self.port: int | None = None
         """The port bound (the setting's, or the one chosen for port 0 in tests)."""
         self._server: grpc.aio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Bind and serve; a port that cannot be bound fails the start, naming it."""
@@ -88,9 +96,30 @@ class GrpcServer:
         await self.health.refresh()
         self.health.follow()
         self._server, self.port = server, port
+        self._watch = asyncio.create_task(self._stop_when_draining())
         log.info("gRPC (Open Inference Protocol) listening on %s:%d", self.host, port)
 
     async def stop(self) -> None:
+        """Stop serving (unless SIGTERM began it already) and wait until it has."""
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._server is not None:
+            await self._stopped()
+
+    async def _stop_when_draining(self) -> None:
+        """Begin stopping as SIGTERM arrives (`draining`), while HTTP drains: so the two
+        graces run side by side and the process still exits within one."""
+        while not self.draining():
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        await self._stopped()
+
+    async def _stopped(self) -> None:
+        """The one shutdown, begun by whichever asks first; cancelling a waiter spares it."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._shut_down())
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self) -> None:
         """Health NOT_SERVING; RPCs in flight finish within the grace; new ones UNAVAILABLE.
 
         The servicer refuses new calls itself while the running ones finish, with the
@@ -98,13 +127,12 @@ class GrpcServer:
         arriving (CANCELLED, not UNAVAILABLE). Then the server stops, cutting off what
         the grace did not cover.
         """
-        if self._server is None:
-            return
+        assert self._server is not None  # started: the watch and `stop` come after `start`
         started = time.monotonic()
         await self.health.shut_down()
         await self.servicer.refuse_new_calls(self.grace_seconds)
         await self._server.stop(max(0.0, self.grace_seconds - (time.monotonic() - started)))
-        self._server = None
+        log.info("gRPC server stopped")
 
 
 def grpc_server(
@@ -123,7 +151,7 @@ def grpc_server(
         dataplane, metrics, dataplane.metrics, limits, draining, repository
     )
     health = ReadinessHealth(dataplane.registry, draining)
-    return GrpcServer(settings, host, grace_seconds, servicer, health)
+    return GrpcServer(settings, host, grace_seconds, servicer, health, draining)
 
 
 def _descriptors() -> DescriptorPool:

@@ -283,10 +283,6 @@ def test_health_follows_readiness(served: Served) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         health.Check(health_pb2.HealthCheckRequest(service="nope"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    served.http.app.state.tabserve.draining = True  # what SIGTERM does first
-    answer = health.Check(health_pb2.HealthCheckRequest(service=""))
-    assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
-    assert not served.stub.ServerReady(pb.ServerReadyRequest()).ready
 
 
 def test_reflection_lists_and_describes_the_services(served: Served) -> None:
@@ -498,3 +494,34 @@ def test_the_prediction_log_records_grpc_predictions_as_http_ones(
             by_http.prediction,
             by_http.probabilities,
         )
+
+
+def test_sigterm_stops_grpc_beside_the_http_drain(served: Served) -> None:
+    state = served.http.app.state.tabserve  # type: ignore[attr-defined]
+    held = serve_with(state, "iris", HeldRuntime)
+    health = health_pb2_grpc.HealthStub(served.channel)
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x", datatype="FP64", shape=[1, 4]).contents.fp64_contents.extend(
+        IRIS_ROWS[0].tolist()
+    )
+    in_flight = served.stub.ModelInfer.future(request)
+    try:
+        assert held.entered.wait(timeout=30)
+        state.draining = True  # what SIGTERM does first (components.SigtermDrain)
+        refused = None
+        for _ in range(3000):  # until gRPC has begun to stop (the held call keeps it open)
+            try:
+                served.stub.ServerReady(pb.ServerReadyRequest(), timeout=5)
+            except grpc.RpcError as exc:
+                refused = exc
+                break
+            threading.Event().wait(0.01)
+        assert refused is not None
+        assert refused.code() == grpc.StatusCode.UNAVAILABLE
+        answer = health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert served.http.get("/v2/health/ready").status_code == 400  # HTTP still answers
+        assert not in_flight.done()
+    finally:
+        held.release.set()
+    assert [o.name for o in in_flight.result(timeout=30).outputs] == ["predict", "predict_proba"]
