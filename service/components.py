@@ -185,4 +185,5 @@ def grpc_component(app: FastAPI, state: AppState, metrics: GrpcMetrics) -> GrpcS
         limits=Limits(web.deadlines.default_ms, web.deadlines.max_ms, web.max_string_length),
         draining=lambda: state.draining,
         repository=repository,
+        reuse_port=settings.workers > 1,
     )

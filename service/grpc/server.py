@@ -3,8 +3,8 @@
 `grpc.aio` runs on the loop that runs the app (uvloop under uvicorn and gunicorn's
 workers), so RPCs call the same data plane, batchers and inference threads as HTTP
 requests, with no second loop or thread. With several workers each binds the port
-with SO_REUSEPORT (gRPC sets it by default; set here explicitly) and the kernel
-spreads connections across them. The server is built in `start`, so the gunicorn
+with SO_REUSEPORT and the kernel spreads connections across them; with one it is
+off, so a port already taken fails the start. The server is built in `start`, so the gunicorn
 master, which builds the app before forking, never creates gRPC state a fork would copy.
 
 Stopping begins when SIGTERM arrives (the app's `draining` turns true), alongside
@@ -52,8 +52,12 @@ class GrpcServer:
         servicer: InferenceServicer,
         health: ReadinessHealth,
         draining: Callable[[], bool],
+        reuse_port: bool,
     ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
+        """SO_REUSEPORT: on with several workers, which share the port; off with one, so
+        a second server started on the same port fails instead of taking half its calls."""
         self.host = host
         self.grace_seconds = grace_seconds
         self.servicer = servicer
@@ -70,7 +74,7 @@ class GrpcServer:
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
             options=[
-                ("grpc.so_reuseport", 1),
+                ("grpc.so_reuseport", int(self.reuse_port)),
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
             ]
@@ -145,13 +149,14 @@ def grpc_server(
     limits: Limits,
     draining: Callable[[], bool],
     repository: RepositoryRpcs,
+    reuse_port: bool,
 ) -> GrpcServer:
     """The component, its servicers built over `dataplane`."""
     servicer = InferenceServicer(
         dataplane, metrics, dataplane.metrics, limits, draining, repository
     )
     health = ReadinessHealth(dataplane.registry, draining)
-    return GrpcServer(settings, host, grace_seconds, servicer, health, draining)
+    return GrpcServer(settings, host, grace_seconds, servicer, health, draining, reuse_port)
 
 
 def _descriptors() -> DescriptorPool:

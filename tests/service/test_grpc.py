@@ -7,6 +7,7 @@ own stubs. The same request over HTTP and gRPC must give the same outputs.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -525,3 +526,18 @@ def test_sigterm_stops_grpc_beside_the_http_drain(served: Served) -> None:
     finally:
         held.release.set()
     assert [o.name for o in in_flight.result(timeout=30).outputs] == ["predict", "predict_proba"]
+
+
+def test_a_taken_port_fails_the_start_naming_the_setting(settings: Settings) -> None:
+    """Even one taken with SO_REUSEPORT (another tabserve): one worker does not share it."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = create_app(settings.model_copy(update={"grpc_port": port}))
+        with (
+            pytest.raises(RuntimeError, match=f"127.0.0.1:{port}.*TABSERVE_GRPC_PORT"),
+            TestClient(app),
+        ):
+            pass
