@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,11 +61,17 @@ def run_score(args: argparse.Namespace, config: LoadingConfig) -> int:
         print(
             f"model {model.name} version {model.version} ({model.runtime.engine})", file=sys.stderr
         )
+        started = time.perf_counter()
         report = _score(job, model, config, args)
+        seconds = time.perf_counter() - started
     except BatchError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    print(f"{report.scored} rows scored into {report.output}", file=sys.stderr)
+    rate = f"{report.scored / seconds:.0f} rows/s" if seconds > 0 else "-"
+    print(
+        f"{report.scored} rows scored into {report.output} ({seconds:.2f} s, {rate})",
+        file=sys.stderr,
+    )
     if report.refused_path is not None:
         print(
             f"{report.refused} rows refused, with reasons in {report.refused_path}", file=sys.stderr

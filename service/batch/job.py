@@ -62,6 +62,10 @@ def written_in_place(path: Path) -> Iterator[Path]:
     """A hidden path beside `path`, renamed to it when the block succeeds, else removed,
     so a failed run leaves no half-written output."""
     partial = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchError(f"{path.parent}: cannot create the output's folder: {exc}") from exc
     _remove(partial)
     try:
         yield partial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,9 @@ def score(capsys: pytest.CaptureFixture[str]) -> Score:
         return status, capsys.readouterr().err
 
     return run
+
+
+def scored_line(err: str) -> str:
+    """`N rows scored into OUTPUT` from the command's report, without its timing."""
+    line = next(line for line in err.splitlines() if " rows scored into " in line)
+    return re.sub(r" \([0-9.]+ s, [0-9-]+( rows/s)?\)$", "", line)
