@@ -4,8 +4,9 @@
 (forest, logistic: bench/models.py) if missing, writes `--rows` rows of their data
 as a folder of `--parts` Parquet files, and scores it with `tabserve score`:
 
-* in-process (a child process, so its peak RSS is its own: `os.wait4`), at the
-  full size and at a quarter of it, to show memory follows the chunk, not the file;
+* in-process (a child process reporting its own peak RSS), at the full size and at
+  a quarter of it in a quarter of the files (the same rows per file), to show
+  memory follows the chunk and the row group, not the file;
 * on a `distributed.LocalCluster` of two worker processes (one thread each) that
   this script starts once, through `--scheduler`, so cluster start-up is left out
   (printed apart); after each run it asks the workers how often they loaded the
@@ -15,6 +16,7 @@ as a folder of `--parts` Parquet files, and scores it with `tabserve score`:
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import re
 import shutil
@@ -123,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"writing {args.rows} rows as {args.parts} Parquet files")
         sizes = {
             write_parts(work / "rows", args.rows, args.parts): args.rows,
-            write_parts(work / "quarter", args.rows // 4, args.parts): args.rows // 4,
+            # As many rows per file as the full size: Parquet is decoded a row group
+            # (here a file) at a time, so that, and the chunk, bound memory.
+            write_parts(work / "quarter", args.rows // 4, max(1, args.parts // 4)): args.rows // 4,
         }
         started = time.perf_counter()
         with (
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             Client(cluster) as client,
         ):
             print(f"LocalCluster(2 workers) start: {time.perf_counter() - started:.1f} s")
+            print(f"load average at start (1, 5, 15 min): {os.getloadavg()}")
             print(f"bytes one task pickles (no model): {task_bytes()}")
             print(
                 f"{'model':9} {'path':26} {'rows':>9} {'wall s':>7} {'score s':>8} "
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_model(model, models, work, sizes, cluster.scheduler_address)
                 stats = [(s["loads"], s["partitions"]) for s in client.run(worker_stats).values()]
                 print(f"  per worker on Dask (model loads, partitions scored): {stats}")
+            print(f"load average at the end (1, 5, 15 min): {os.getloadavg()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -45,8 +45,15 @@ class ModelPlugin(WorkerPlugin):
         self._model: BatchModel | None = None
 
     def setup(self, worker: Worker) -> None:
-        """Load, verify and warm up the model, as the service does."""
-        self._model = open_model(self.config, self.model_name, self.version)
+        """Load, verify and warm up the model, as the service does.
+
+        A worker that cannot (another models folder, an edited artifact) fails the run
+        with the reason, naming the worker.
+        """
+        try:
+            self._model = open_model(self.config, self.model_name, self.version)
+        except BatchError as exc:
+            raise BatchError(f"Dask worker {worker.address}: {exc.message}") from exc
         self.loads += 1
 
     def teardown(self, worker: Worker) -> None:
