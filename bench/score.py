@@ -9,8 +9,8 @@ as a folder of `--parts` Parquet files, and scores it with `tabserve score`:
   memory follows the chunk and the row group, not the file;
 * on a `distributed.LocalCluster` of two worker processes (one thread each) that
   this script starts once, through `--scheduler`, so cluster start-up is left out
-  (printed apart); after each run it asks the workers how often they loaded the
-  model and how many partitions each scored, and prints the bytes one task pickles.
+  (printed apart); each run reports how often the workers loaded the model and how
+  many partitions they scored, and the script prints the bytes one task pickles.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def score(
         raise SystemExit(f"tabserve score failed:\n{done.stderr}")
     scoring = float(re.findall(r"rows scored into .* \(([0-9.]+) s, ", done.stderr)[-1])
     peak = int(re.findall(r"^peak-rss-kib (\d+)$", done.stderr, re.MULTILINE)[-1])
+    for line in re.findall(r"^on Dask: .*$", done.stderr, re.MULTILINE):
+        print(f"  {line}")  # the workers' model loads and partitions, as the command counts them
     return seconds, scoring, peak / 1024
 
 
@@ -117,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from distributed import Client, LocalCluster
 
-    from tabserve.service.batch.cluster import worker_stats
-
     work = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         models = ensure_models(work / "models", log=False)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cluster,
-            Client(cluster) as client,
+            Client(cluster),
         ):
             print(f"LocalCluster(2 workers) start: {time.perf_counter() - started:.1f} s")
             print(f"load average at start (1, 5, 15 min): {os.getloadavg()}")
@@ -145,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             for model in MODELS:
                 bench_model(model, models, work, sizes, cluster.scheduler_address)
-                stats = [(s["loads"], s["partitions"]) for s in client.run(worker_stats).values()]
-                print(f"  per worker on Dask (model loads, partitions scored): {stats}")
             print(f"load average at the end (1, 5, 15 min): {os.getloadavg()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, Worker, WorkerPlugin, get_worker
 
 from tabserve.service.batch.errors import BatchError
-from tabserve.service.batch.job import ScoreJob, ScoreReport, written_in_place
+from tabserve.service.batch.job import DaskCounts, ScoreJob, ScoreReport, written_in_place
 from tabserve.service.batch.model import BatchModel, open_model
 from tabserve.service.batch.scoring import OnError, Scorer
 from tabserve.service.batch.sources import Format, Inputs, check_columns, csv_options, find_inputs
@@ -120,27 +120,42 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Client]:
 def score_on_dask(
     job: ScoreJob, model: BatchModel, config: LoadingConfig, client: Client
 ) -> ScoreReport:
-    """Score `job` on the cluster `client` talks to; `model` (loaded here) gives the meta."""
+    """Score `job` on the cluster `client` talks to; `model` (loaded here) gives the meta.
+
+    The workers hold the model for this run only: the plugin is unregistered (its
+    teardown drops the model) when the run ends, so a shared cluster keeps nothing.
+    """
     inputs = find_inputs(job.input)
     columns = list(dict.fromkeys([*model.schema.names, *job.carried]))
     check_columns(inputs, columns)
     frame = read_frame(inputs, columns)
+    empty = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in frame.dtypes.items()})
+    meta = Scorer(model, job.carried, job.on_error, textual=inputs.textual).output_meta(empty)
     client.register_plugin(ModelPlugin(config, model.name, model.version))
-    scorer = Scorer(model, job.carried, job.on_error, textual=inputs.textual)
-    with (
-        written_in_place(job.output) as output,
-        written_in_place(job.refused_path) as side,
-    ):
-        task = PartitionScorer(job.carried, job.on_error, inputs.textual, side, job.format)
-        meta = scorer.output_meta(frame._meta)
-        scored = frame.map_partitions(task, meta=meta)  # type: ignore[no-untyped-call]
-        if job.format == "csv":
-            scored.to_csv(str(output / "part.*.csv"), index=False)
-        else:
-            scored.to_parquet(str(output), write_index=False)
+    try:
+        with (
+            written_in_place(job.output) as output,
+            written_in_place(job.refused_path) as side,
+        ):
+            task = PartitionScorer(job.carried, job.on_error, inputs.textual, side, job.format)
+            scored = frame.map_partitions(task, meta=meta)  # type: ignore[no-untyped-call]
+            if job.format == "csv":
+                scored.to_csv(str(output / "part.*.csv"), index=False)
+            else:
+                scored.to_parquet(str(output), write_index=False)
+        counts = list(client.run(worker_stats).values())
+    finally:
+        client.unregister_worker_plugin(PLUGIN)  # type: ignore[no-untyped-call]
     refused = count_rows(job.refused_path, job.format)
-    side_path = job.refused_path if refused else None
-    return ScoreReport(count_rows(job.output, job.format), refused, job.output, side_path)
+    return ScoreReport(
+        count_rows(job.output, job.format),
+        refused,
+        job.output,
+        job.refused_path if refused else None,
+        DaskCounts(
+            len(counts), sum(c["loads"] for c in counts), sum(c["partitions"] for c in counts)
+        ),
+    )
 
 
 def read_frame(inputs: Inputs, columns: list[str]) -> dd.DataFrame:

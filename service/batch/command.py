@@ -72,6 +72,8 @@ def run_score(args: argparse.Namespace, config: LoadingConfig) -> int:
         f"{report.scored} rows scored into {report.output} ({seconds:.2f} s, {rate})",
         file=sys.stderr,
     )
+    if report.dask is not None:
+        print(report.dask.describe(), file=sys.stderr)
     if report.refused_path is not None:
         print(
             f"{report.refused} rows refused, with reasons in {report.refused_path}", file=sys.stderr

@@ -47,6 +47,22 @@ class ScoreJob:
 
 
 @dataclass(frozen=True)
+class DaskCounts:
+    """What the Dask workers did: how often they loaded the model, how much they scored."""
+
+    workers: int
+    loads: int
+    partitions: int
+
+    def describe(self) -> str:
+        """`on Dask: 2 workers loaded the model 2 times and scored 8 partitions`."""
+        return (
+            f"on Dask: {self.workers} workers loaded the model {self.loads} times "
+            f"and scored {self.partitions} partitions"
+        )
+
+
+@dataclass(frozen=True)
 class ScoreReport:
     """What a run wrote."""
 
@@ -55,6 +71,8 @@ class ScoreReport:
     output: Path
     refused_path: Path | None
     """The side file, when rows were refused."""
+    dask: DaskCounts | None = None
+    """Set for a run on Dask."""
 
 
 @contextmanager
