@@ -22,13 +22,21 @@ HELP = "score a CSV or Parquet file (or a folder of parts) with a model version,
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `tabserve score`."""
-    parser.add_argument("input", type=Path, help="a CSV or Parquet file, or a folder of parts")
-    parser.add_argument("output", type=Path, help="the file (a folder of parts on Dask) to write")
-    parser.add_argument("--models-dir", type=Path, help="default: TABSERVE_MODELS_DIR, or models")
-    parser.add_argument("--model", required=True, help="the model's name")
-    parser.add_argument("--version", type=int, help="default: the highest version, as served")
+    parser.add_argument(
+        "input", type=Path, metavar="INPUT", help="a CSV or Parquet file, or a folder of parts"
+    )
+    parser.add_argument(
+        "output", type=Path, metavar="OUTPUT", help="the file (a folder of parts on Dask) to write"
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, metavar="DIR", help="default: TABSERVE_MODELS_DIR, or models"
+    )
+    parser.add_argument("--model", required=True, metavar="NAME", help="the model's name")
+    parser.add_argument(
+        "--version", type=int, metavar="N", help="default: the highest version, as served"
+    )
     parser.add_argument("--format", choices=["parquet", "csv"], help="default: by OUTPUT's suffix")
-    parser.add_argument("--id-column", help="a column copied to each answer (first)")
+    parser.add_argument("--id-column", metavar="COL", help="a column copied to each answer (first)")
     parser.add_argument("--keep", nargs="+", default=[], metavar="COL", help="more columns copied")
     parser.add_argument(
         "--on-error",
@@ -38,14 +46,25 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         "side file while the rest is scored (skip)",
     )
     parser.add_argument(
-        "--refused", type=Path, help="the side file of refused rows (default: OUTPUT.refused)"
+        "--refused",
+        type=Path,
+        metavar="PATH",
+        help="the side file of refused rows (default: OUTPUT.refused)",
     )
     parser.add_argument(
-        "--chunk-rows", type=int, default=65_536, help="in-process: rows read at a time"
+        "--chunk-rows",
+        type=int,
+        default=65_536,
+        metavar="N",
+        help="in-process: rows read, checked and predicted at a time (default: %(default)s)",
     )
     cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", help="score on this Dask cluster (tcp://host:port)")
-    cluster.add_argument("--workers", type=int, help="score on a local Dask cluster of N processes")
+    cluster.add_argument(
+        "--scheduler", metavar="ADDRESS", help="score on this Dask cluster (tcp://host:port)"
+    )
+    cluster.add_argument(
+        "--workers", type=int, metavar="N", help="score on a local Dask cluster of N processes"
+    )
 
 
 def run_score(args: argparse.Namespace, config: LoadingConfig) -> int:

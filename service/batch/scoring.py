@@ -22,8 +22,6 @@ from tabserve.service.core.validation import ValidatedBatch
 from tabserve.service.protocol.records import record_columns
 
 OnError = Literal["fail", "skip"]
-REFUSED_COLUMNS = ("source", "row", "feature", "value", "expected", "error")
-"""The side file's own columns; the carried (id and kept) columns come after `row`."""
 # Refused rows are found in blocks this long: a block is checked again after each
 # failing check drops the rows it named, so one bad row costs a block, not the chunk.
 _BLOCK_ROWS = 512
