@@ -206,3 +206,34 @@ def test_an_edited_sealed_artifact_is_refused(tmp_path: Path, score: Score) -> N
 
 def test_csv_missing_cells_are_trainings() -> None:
     assert MISSING_MARKERS == TRAINING_MISSING
+
+
+def test_parquet_keeps_its_types_so_a_number_stored_as_text_is_refused(
+    models_dir: Path, tmp_path: Path, score: Score
+) -> None:
+    rows = iris_rows(models_dir)
+    rows["petal_width_cm"] = rows["petal_width_cm"].astype(str)
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    status, err = score(
+        tmp_path / "rows.parquet", tmp_path / "out.parquet", "--models-dir", models_dir,
+        "--model", "iris",
+    )  # fmt: skip
+    assert status == 1
+    assert (
+        f"error: refused: {tmp_path / 'rows.parquet'}, row 0: feature 'petal_width_cm' "
+        "(index 3): expected a number, got '0.2'"
+    ) in err
+
+
+def test_a_kept_column_may_not_hide_an_answer(
+    models_dir: Path, tmp_path: Path, score: Score
+) -> None:
+    iris_rows(models_dir).assign(prediction=1).to_csv(tmp_path / "rows.csv", index=False)
+    status, err = score(
+        tmp_path / "rows.csv", tmp_path / "out.csv", "--models-dir", models_dir,
+        "--model", "iris", "--keep", "prediction",
+    )  # fmt: skip
+    assert (status, err.strip()) == (
+        1,
+        "error: column 'prediction' cannot be kept: the answers use that name",
+    )
