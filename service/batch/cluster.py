@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import dask.dataframe as dd
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, Worker, WorkerPlugin, get_worker
 
@@ -139,10 +140,7 @@ def score_on_dask(
         ):
             task = PartitionScorer(job.carried, job.on_error, inputs.textual, side, job.format)
             scored = frame.map_partitions(task, meta=meta)  # type: ignore[no-untyped-call]
-            if job.format == "csv":
-                scored.to_csv(str(output / "part.*.csv"), index=False)
-            else:
-                scored.to_parquet(str(output), write_index=False)
+            write_parts(scored, output, job.format)
         counts = list(client.run(worker_stats).values())
     finally:
         client.unregister_worker_plugin(PLUGIN)  # type: ignore[no-untyped-call]
@@ -156,6 +154,18 @@ def score_on_dask(
             len(counts), sum(c["loads"] for c in counts), sum(c["partitions"] for c in counts)
         ),
     )
+
+
+def write_parts(scored: dd.DataFrame, folder: Path, format: Format) -> None:
+    """Compute `scored` into part files; Arrow's refusals (types that differ between
+    partitions) become a BatchError."""
+    try:
+        if format == "csv":
+            scored.to_csv(str(folder / "part.*.csv"), index=False)  # type: ignore[no-untyped-call]
+        else:
+            scored.to_parquet(str(folder), write_index=False)  # type: ignore[no-untyped-call]
+    except pa.ArrowException as exc:
+        raise BatchError(f"cannot write {format.upper()} parts: {exc}") from exc
 
 
 def read_frame(inputs: Inputs, columns: list[str]) -> dd.DataFrame:

@@ -22,8 +22,8 @@ def score_locally(job: ScoreJob, model: BatchModel) -> ScoreReport:
         written_in_place(job.output) as output,
         written_in_place(job.refused_path) as side,
     ):
-        answers = FrameWriter(output, job.format, scorer.output_meta(empty))
-        refused = FrameWriter(side, job.format, None)
+        answers = FrameWriter(output, job.format, scorer.output_meta(empty), shown=job.output)
+        refused = FrameWriter(side, job.format, None, shown=job.refused_path)
         for chunk in read_chunks(inputs, columns, job.chunk_rows):
             scored = scorer.score(chunk.frame, chunk.source, chunk.first_row)
             answers.write(scored.output)

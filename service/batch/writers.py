@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tabserve.service.batch.errors import BatchError
 from tabserve.service.batch.sources import Format
 
 
@@ -19,8 +20,12 @@ class FrameWriter:
     column types (a chunk's text column that happens to be all missing included).
     """
 
-    def __init__(self, path: Path, format: Format, empty: pd.DataFrame | None) -> None:
+    def __init__(
+        self, path: Path, format: Format, empty: pd.DataFrame | None, *, shown: Path | None = None
+    ) -> None:
         self.path = path
+        # Errors name the final file; `path` is where it is written until the run succeeds.
+        self.shown = shown or path
         self.format = format
         self.rows = 0
         self._empty = empty
@@ -38,7 +43,13 @@ class FrameWriter:
             if self._parquet is None:
                 self._schema = pa.Schema.from_pandas(frame, preserve_index=False)
                 self._parquet = pq.ParquetWriter(self.path, self._schema)
-            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+            try:
+                table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+            except pa.ArrowException as exc:
+                raise BatchError(
+                    f"{self.shown}: a chunk's column types differ from the first chunk's "
+                    f"({exc}); give the kept columns one type, or write CSV"
+                ) from exc
             self._parquet.write_table(table)
         self.rows += len(frame)
 

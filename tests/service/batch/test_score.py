@@ -237,3 +237,18 @@ def test_a_kept_column_may_not_hide_an_answer(
         1,
         "error: column 'prediction' cannot be kept: the answers use that name",
     )
+
+
+def test_a_kept_column_whose_type_changes_between_chunks_is_refused_by_name(
+    models_dir: Path, tmp_path: Path, score: Score
+) -> None:
+    rows = iris_rows(models_dir)
+    rows["note"] = [None] * 64 + ["checked"] * (len(rows) - 64)
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    status, err = score(
+        tmp_path / "rows.parquet", tmp_path / "out.parquet", "--models-dir", models_dir,
+        "--model", "iris", "--keep", "note", "--chunk-rows", 64,
+    )  # fmt: skip
+    assert status == 1
+    assert f"error: {tmp_path / 'out.parquet'}: a chunk's column types differ from the first" in err
+    assert not (tmp_path / "out.parquet").exists()
