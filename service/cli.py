@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from tabserve.service.batch.command import HELP as SCORE_HELP
+from tabserve.service.batch.command import add_score_arguments
 from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
 from tabserve.service.port import PortUnavailableError, ensure_can_listen
 
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_import_arguments(imported)
     imported.set_defaults(handler=run_import)
+
+    score = commands.add_parser("score", help=SCORE_HELP)
+    add_score_arguments(score)
+    score.set_defaults(handler=run_score)
 
     serve = commands.add_parser("serve", help="serve every model under the models directory")
     serve.add_argument("--models-dir", type=Path, help="default: models (TABSERVE_MODELS_DIR)")
@@ -109,6 +115,17 @@ def run_bench(args: argparse.Namespace) -> int:
     from bench.run import main as bench_main
 
     return bench_main(["--seconds", str(args.seconds)])
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """`tabserve score`: models load as `tabserve serve` would load them here."""
+    from tabserve.service.batch.command import run_score as score
+    from tabserve.service.settings import Settings
+    from tabserve.service.state import loading_config
+
+    if args.models_dir is not None:
+        os.environ["TABSERVE_MODELS_DIR"] = str(args.models_dir)
+    return score(args, loading_config(Settings()))
 
 
 def run_sign(args: argparse.Namespace) -> int:

@@ -155,6 +155,16 @@ def test_predlog_and_sinks_import_no_web_framework_and_not_the_api(package: str)
     assert violations(package, *WEB, "tabserve.service.api") == []
 
 
+def test_batch_scoring_knows_no_web_and_only_the_command_line_imports_it() -> None:
+    """Rule 13: `service.batch` imports no web framework and nothing of `service.api`;
+    only `cli` (which lists `tabserve score`) imports it."""
+    assert violations("service.batch", *WEB, "tabserve.service.api") == []
+    importers = {node(i.module) for i in IMPORTS if within(i.target, "tabserve.service.batch")} - {
+        "service.batch"
+    }
+    assert importers == {"service.cli"}
+
+
 def test_only_the_web_layer_and_the_composition_root_import_the_web_framework() -> None:
     """Rule 7: only `service.api`, the composition root and the HTTP protocols import them."""
     found = [str(i) for i in IMPORTS if within(i.target, *WEB)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tabserve.artifact.manifest import Manifest
 from tabserve.artifact.repository import list_models, version_path
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.engines import CompiledRuntime
@@ -61,31 +62,11 @@ def load_version(
 
     Never raises: a failure is the entry's state, with its reason.
     """
-    runtime: Runtime
-    # The models directory bounds where a version's files may lead (symlinks included).
-    root = config.models_dir
-    mismatch = config.allow_version_mismatch
-    # The key file is read at each load: a rotated key applies to the next version loaded.
-    key = config.public_key
-    if config.engine == "sklearn":
-        runtime = SklearnRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
-    else:
-        runtime = CompiledRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
+    runtime = runtime_for(path, config)
     metrics = dataplane.metrics
     started = time.perf_counter()
     try:
-        manifest = runtime.load()
-        if (manifest.name, manifest.version) != (name, version):
-            raise ValueError(
-                f"manifest says {manifest.name!r} version {manifest.version}, "
-                f"but it lies in {name}/{version}"
-            )
-        schema = FeatureSchema(
-            manifest,
-            max_rows=config.max_rows,
-            reject_out_of_range=config.reject_out_of_range,
-        )
-        runtime.predict(schema.example_batch().features)
+        manifest, schema = prepare_version(runtime, name, version, config)
     except Exception as exc:
         metrics.loading.failures.labels(name).inc()
         metrics.loading.info.labels(name, str(version), "", "", "none").set(0)
@@ -112,6 +93,42 @@ def load_version(
         load_seconds,
     )
     return ModelVersion.of(served, load_seconds)
+
+
+def runtime_for(path: Path, config: LoadingConfig) -> Runtime:
+    """The runtime the service serves a version folder with (not loaded yet)."""
+    # The models directory bounds where a version's files may lead (symlinks included).
+    root = config.models_dir
+    mismatch = config.allow_version_mismatch
+    # The key file is read at each load: a rotated key applies to the next version loaded.
+    key = config.public_key
+    if config.engine == "sklearn":
+        return SklearnRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
+    return CompiledRuntime(path, allow_version_mismatch=mismatch, root=root, public_key=key)
+
+
+def prepare_version(
+    runtime: Runtime, name: str, version: int, config: LoadingConfig
+) -> tuple[Manifest, FeatureSchema]:
+    """Load and verify `runtime`'s artifact, check it is `name` `version`, build its
+    schema and warm it up on one typical row. Raises whatever loading raises.
+
+    The service (`load_version`) and batch scoring (`service.batch`) both load this way,
+    so a file is scored by exactly the model and checks that serve requests.
+    """
+    manifest = runtime.load()
+    if (manifest.name, manifest.version) != (name, version):
+        raise ValueError(
+            f"manifest says {manifest.name!r} version {manifest.version}, "
+            f"but it lies in {name}/{version}"
+        )
+    schema = FeatureSchema(
+        manifest,
+        max_rows=config.max_rows,
+        reject_out_of_range=config.reject_out_of_range,
+    )
+    runtime.predict(schema.example_batch().features)
+    return manifest, schema
 
 
 def relative_paths(message: str, models_dir: Path) -> str:

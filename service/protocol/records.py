@@ -12,6 +12,9 @@ from typing import Any
 import numpy.typing as npt
 import orjson
 
+PREDICTION = "prediction"
+PROBABILITY_PREFIX = "probabilities."
+
 
 def records_document(
     model: str,
@@ -42,3 +45,19 @@ def records_answer(
 ) -> bytes:
     """`records_document`, encoded."""
     return orjson.dumps(records_document(model, version, request_id, labels, proba, classes))
+
+
+def record_columns(
+    labels: npt.NDArray[Any], proba: npt.NDArray[Any] | None, classes: list[str]
+) -> dict[str, npt.NDArray[Any]]:
+    """The records answer's predictions as columns, for files scored in batch.
+
+    Named as `pandas.json_normalize` flattens the answer's `predictions`:
+    `prediction`, then `probabilities.<label>` per class for classifiers, so a
+    scored file and the online answer line up column for column.
+    """
+    columns = {PREDICTION: labels}
+    if proba is not None:
+        for k, label in enumerate(classes):
+            columns[PROBABILITY_PREFIX + label] = proba[:, k]
+    return columns
