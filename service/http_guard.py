@@ -154,10 +154,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # of an incomplete head, counted as it arrives
+        self._head_bound = 0  # bytes of the reads the current head may span (at least its size)
+        self._read_size = 0  # of the read being parsed
         self._in_head = True  # not between a complete head and its message's end
         self._phase = 0  # heads completed plus messages completed, to see a read cross one
         self._receiving = False  # a message has begun and not yet ended
-        self._arrival: asyncio.TimerHandle | None = None
+        self._arrival: asyncio.TimerHandle | None = None  # at most one, re-armed lazily
+        self._arriving_since: float | None = None  # loop time the arrival began; None: none
         self._refused = False
         self._draining = False
 
@@ -171,14 +174,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.shutdown()  # accepted while the server drains: answered, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_arrival()
+        self._stop_arrival_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering: read and drop what the client still sends
-        if self._arrival is None and self._in_head:
+        if self._arriving_since is None and self._in_head:
             self._arm_arrival()  # even stray bytes before a request count against its time
+        if self._in_head:
+            self._head_bound += len(data)
+        self._read_size = len(data)
         phase = self._phase
         super().data_received(data)
         if self._refused or self._phase != phase:
@@ -193,7 +199,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self._refuse_head(self._head_bytes)
 
     def handle_websocket_upgrade(self) -> None:
-        self._disarm_arrival()  # the WebSocket protocol owns the connection from here
+        self._stop_arrival_timer()  # the WebSocket protocol owns the connection from here
         super().handle_websocket_upgrade()
 
     # --- parser callbacks ---
@@ -202,26 +208,24 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._receiving = True
-        if self._arrival is None:
+        if self._arriving_since is None:
             self._arm_arrival()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        if not self._refused:
-            super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._refused:
-            super().on_header(name, value)
+    # on_url and on_header are uvicorn's own: after a refusal they only gather a
+    # pipelined head that on_headers_complete then drops, so they need no guard.
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._phase += 1
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
-            self._refuse_head(size)
-            return
+        # The reads this head spans bound its size: only a head that might pass the
+        # limit is measured exactly (the common one costs a comparison).
+        if self._head_bound > self.limits.max_header_bytes:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > self.limits.max_header_bytes:
+                self._refuse_head(size)
+                return
         self._in_head = False
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
@@ -236,6 +240,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self._phase += 1
         self._in_head = True
+        self._head_bound = self._read_size  # the next head may begin within this read
         self._receiving = False
         self._disarm_arrival()
         super().on_message_complete()
@@ -271,16 +276,40 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # --- refusals ---
 
+    # The arrival deadline costs no timer per request: one timer per connection is
+    # armed when none is pending, and when it fires it re-arms itself for whatever the
+    # request arriving then has left (a keep-alive connection's requests come and go
+    # in between, each only noting when it began).
+
     def _arm_arrival(self) -> None:
-        self._arrival = self.loop.call_later(self.limits.read_timeout_seconds, self._too_slow)
+        self._arriving_since = self.loop.time()
+        if self._arrival is None:
+            self._arrival = self.loop.call_later(
+                self.limits.read_timeout_seconds, self._arrival_due
+            )
 
     def _disarm_arrival(self) -> None:
+        self._arriving_since = None  # a pending timer finds nothing arriving and lapses
+
+    def _stop_arrival_timer(self) -> None:
+        self._arriving_since = None
         if self._arrival is not None:
             self._arrival.cancel()
             self._arrival = None
 
-    def _too_slow(self) -> None:
+    def _arrival_due(self) -> None:
         self._arrival = None
+        since = self._arriving_since
+        if since is None:
+            return  # nothing is arriving: the next request arms a timer of its own
+        left = since + self.limits.read_timeout_seconds - self.loop.time()
+        if left > 0:
+            self._arrival = self.loop.call_later(left, self._arrival_due)
+            return
+        self._too_slow()
+
+    def _too_slow(self) -> None:
+        self._arriving_since = None
         if self.transport.is_closing() or self._refused:
             return
         seconds = self.limits.read_timeout_seconds
@@ -307,7 +336,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, reason: str, status: int, answer: bytes) -> None:
         """Answer (when the connection is ours to answer on), count it, and close gently."""
         self._refused = True
-        self._disarm_arrival()
+        self._stop_arrival_timer()
         self.limits.refusals.note(reason, self.client)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:

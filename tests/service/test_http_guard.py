@@ -7,6 +7,7 @@ workers, the two ways `tabserve serve` runs.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,24 @@ def test_a_keep_alive_connection_times_each_request_from_its_first_byte(
         assert answer.status == 200
     sock.sendall(b"POST /models/iris/predict HTTP/1.1\r\n")
     _assert_refused(read_answer(sock), 408, "request_timeout")
+
+
+@pytest.mark.slow
+def test_a_request_begun_late_on_a_connection_gets_its_whole_time(
+    guarded: Callable[[], socket.socket],
+) -> None:
+    # The guard keeps one timer per connection, armed when the connection opened: a
+    # request that begins 0.7 s later and takes 0.45 s to arrive ends past that first
+    # timer's second, yet within its own (the timer re-arms for what the request has left).
+    sock = guarded()
+    sock.sendall(predict_request())
+    assert read_answer_keeping(sock).status == 200
+    time.sleep(0.7)
+    request = predict_request()
+    sock.sendall(request[:40])
+    time.sleep(0.45)
+    sock.sendall(request[40:])
+    assert read_answer_keeping(sock).status == 200
 
 
 def read_answer_keeping(sock: socket.socket) -> Answer:
