@@ -47,6 +47,8 @@ from tabserve.service.web_config import WebConfig
 _LENGTH = v2.HEADER_LENGTH.encode()
 _TIMEOUT = TIMEOUT_HEADER.lower().encode()
 _V2_LANE: LaneKey[ExpressV2 | None] = LaneKey("v2_express")
+_KNOWN_INFER_PATHS = 1024
+"""How many V2 infer paths' matches are kept (a served model has two or three)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class ExpressLanes:
             r for r in v2.router.routes if isinstance(r, APIRoute) and r.endpoint in endpoints
         ]
         self._record_routes: dict[str, RecordRoute] = {}
+        self._infer_matches: dict[tuple[str, str], Scope] = {}
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """FULL, with the documented route's own scope, for a POST a lane may take.
@@ -88,15 +91,29 @@ class ExpressLanes:
             return Match.NONE, {}
         path: str = scope["path"]
         if path.endswith("/infer"):
-            for route in self._infer_routes:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    return match, child
-        elif path.endswith("/predict"):
+            return self._infer_match(scope, path)
+        if path.endswith("/predict"):
             record = self._record_route(scope)
             if record is not None:
                 return record.matches(scope)
         return Match.NONE, {}
+
+    def _infer_match(self, scope: Scope, path: str) -> tuple[Match, Scope]:
+        """The V2 routes' own match, kept per path: their regex and converters cost
+        more than the rest of the lane's dispatch, and a path always matches the same.
+        Each request gets its own copy (handlers may write to `path_params`)."""
+        key = (scope.get("root_path", ""), path)
+        child = self._infer_matches.get(key)
+        if child is None:
+            for route in self._infer_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    break
+            else:
+                return Match.NONE, {}
+            if len(self._infer_matches) < _KNOWN_INFER_PATHS:
+                self._infer_matches[key] = child
+        return Match.FULL, {**child, "path_params": dict(child["path_params"])}
 
     def _record_route(self, scope: Scope) -> RecordRoute | None:
         """The record route of a served version for this exact path (routes change on reloads)."""
@@ -121,10 +138,10 @@ class ExpressLanes:
         if match is not Match.FULL:
             await self.app(scope, receive, send)
             return
+        scope.update(child)  # labelled with its route whoever answers, the lane or not
         try:
             body = await read_body(receive)
         except ServiceError as exc:  # a chunked body past the limit
-            scope.update(child)
             await _refuse(scope, receive, send, exc)
             return
         if body is None:
@@ -137,7 +154,6 @@ class ExpressLanes:
         if taken is None:
             await self.app(scope, replay(body, receive), send)
             return
-        scope.update(child)
         try:
             prediction = await predict_watched(
                 self.dataplane,
