@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from tabserve.service import __version__
 from tabserve.service.access_log import AccessLog
@@ -71,6 +72,28 @@ where each detail names the field, the value given and what was expected.
 """
 
 
+class ServiceAPI(FastAPI):
+    """FastAPI with the app's own middleware outermost, outside FastAPI's wrappers.
+
+    FastAPI puts its server-error, exception-telemetry and body-limit middleware
+    around the user's. tabserve's middleware (request context, CORS, the express
+    lanes) already answers every failure in the error shape (`api/exchange.py`), so
+    it goes outside them, and a request the lanes answer skips those three layers
+    (their cost per request was measured: `docs/benchmarks.md`, issue 19). What
+    reaches FastAPI runs through its whole stack as before.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        own, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = own
+        for middleware in reversed(own):
+            app = middleware.cls(app, *middleware.args, **middleware.kwargs)
+        return app
+
+
 def create_app(settings: Settings | None = None, *, preload: bool = False) -> FastAPI:
     """A new app with its own metrics, registry and inference pool.
 
@@ -97,7 +120,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
             # counts the requests it answers itself through it (api/refusals.py).
             yield {HTTP_REFUSALS: RefusalCounter(state.metrics.http)}
 
-    app = FastAPI(
+    app = ServiceAPI(
         title="tabserve",
         version=__version__,
         description=DESCRIPTION,

@@ -103,6 +103,11 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """A bug: log it with its trace, tell the client nothing internal."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return internal_error_response()
+
+
+def internal_error_response() -> Response:
+    """The 500 every unexpected failure gets: nothing internal, in the error shape."""
     return error_response(500, "internal error; the server log has the details", "internal")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.types import Message, Receive, Scope, Send
 
-from tabserve.service.api.errors import error_response
+from tabserve.service.api.errors import error_response, internal_error_response
 from tabserve.service.core.errors import TooLargeError
 from tabserve.service.scope_keys import CLIENT_LEFT, GUARD_STATUS
 
@@ -92,6 +92,10 @@ class Exchange:
             # gone (a body cut short, say) is not a server error.
             log.debug("request ended after its client left: %r", failure)
             return True
+        if failure is not None and not self.started:
+            # A failure outside the app's own error handling (the middleware runs
+            # outside FastAPI's): still the JSON 500, then it propagates to be logged.
+            await internal_error_response()(self._scope, self._receive, self._forward)
         return failure is None
 
     @property

@@ -82,3 +82,29 @@ def test_without_the_fast_path_everything_takes_the_documented_routes(
         assert client.post("/v2/models/iris/infer", content=infer_body(SETOSA)).is_success
         assert client.post("/models/iris/predict", json=RECORD).is_success
     assert documented == ["v2", "records"]
+
+
+def test_a_failure_inside_the_lanes_is_the_json_500_with_the_request_context(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lanes and the request context run outside FastAPI's error middleware: what
+    # escapes them still gets the error shape, a request id and the security headers.
+    from tabserve.service.api.v2_express import ExpressV2
+
+    def broken(self: ExpressV2, body: bytes) -> None:
+        raise RuntimeError("a bug in the lane")
+
+    monkeypatch.setattr(ExpressV2, "decode", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.post("/v2/models/iris/infer", content=infer_body(SETOSA))
+        assert answer.status_code == 500
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["code"] == "internal"
+        assert "a bug" not in answer.text
+        assert answer.headers["x-request-id"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        metrics = client.get("/metrics").text
+    assert (
+        'tabserve_http_requests_total{method="POST",route="/v2/models/{model}/infer",'
+        'status="500"} 1.0' in metrics
+    )
