@@ -204,7 +204,10 @@ def connect_once(port: int, outcomes: Outcomes) -> bool:
     """One request on a new connection; False once the port refuses connections."""
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_SECONDS)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Refused at connect, before a byte of the request left. A reset here is the
+        # same refusal: Linux answers a handshake still in progress when the listener
+        # closes (its last process closes it) with RST, and connect() says ECONNRESET.
         outcomes.add("refused")
         return False
     try:
