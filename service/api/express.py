@@ -78,7 +78,7 @@ class ExpressLanes:
         self._infer_routes = [
             r for r in v2.router.routes if isinstance(r, APIRoute) and r.endpoint in endpoints
         ]
-        self._record_routes: dict[str, RecordRoute] = {}
+        self._record_routes: dict[str, tuple[RecordRoute, Scope]] = {}
         self._infer_matches: dict[tuple[str, str], Scope] = {}
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -93,9 +93,9 @@ class ExpressLanes:
         if path.endswith("/infer"):
             return self._infer_match(scope, path)
         if path.endswith("/predict"):
-            record = self._record_route(scope)
-            if record is not None:
-                return record.matches(scope)
+            known = self._record_route(scope)
+            if known is not None:
+                return Match.FULL, _own_copy(known[1])
         return Match.NONE, {}
 
     def _infer_match(self, scope: Scope, path: str) -> tuple[Match, Scope]:
@@ -113,23 +113,25 @@ class ExpressLanes:
                 return Match.NONE, {}
             if len(self._infer_matches) < _KNOWN_INFER_PATHS:
                 self._infer_matches[key] = child
-        return Match.FULL, {**child, "path_params": dict(child["path_params"])}
+        return Match.FULL, _own_copy(child)
 
-    def _record_route(self, scope: Scope) -> RecordRoute | None:
-        """The record route of a served version for this exact path (routes change on reloads)."""
+    def _record_route(self, scope: Scope) -> tuple[RecordRoute, Scope] | None:
+        """The record route of a served version for this exact path, with its match
+        (routes change on reloads; a kept one is dropped once retired)."""
         path: str = scope["path"]
         known = self._record_routes.get(path)
         # `retired`, not `known in self.router.routes`: Starlette routes compare by
         # value, so that test cost a dozen __eq__ calls per request.
-        if known is not None and not known.retired:
+        if known is not None and not known[0].retired:
             return known
         self._record_routes.pop(path, None)
         for route in self.router.routes:
             if not isinstance(route, RecordRoute) or route.serves is None:
                 continue
-            if route.matches(scope)[0] is Match.FULL:
-                self._record_routes[path] = route
-                return route
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                self._record_routes[path] = (route, child)
+                return route, child
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,6 +214,11 @@ class ExpressLanes:
             return self.dataplane.model(params["model"], number)
         except ServiceError:
             return None
+
+
+def _own_copy(child: Scope) -> Scope:
+    """A kept match for one request (handlers may write to its `path_params`)."""
+    return {**child, "path_params": dict(child["path_params"])}
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
