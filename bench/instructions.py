@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # One request, one model call: how many requests share a call depends on timing
     # (and valgrind's), and each call costs the loop thread a hand-off and a wake-up.
     env["TABSERVE_BATCH_MAX_ROWS"] = "1"
+    env["TABSERVE_GRPC_PORT"] = "0"  # HTTP is measured; two trees can then run at once
     with (work / "server.log").open("wb") as log:
         server = subprocess.Popen(
             [*valgrind, *serve], cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT
