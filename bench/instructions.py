@@ -2,8 +2,8 @@
 
 Serves a source tree (this one, or a checkout of another commit) under valgrind's
 callgrind and counts the instructions its event-loop thread executes for exactly
-`--requests` one-row requests (`--path`, the body of `make bench`) sent over 16
-keep-alive connections, after a warm-up. Requests are not batched (one model call
+`--requests` one-row requests (`--path`, the body of `make bench`) sent one at a
+time on a keep-alive connection, after a warm-up. Requests are not batched (one model call
 each), so timing does not change the work. The count moves by a percent or two from
 run to run, where requests/s on this shared machine moves 15-20 % round to round:
 it is how issue 19's HTTP gap was split between the HTTP guard, FastAPI's wrappers
@@ -29,7 +29,9 @@ import httpx
 from bench.models import ensure_models
 from bench.run import ROOT, records_body, v2_body
 
-CONNECTIONS = 16
+CONNECTIONS = 1
+"""One request at a time: how many requests one loop iteration serves would otherwise
+vary with timing (valgrind's and the machine's), and with it the work per request."""
 
 
 async def _client(port: int, request: bytes, count: int) -> None:
@@ -45,7 +47,7 @@ async def _client(port: int, request: bytes, count: int) -> None:
 
 
 def send(port: int, path: str, requests: int) -> None:
-    """`requests` requests (a multiple of 16) on 16 keep-alive connections."""
+    """`requests` requests, one at a time on each of CONNECTIONS keep-alive connections."""
     body = records_body(1) if path.endswith("/predict") else v2_body(1)
     head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
     request = (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
