@@ -10,11 +10,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tabserve.service.app import create_app
+from tabserve.service.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tabserve.service.settings import Settings
 from tests.deploy.support import (
     REPO,
@@ -45,13 +48,19 @@ def deploy_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def exported_names(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> frozenset[str]:
     """Every sample name a real app exports after a few requests (`..._total`, `..._bucket`).
 
-    The prediction log is on, so its series and the live-quality ones exist too.
+    The prediction log is on, so its series and the live-quality ones exist too, and
+    gRPC answers one call, so its series do.
     """
     data = tmp_path_factory.mktemp("predlog")
-    settings = Settings(models_dir=deploy_models, predlog_mode="all", data_dir=data)
-    with TestClient(create_app(settings)) as client:
+    port = free_port()
+    settings = Settings(models_dir=deploy_models, predlog_mode="all", data_dir=data, grpc_port=port)
+    with (
+        TestClient(create_app(settings)) as client,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
         exercise(client)
         client.get("/v2/health/ready")
+        GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=30)
         text = client.get("/metrics").text
     return frozenset(
         sample.name for family in text_string_to_metric_families(text) for sample in family.samples
