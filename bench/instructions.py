@@ -29,9 +29,15 @@ import httpx
 from bench.models import ensure_models
 from bench.run import ROOT, records_body, v2_body
 
-CONNECTIONS = 1
-"""One request at a time: how many requests one loop iteration serves would otherwise
-vary with timing (valgrind's and the machine's), and with it the work per request."""
+
+def send(port: int, path: str, requests: int) -> None:
+    """`requests` requests, one at a time on one keep-alive connection (how many
+    requests one loop iteration serves would otherwise vary with timing, valgrind's
+    and the machine's, and with it the work per request)."""
+    body = records_body(1) if path.endswith("/predict") else v2_body(1)
+    head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+    request = (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
+    asyncio.run(_client(port, request, requests))
 
 
 async def _client(port: int, request: bytes, count: int) -> None:
@@ -46,19 +52,6 @@ async def _client(port: int, request: bytes, count: int) -> None:
     writer.close()
 
 
-def send(port: int, path: str, requests: int) -> None:
-    """`requests` requests, one at a time on each of CONNECTIONS keep-alive connections."""
-    body = records_body(1) if path.endswith("/predict") else v2_body(1)
-    head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-    request = (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
-
-    async def all_clients() -> None:
-        each = requests // CONNECTIONS
-        await asyncio.gather(*(_client(port, request, each) for _ in range(CONNECTIONS)))
-
-    asyncio.run(all_clients())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.instructions", description=__doc__)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the source tree to serve")
@@ -68,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8790)
     args = parser.parse_args(argv)
     ensure_models(args.models_dir)
-    requests = args.requests - args.requests % CONNECTIONS
+    requests = args.requests
     work = Path(tempfile.mkdtemp(prefix="tabserve-instructions-"))
     out = work / "callgrind.out"
     serve = [sys.executable, "-m", "tabserve.service", "serve", "--log-level", "warning"]

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tabserve.service.api import records, v2
+from tabserve.service.api.v2_express import ExpressV2
 from tabserve.service.app import create_app
 from tabserve.service.settings import Settings
 
@@ -89,8 +90,6 @@ def test_a_failure_inside_the_lanes_is_the_json_500_with_the_request_context(
 ) -> None:
     # The lanes and the request context run outside FastAPI's error middleware: what
     # escapes them still gets the error shape, a request id and the security headers.
-    from tabserve.service.api.v2_express import ExpressV2
-
     def broken(self: ExpressV2, body: bytes) -> None:
         raise RuntimeError("a bug in the lane")
 

@@ -23,15 +23,19 @@ BODY = {
 }
 
 
-def sample(url: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+def summed(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` in an exposition whose labels include `labels`."""
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
         if s.name == name and labels.items() <= s.labels.items()
     )
+
+
+def sample(url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`, scraped now."""
+    return summed(httpx.get(url + "/metrics", timeout=10).text, name, **labels)
 
 
 async def send(url: str, count: int, connections: int) -> list[int]:
@@ -102,12 +106,7 @@ async def in_flight(url: str) -> float:
     """The in-flight gauge (summed over workers), scraped without blocking the loop."""
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(url + "/metrics")).text
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "tabserve_http_requests_in_flight"
-    )
+    return summed(text, "tabserve_http_requests_in_flight")
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
