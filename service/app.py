@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tabserve.service import __version__
 from tabserve.service.access_log import AccessLog
@@ -82,6 +82,28 @@ class ServiceAPI(FastAPI):
     (their cost per request was measured: `docs/benchmarks.md`, issue 19). What
     reaches FastAPI runs through its whole stack as before.
     """
+
+    def __init__(self, *, telemetry: TelemetryConfig, **kwargs: Any) -> None:
+        super().__init__(telemetry=telemetry, **kwargs)
+        self._fastapi_telemetry = any(telemetry.get(part) for part in TELEMETRY_PARTS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An HTTP request goes straight to the middleware stack.
+
+        `FastAPI.__call__` and `Starlette.__call__` do three things for it: set
+        `root_path` when the app has one, put the app in the scope, and ask FastAPI's
+        OpenTelemetry whether it is on (`NO_FASTAPI_TELEMETRY`: never). Done here in one
+        frame instead of three (`docs/benchmarks.md`, issue 19). The lifespan and
+        WebSockets, and every request while FastAPI's telemetry is on, go FastAPI's way.
+        """
+        stack = self.middleware_stack
+        if scope["type"] != "http" or stack is None or self._fastapi_telemetry:
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        await stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         own, self.user_middleware = self.user_middleware, []
@@ -161,6 +183,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     return app
 
 
+TELEMETRY_PARTS = ("tracing", "metrics", "logs")
 NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 """FastAPI's own OpenTelemetry spans, metrics and logs: off.
 
