@@ -181,7 +181,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering: read and drop what the client still sends
         if self._arriving_since is None and self._in_head:
-            self._arm_arrival()  # even stray bytes before a request count against its time
+            # Even stray bytes before a request count against its time. (`_arm_arrival`
+            # inline: this runs for every request of a keep-alive connection.)
+            self._arriving_since = self.loop.time()
+            if self._arrival is None:
+                self._arm_arrival()
         if self._in_head:
             self._head_bound += len(data)
         self._read_size = len(data)
@@ -242,7 +246,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bound = self._read_size  # the next head may begin within this read
         self._receiving = False
-        self._disarm_arrival()
+        self._arriving_since = None  # a pending timer finds nothing arriving and lapses
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -287,9 +291,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._arrival = self.loop.call_later(
                 self.limits.read_timeout_seconds, self._arrival_due
             )
-
-    def _disarm_arrival(self) -> None:
-        self._arriving_since = None  # a pending timer finds nothing arriving and lapses
 
     def _stop_arrival_timer(self) -> None:
         self._arriving_since = None
