@@ -17,3 +17,7 @@ GUARD_STATUS = "tabserve.guard_status"
 """Scope key: the status the HTTP protocol answered this request with itself, after
 the app had started on it (408: its body did not arrive in time); the app's own
 answer, if any, never reached the client."""
+
+HEADERS = "tabserve.headers"
+"""Scope key: the request's headers as a dict, first of a repeated name winning
+(`service/api/asgi_io.py` `request_headers`), built once per request."""

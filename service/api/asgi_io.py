@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.types import Message, Receive, Scope, Send
 
+from tabserve.service.scope_keys import HEADERS
+
 
 async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None if the client left before sending it."""
@@ -46,9 +48,16 @@ async def send_json(send: Send, payload: bytes) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def request_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by lower-case name (the first of a repeated name), built
+    on first use and kept in the scope: one pass for every header anyone reads."""
+    heads: dict[bytes, bytes] | None = scope.get(HEADERS)
+    if heads is None:
+        heads = scope[HEADERS] = dict(reversed(scope["headers"]))
+    return heads
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """A request header's value (`name` in lower case), or None."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
+    value = request_headers(scope).get(name)
+    return None if value is None else value.decode("latin-1")

@@ -69,23 +69,22 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         """Pass the app's answer on with the headers; drop it if the body was too large."""
-        if self.too_large is not None and not self.started:
-            return  # whatever the handler made of it, `settle` answers 413
-        await self._forward(message)
-
-    async def _forward(self, message: Message) -> None:
         if message["type"] == "http.response.start":
+            if self.too_large is not None:
+                return  # whatever the handler made of it, `settle` answers 413
             self.started = True
             self.status = message["status"]
             message["headers"] = [*message.get("headers", ()), *self._headers]
+        elif self.too_large is not None and not self.started:
+            return
         await self._send(message)
 
     async def settle(self, failure: Exception | None) -> bool:
         """After the app: answer what it could not; False if `failure` should propagate."""
         if self.too_large is not None and not self.started:
-            exc = self.too_large
+            exc, self.too_large = self.too_large, None  # the 413 below is this request's answer
             refusal = error_response(413, exc.message, exc.code, exc.problems)
-            await refusal(self._scope, self._receive, self._forward)
+            await refusal(self._scope, self._receive, self.send)
             return True
         if failure is not None and self.client_closed:
             # Nobody is there to answer: what the handler raised once its client had
@@ -95,7 +94,7 @@ class Exchange:
         if failure is not None and not self.started:
             # A failure outside the app's own error handling (the middleware runs
             # outside FastAPI's): still the JSON 500, then it propagates to be logged.
-            await internal_error_response()(self._scope, self._receive, self._forward)
+            await internal_error_response()(self._scope, self._receive, self.send)
         return failure is None
 
     @property
@@ -106,17 +105,15 @@ class Exchange:
             self.left_first = callable(check) and check()
         return self.left_first
 
-    @property
-    def guard_status(self) -> int | None:
-        """The status the HTTP protocol answered with itself (408: the body came too slowly)."""
-        status: int | None = self._scope.get(GUARD_STATUS)
-        return status
+    def outcome(self) -> tuple[int, bool]:
+        """The status for metrics and the access log, and whether its latency counts.
 
-    @property
-    def recorded_status(self) -> int:
-        """The status for metrics and the access log: the protocol's own answer if it
-        gave one, else 499 if the client left first, else the app's."""
-        guard = self.guard_status
+        The protocol's own answer if it gave one (a refusal: the client's slowness, so
+        no latency), else 499 if the client left first, else the app's.
+        """
+        guard: int | None = self._scope.get(GUARD_STATUS)
         if guard is not None:
-            return guard
-        return CLIENT_CLOSED_REQUEST if self.client_closed else self.status
+            return guard, False
+        if self.started and not self.left_first:
+            return self.status, True
+        return (CLIENT_CLOSED_REQUEST if self.client_closed else self.status), True

@@ -21,7 +21,8 @@ this (`docs/benchmarks.md`, "Express lanes in one module"). Off with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -51,13 +52,12 @@ _KNOWN_INFER_PATHS = 1024
 """How many V2 infer paths' matches are kept (a served model has two or three)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Taken:
+class _Taken(NamedTuple):
     """A request a lane took: the version, its rows, and how to write the answer."""
 
     model: ServedModel
     batch: ValidatedBatch
-    encode: Callable[[Prediction, Scope], bytes]
+    encode: Callable[[Prediction], bytes]
 
 
 def install_express_lanes(app: FastAPI, dataplane: DataPlane, web: WebConfig) -> None:
@@ -84,36 +84,36 @@ class ExpressLanes:
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """FULL, with the documented route's own scope, for a POST a lane may take.
 
-        The V2 routes come from `v2.router` itself; record routes change with the
-        registry, so each path's route is looked up again when it leaves the router.
+        The V2 routes come from `v2.router` itself, and their match is kept per path:
+        their regex and converters cost more than the rest of the lane's dispatch, and
+        a path always matches the same. Record routes change with the registry, so
+        each path's route is looked up again when it leaves the router. Each request
+        gets its own copy of a kept match (handlers may write to `path_params`).
         """
         if scope["type"] != "http" or scope["method"] != "POST":
             return Match.NONE, {}
         path: str = scope["path"]
         if path.endswith("/infer"):
-            return self._infer_match(scope, path)
-        if path.endswith("/predict"):
+            key = (scope.get("root_path", ""), path)
+            child = self._infer_matches.get(key) or self._infer_match(scope, key)
+        elif path.endswith("/predict"):
             known = self._record_route(scope)
-            if known is not None:
-                return Match.FULL, _own_copy(known[1])
-        return Match.NONE, {}
-
-    def _infer_match(self, scope: Scope, path: str) -> tuple[Match, Scope]:
-        """The V2 routes' own match, kept per path: their regex and converters cost
-        more than the rest of the lane's dispatch, and a path always matches the same.
-        Each request gets its own copy (handlers may write to `path_params`)."""
-        key = (scope.get("root_path", ""), path)
-        child = self._infer_matches.get(key)
+            child = None if known is None else known[1]
+        else:
+            return Match.NONE, {}
         if child is None:
-            for route in self._infer_routes:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    break
-            else:
-                return Match.NONE, {}
-            if len(self._infer_matches) < _KNOWN_INFER_PATHS:
-                self._infer_matches[key] = child
-        return Match.FULL, _own_copy(child)
+            return Match.NONE, {}
+        return Match.FULL, {**child, "path_params": dict(child["path_params"])}
+
+    def _infer_match(self, scope: Scope, key: tuple[str, str]) -> Scope | None:
+        """The V2 routes' own match for a path not seen yet (kept: at most 1024 paths)."""
+        for route in self._infer_routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                if len(self._infer_matches) < _KNOWN_INFER_PATHS:
+                    self._infer_matches[key] = child
+                return child
+        return None
 
     def _record_route(self, scope: Scope) -> tuple[RecordRoute, Scope] | None:
         """The record route of a served version for this exact path, with its match
@@ -150,7 +150,7 @@ class ExpressLanes:
             return  # the client left before sending its body: nobody to answer
         route = child["route"]
         if isinstance(route, RecordRoute):
-            taken = self._records(route, body)
+            taken = self._records(scope, route, body)
         else:
             taken = self._infer(scope, child["path_params"], body)
         if taken is None:
@@ -168,25 +168,26 @@ class ExpressLanes:
         except Exception as exc:
             await _refuse(scope, receive, send, exc)
             return
-        await send_json(send, taken.encode(prediction, scope))
+        await send_json(send, taken.encode(prediction))
 
     def _infer(self, scope: Scope, params: dict[str, str], body: bytes) -> _Taken | None:
-        """A V2 body of the express shape, for a ready version with an express lane."""
+        """A V2 body of the express shape, for a ready version with an express lane
+        (None: the documented route answers, and says why when it is an error)."""
         if header(scope, _LENGTH) is not None:
             return None  # binary tensors: the general codec
-        model = self._ready(params)
-        lane = _v2_lane(model) if model is not None else None
-        decoded = lane.decode(body) if lane is not None else None
-        if model is None or lane is None or decoded is None:
+        version = params.get("version")
+        try:
+            number = None if version is None else v2.parse_version(params["model"], version)
+            model = self.dataplane.model(params["model"], number)
+        except ServiceError:
             return None
-        request_id = decoded.request_id
+        lane = _v2_lane(model)
+        decoded = lane.decode(body) if lane is not None else None
+        if lane is None or decoded is None:
+            return None
+        return _Taken(model, decoded.batch, partial(lane.encode, request_id=decoded.request_id))
 
-        def encode(prediction: Prediction, scope: Scope) -> bytes:
-            return lane.encode(prediction, request_id)
-
-        return _Taken(model, decoded.batch, encode)
-
-    def _records(self, route: RecordRoute, body: bytes) -> _Taken | None:
+    def _records(self, scope: Scope, route: RecordRoute, body: bytes) -> _Taken | None:
         """Records of the express shape, for a ready version with a records lane."""
         if route.serves is None:
             return None
@@ -199,26 +200,8 @@ class ExpressLanes:
         batch = lane.decode(body) if lane is not None else None
         if lane is None or batch is None:
             return None
-
-        def encode(prediction: Prediction, scope: Scope) -> bytes:
-            scope.setdefault("state", {})["model"] = name
-            return lane.encode(prediction, request_id_of(scope))
-
-        return _Taken(model, batch, encode)
-
-    def _ready(self, params: dict[str, str]) -> ServedModel | None:
-        """The ready version the path names, or None (the documented route says why)."""
-        version = params.get("version")
-        try:
-            number = None if version is None else v2.parse_version(params["model"], version)
-            return self.dataplane.model(params["model"], number)
-        except ServiceError:
-            return None
-
-
-def _own_copy(child: Scope) -> Scope:
-    """A kept match for one request (handlers may write to its `path_params`)."""
-    return {**child, "path_params": dict(child["path_params"])}
+        scope.setdefault("state", {})["model"] = name
+        return _Taken(model, batch, partial(lane.encode, request_id=request_id_of(scope)))
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:

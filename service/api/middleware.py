@@ -13,13 +13,15 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tabserve.service.access_log import AccessLog
+from tabserve.service.api.asgi_io import request_headers
 from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
 from tabserve.service.api.errors import error_response
 from tabserve.service.api.exchange import Exchange
-from tabserve.service.api.origins import cross_origin_refusal
+from tabserve.service.api.origins import STATE_CHANGING, origin_refusal
 from tabserve.service.api.request_ids import new_request_id
 from tabserve.service.core.digits import parse_digits
 from tabserve.service.core.errors import TooLargeError
@@ -82,11 +84,11 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        heads = request_headers(scope)
+        request_id = _request_id(heads.get(b"x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
-        id_header = (b"x-request-id", request_id.encode())
-        headers = (id_header, *_security_headers(scope))
-        declared = _content_length(scope)
+        headers = ((b"x-request-id", request_id.encode()), *_security_headers(scope))
+        declared = _content_length(heads.get(b"content-length"))
         # A declared length bounds the body (the HTTP parser reads no further); only a
         # chunked body needs counting as it streams in.
         limit = None if declared is not None else self.max_body
@@ -94,17 +96,9 @@ class RequestContextMiddleware:
         in_flight = self.metrics.http.in_flight
         in_flight.inc()
         try:
-            if declared is not None and declared > self.max_body:
-                refusal = error_response(
-                    413,
-                    f"request body is {declared} bytes; the limit is {self.max_body}",
-                    TooLargeError.code,
-                )
+            refusal = self._refusal(scope, heads, declared)
+            if refusal is not None:
                 await refusal(scope, receive, exchange.send)
-                return
-            forbidden = cross_origin_refusal(scope, self.origins)
-            if forbidden is not None:
-                await forbidden(scope, receive, exchange.send)
                 return
             try:
                 await self.app(scope, exchange.receive, exchange.send)
@@ -112,13 +106,28 @@ class RequestContextMiddleware:
                 if not await exchange.settle(exc):
                     raise
             else:
-                await exchange.settle(None)
+                if exchange.too_large is not None:
+                    await exchange.settle(None)
         finally:
             in_flight.dec()
             seconds = time.perf_counter() - started
-            # A refusal's time is the client's slowness, not the server's: no latency.
-            timed = exchange.guard_status is None
-            self._record(scope, exchange.recorded_status, seconds, request_id, timed=timed)
+            status, timed = exchange.outcome()
+            self._record(scope, status, seconds, request_id, timed=timed)
+
+    def _refusal(
+        self, scope: Scope, heads: dict[bytes, bytes], declared: int | None
+    ) -> Response | None:
+        """The answer to a request refused before the app sees it, or None."""
+        if declared is not None and declared > self.max_body:
+            return error_response(
+                413,
+                f"request body is {declared} bytes; the limit is {self.max_body}",
+                TooLargeError.code,
+            )
+        origin = heads.get(b"origin")
+        if origin is None or scope["method"] not in STATE_CHANGING:
+            return None  # most callers are not browsers: no Origin
+        return origin_refusal(origin, heads.get(b"host"), self.origins)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket gets a request id (echoed on the handshake) and one access-log line.
@@ -129,7 +138,7 @@ class RequestContextMiddleware:
         body limit nor the HTTP request metrics apply.
         """
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = _request_id(request_headers(scope).get(b"x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         status = 403  # closed before accepting: the server answers the handshake with 403
         id_header = (b"x-request-id", request_id.encode())
@@ -187,23 +196,14 @@ def _security_headers(scope: Scope) -> Headers:
     return DOCS_HEADERS if path in DOCS_PAGES else API_HEADERS
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-def _request_id(scope: Scope) -> str:
-    given = _header(scope, b"x-request-id")
+def _request_id(given: bytes | None) -> str:
     if given is not None and _REQUEST_ID.match(given):
         return given.decode()
     return new_request_id()
 
 
-def _content_length(scope: Scope) -> int | None:
+def _content_length(raw: bytes | None) -> int | None:
     """The declared length; None when absent or not plain digits (then the body is counted)."""
-    raw = _header(scope, b"content-length")
     return parse_digits(raw.strip()) if raw is not None else None
 
 
