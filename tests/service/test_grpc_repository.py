@@ -8,6 +8,7 @@ import grpc
 import pytest
 import tritonclient.grpc as triton
 from fastapi.testclient import TestClient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from tabserve.service.app import create_app
@@ -106,3 +107,31 @@ def test_index_unload_and_load_as_http_does(admin: tuple[TestClient, str]) -> No
         error = _code(stub.RepositoryModelLoad, load, metadata=tuple(ADMIN.items()))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert error.details() == "model 'iris' has no version 9 on disk; versions on disk: 1, 2"
+
+
+def test_health_watch_streams_a_models_status_as_it_changes(
+    admin: tuple[TestClient, str],
+) -> None:
+    """`Watch` hears of an unload and a load without being asked again (the
+    background refresh), as a Kubernetes gRPC probe or a client-side balancer would."""
+    http, target = admin
+    status = health_pb2.HealthCheckResponse
+    with grpc.insecure_channel(target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="iris"), timeout=60
+        )
+        try:
+            assert next(watch).status == status.SERVING
+            stub = GRPCInferenceServiceStub(channel)
+            for version in (2, 1):  # version 1 still serves once 2 is gone: no change
+                unload = pb.RepositoryModelUnloadRequest(model_name="iris")
+                unload.parameters["version"].int64_param = version
+                stub.RepositoryModelUnload(unload, metadata=tuple(ADMIN.items()))
+            assert next(watch).status == status.SERVICE_UNKNOWN
+            assert http.get("/v2/models/iris/ready").status_code == 404
+            stub.RepositoryModelLoad(
+                pb.RepositoryModelLoadRequest(model_name="iris"), metadata=tuple(ADMIN.items())
+            )
+            assert next(watch).status == status.SERVING
+        finally:
+            watch.cancel()
