@@ -16,7 +16,7 @@ from tabserve.service.port import PortUnavailableError, ensure_can_listen
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per task."""
-    from tabserve.training.cli import add_train_arguments, run_train  # imports scikit-learn
+    from tabserve.training.cli import add_train_arguments, run_train
     from tabserve.training.import_cli import add_import_arguments, run_import
 
     parser = argparse.ArgumentParser(prog="tabserve", description=__doc__)

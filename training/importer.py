@@ -26,6 +26,7 @@ from tabserve.artifact import skops_format
 from tabserve.artifact.errors import ArtifactError
 from tabserve.artifact.libraries import LIBRARIES, OVERRIDE, compatible, installed_version
 from tabserve.training.errors import ExportError
+from tabserve.training.options import ALLOW_FLAG
 from tabserve.training.signature_export import SignatureColumn
 
 MLFLOW_FLAVOURS = {
@@ -33,7 +34,6 @@ MLFLOW_FLAVOURS = {
     "xgboost": "mlflow.xgboost",
     "lightgbm": "mlflow.lightgbm",
 }
-ALLOW_FLAG = "--allow-version-mismatch"
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s;#]+)")
 # MLflow column types -> (feature type, the pandas dtype the column had).
 SIGNATURE_TYPES: dict[str, tuple[Literal["number", "category"], str]] = {

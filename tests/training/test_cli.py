@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -469,3 +471,34 @@ def test_help_explains_the_model_version_and_folder_options(
         assert " ".join(phrase.split()) in text
     if command == "train":
         assert "where versions are written, as <name>/<version>/ (default: models)" in text
+
+
+def test_the_names_help_shows_are_the_ones_the_commands_take() -> None:
+    from tabserve.training.datasets import BUNDLED_DATASETS
+    from tabserve.training.estimators import ESTIMATORS
+    from tabserve.training.options import DATASET_NAMES, ESTIMATOR_NAMES
+
+    assert tuple(ESTIMATORS) == ESTIMATOR_NAMES
+    assert DATASET_NAMES == BUNDLED_DATASETS
+
+
+HEAVY = ("sklearn", "pandas", "scipy", "sqlalchemy", "skops", "mlflow", "numpy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["import", "--help"]])
+def test_help_is_given_without_loading_the_libraries_a_run_needs(argv: list[str]) -> None:
+    """`tabserve --help` was seconds of scikit-learn, skops and SQLAlchemy imports."""
+    probe = (
+        "import sys\n"
+        "from tabserve.service.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "usage: tabserve" in shown.stdout
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
