@@ -70,7 +70,7 @@ def exported_names(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`python -m tabserve.service serve --workers 2` from the repository root, like the image."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     workdir = tmp_path_factory.mktemp("served")
     log = workdir / "server.log"
     env = {
@@ -79,6 +79,8 @@ def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         # the prediction log on, so the dashboard's log and quality panels have series
         "TABSERVE_PREDLOG_MODE": "all",
         "TABSERVE_DATA_DIR": str(workdir / "data"),
+        # gRPC on, so the dashboard's gRPC panels have series (both workers share the port)
+        "TABSERVE_GRPC_PORT": str(grpc_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     process = subprocess.Popen(
@@ -107,6 +109,6 @@ def served(deploy_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         wait_for(f"{url}/v2/health/live", process, log)
         wait_until_every_worker_loaded(url)
-        yield Served(process, url, port, log)
+        yield Served(process, url, port, log, grpc_port)
     finally:
         stop(process)

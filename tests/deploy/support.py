@@ -88,6 +88,7 @@ class Served:
     url: str
     port: int
     log: Path
+    grpc_port: int
 
 
 # --- PromQL in the dashboard and the rules ---------------------------------------------

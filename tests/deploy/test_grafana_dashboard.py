@@ -77,9 +77,10 @@ def test_legends_name_only_labels_the_query_keeps() -> None:
 
 def test_latency_panels_show_the_three_quantiles() -> None:
     by_title = {p["title"]: p for p in dashboard_panels()}
-    http = by_title["Request latency p50 / p95 / p99"]
-    quantiles = [re.match(r"histogram_quantile\(([\d.]+),", t["expr"]) for t in http["targets"]]
-    assert [float(q.group(1)) for q in quantiles if q] == [0.5, 0.95, 0.99]
+    for title in ("Request latency p50 / p95 / p99", "gRPC call latency p50 / p95 / p99"):
+        targets = by_title[title]["targets"]
+        quantiles = [re.match(r"histogram_quantile\(([\d.]+),", t["expr"]) for t in targets]
+        assert [float(q.group(1)) for q in quantiles if q] == [0.5, 0.95, 0.99], title
     inference = by_title["Inference latency by model and version (p50 / p99)"]
     for target in inference["targets"]:
         assert "by (model, version, le)" in target["expr"]

@@ -85,6 +85,8 @@ def test_dashboard_shows_every_series_an_operator_needs() -> None:
         "tabserve_model_load_failures_total",
         "tabserve_out_of_range_values_total",
         "tabserve_validation_errors_total",
+        "tabserve_grpc_requests_total",
+        "tabserve_grpc_request_duration_seconds_bucket",
     }
 
 

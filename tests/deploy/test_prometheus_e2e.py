@@ -15,11 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tabserve.service.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tests.deploy.support import (
     IRIS_ROW,
     OUT_OF_RANGE_ROW,
@@ -41,6 +44,7 @@ pytestmark = [
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed"),
 ]
 REQUESTS = 200
+GRPC_CALLS = 20
 NAMESPACE = "ml"
 ROUTE = "/v1/models/{model}:predict"
 
@@ -143,6 +147,20 @@ def _send(client: httpx.Client, index: int) -> int:
     return response.status_code
 
 
+def _send_grpc(target: str) -> None:
+    """GRPC_CALLS served `ModelInfer` calls and one for a model that is not there."""
+    request = pb.ModelInferRequest(model_name="iris")
+    tensor = request.inputs.add(name="x", datatype="FP64", shape=[1, len(IRIS_ROW)])
+    tensor.contents.fp64_contents.extend(IRIS_ROW)
+    with grpc.insecure_channel(target) as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        for _ in range(GRPC_CALLS):
+            stub.ModelInfer(request, timeout=30)
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.ModelInfer(pb.ModelInferRequest(model_name="nope"), timeout=30)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 @dataclass
 class Traffic:
     """What was sent, by status code."""
@@ -163,6 +181,7 @@ def traffic(served: Served, prometheus: Prometheus) -> Traffic:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             codes = list(pool.map(send, range(REQUESTS)))
+    _send_grpc(f"127.0.0.1:{served.grpc_port}")
     # The middleware counts a request after its response is sent: leave it a moment.
     prometheus.wait_for_two_scrapes_after(time.time() + 0.5)
     statuses = collections.Counter(str(code) for code in codes)
@@ -205,7 +224,14 @@ def test_request_count_is_exact_across_two_workers(
     }
     assert by_status == {status: float(n) for status, n in traffic.statuses.items()}
     rows = prometheus.scalar('sum(tabserve_inference_rows_total{model="iris"})')
-    assert rows == traffic.rows
+    assert rows == traffic.rows + GRPC_CALLS
+    grpc_calls = {
+        sample["metric"]["status"]: float(sample["value"][1])
+        for sample in prometheus.query(
+            'sum by (status) (tabserve_grpc_requests_total{route="ModelInfer"})'
+        )
+    }
+    assert grpc_calls == {"OK": GRPC_CALLS, "NOT_FOUND": 1}
 
 
 def test_the_total_is_the_sum_of_both_workers_files(traffic: Traffic, served: Served) -> None:
