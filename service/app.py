@@ -26,6 +26,7 @@ from tabserve.service.api import (
     feedback,
     health,
     predictions,
+    rollout,
     stream,
     v1,
     v2,
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         AccessLogFlush(access),
         models,
         InferenceThreads(state),
+        state.rollouts,
         *_optional(state.predlog),
         RecordRoutes(app, state),
         *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
@@ -203,6 +205,7 @@ ROUTERS = (
     predictions.router,
     drift.router,
     explain.router,
+    rollout.router,
 )
 """Every route module's router, in the order the OpenAPI document lists them."""
 

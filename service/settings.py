@@ -21,6 +21,7 @@ from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.drift_settings import DriftSettings
 from tabserve.service.core.explain.settings import ExplainSettings
 from tabserve.service.core.feature_settings import ENV_PREFIX, FeatureSettings
+from tabserve.service.core.rollout.settings import RolloutSettings
 from tabserve.service.grpc.settings import GrpcSettings
 from tabserve.service.predlog.settings import PredictionLogSettings
 from tabserve.service.sinks.settings import SinkSettings
@@ -237,6 +238,10 @@ class Settings(BaseSettings):
         default_factory=GrpcSettings,
         description="The Open Inference Protocol over gRPC (`TABSERVE_GRPC_*`).",
     )
+    rollout: RolloutSettings = Field(
+        default_factory=RolloutSettings,
+        description="Champion/challenger rollouts' shadow work (`TABSERVE_ROLLOUT_*`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -301,6 +306,7 @@ FEATURES: dict[str, type[FeatureSettings]] = {
     "streams": StreamSettings,
     "explain": ExplainSettings,
     "grpc": GrpcSettings,
+    "rollout": RolloutSettings,
 }
 """`Settings` attribute -> the feature settings nested there."""
 

@@ -21,6 +21,8 @@ from tabserve.service.core.loading import LoadingConfig
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry
 from tabserve.service.core.repository import ModelRepository
+from tabserve.service.core.rollout.metrics import RolloutMetrics
+from tabserve.service.core.rollout.rollouts import Rollouts
 from tabserve.service.predlog.log import PredictionLog
 from tabserve.service.predlog.metrics import PredictionLogMetrics
 from tabserve.service.settings import Settings
@@ -41,6 +43,8 @@ class AppState:
     repository: ModelRepository
     web: WebConfig
     """What the routes, the middleware, the lanes and streams need of the settings."""
+    rollouts: Rollouts
+    """Champion/challenger rollouts, set per model at run time (none at start)."""
     predlog: PredictionLog | None = None
     drift: DriftMonitor | None = None
     sink: CloudEventSink | None = None
@@ -68,6 +72,7 @@ class AppState:
             predlog=_prediction_log(settings, metrics, dataplane),
             sink=_sink(settings, metrics),
             explanations=_explanations(settings, metrics),
+            rollouts=Rollouts(dataplane, settings.rollout, RolloutMetrics(metrics.registry)),
         )
 
 

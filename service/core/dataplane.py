@@ -24,6 +24,7 @@ from tabserve.service.core.batching import Batcher, BatchPolicy
 from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
+from tabserve.service.core.rollout.plan import Rollout, StickyKey
 from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.core.served import Lanes, ServedModel
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
@@ -64,9 +65,29 @@ class DataPlane:
         self.policy = policy
         self.call_listeners: list[CallListener] = []
         self.request_listeners: list[RequestListener] = []
+        self.rollouts: dict[str, Rollout] = {}
+        """Models with a rollout (kept by `rollout.Rollouts`); `route` reads it."""
 
     def model(self, name: str, version: int | None = None) -> ServedModel:
-        """A ready model version, or ModelNotFoundError / ModelNotReadyError."""
+        """A ready model version, or ModelNotFoundError / ModelNotReadyError.
+
+        With no version: the default version, whatever rollout runs (metadata,
+        explanations and drift describe the champion); predictions take `route`.
+        """
+        return self.registry.ready(name, version)
+
+    def route(
+        self, name: str, version: int | None = None, key: StickyKey | None = None
+    ) -> ServedModel:
+        """The version that predicts a request: the one it names, else its rollout's pick.
+
+        `key` reads the request's sticky key, and is called only by a split rollout.
+        With no rollout this costs `model` one dict lookup more.
+        """
+        if version is None:
+            rollout = self.rollouts.get(name)
+            if rollout is not None:
+                version = rollout.version_for(key)
         return self.registry.ready(name, version)
 
     def serve(

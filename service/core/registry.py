@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -73,6 +74,9 @@ class ModelRegistry:
         self._default: dict[str, ModelVersion] = {}
         self._served: set[str] = set()
         """Names whose default version has served, until the name is forgotten."""
+        self.listeners: list[Callable[[str], None]] = []
+        """Called with a name after any change to its versions or default (rollouts end
+        themselves when an arm goes); they may change the registry again."""
 
     def add(self, model: ModelVersion) -> None:
         """Register (or replace) one version."""
@@ -104,6 +108,11 @@ class ModelRegistry:
         return self._pinned.get(name)
 
     def _refresh(self, name: str) -> None:
+        self._choose_default(name)
+        for listener in self.listeners:
+            listener(name)
+
+    def _choose_default(self, name: str) -> None:
         found = self._models.get(name)
         if not found:
             self._default.pop(name, None)

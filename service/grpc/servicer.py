@@ -42,6 +42,7 @@ from tabserve.service.protocol.v2_protobuf import decode_infer_request, encode_i
 
 Reply = TypeVar("Reply")
 REQUEST_ID_METADATA = "x-request-id"
+ROLLOUT_KEY_METADATA = "x-rollout-key"
 _MAX_REQUEST_ID = 200
 
 
@@ -189,7 +190,10 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
-        model = self._served(request.model_name, request.model_version)
+        name = request.model_name
+        model = self.dataplane.route(
+            name, _version(name, request.model_version), lambda: _sticky_key(context)
+        )
         parsed, raw = decode_infer_request(request)
         for tensor in parsed.inputs:
             if tensor.datatype == "BYTES":
@@ -290,6 +294,14 @@ async def _now(reply: Reply) -> Reply:
 def _version(name: str, version: str) -> int | None:
     """The request's version field: empty for the default version."""
     return parse_version(name, version) if version else None
+
+
+def _sticky_key(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The caller's `x-rollout-key` metadata (as HTTP's `X-Rollout-Key` header), if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == ROLLOUT_KEY_METADATA and isinstance(value, str):
+            return value
+    return None
 
 
 def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
