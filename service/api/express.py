@@ -37,7 +37,7 @@ from tabserve.service.api.errors import on_service_error, on_unexpected
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.records import RecordRoute
 from tabserve.service.api.records_express import records_lane
-from tabserve.service.api.rollout_key import sticky_key
+from tabserve.service.api.rollout_key import rollout_key
 from tabserve.service.api.v2_express import ExpressV2
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import ServiceError
@@ -179,7 +179,7 @@ class ExpressLanes:
         version = params.get("version")
         try:
             number = None if version is None else v2.parse_version(params["model"], version)
-            model = self.dataplane.route(params["model"], number, sticky_key(scope))
+            model = self.dataplane.route(params["model"], number, rollout_key, scope)
         except ServiceError:
             return None
         lane = _v2_lane(model)
@@ -194,7 +194,7 @@ class ExpressLanes:
             return None
         name, version = route.serves
         try:
-            model = self.dataplane.route(name, version, sticky_key(scope))
+            model = self.dataplane.route(name, version, rollout_key, scope)
         except ServiceError:
             return None  # the documented route gives the 404 or 503
         lane = records_lane(model, self.max_string_length)

@@ -18,7 +18,7 @@ from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.record_models import PredictResponse, record_model
-from tabserve.service.api.rollout_key import sticky_key
+from tabserve.service.api.rollout_key import rollout_key
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.api.v2 import parse_version
 from tabserve.service.core.dataplane import DataPlane
@@ -171,7 +171,7 @@ async def _predict(
     records: list[Any],
 ) -> PredictResponse:
     request.state.model = name
-    model = dataplane.route(name, version, sticky_key(request.scope))
+    model = dataplane.route(name, version, rollout_key, request.scope)
     batch = model.schema.from_records(records)
     prediction = await predict_for(request, dataplane, model, batch)
     classes = [str(c) for c in model.manifest.target.classes or []]

@@ -22,7 +22,7 @@ from tabserve.service.api.deps import StateDep, StreamsDep
 from tabserve.service.api.limits import json_limits
 from tabserve.service.api.middleware import request_id_of
 from tabserve.service.api.origins import origin_allowed
-from tabserve.service.api.rollout_key import sticky_key
+from tabserve.service.api.rollout_key import rollout_key
 from tabserve.service.api.stream_hub import StreamHub
 from tabserve.service.api.stream_messages import (
     Inbound,
@@ -151,8 +151,6 @@ class Stream:
         self.version = version
         self.connection_id = connection_id
         self.timeout = timeout
-        self.sticky = sticky_key(websocket.scope)
-        """A split rollout gives every message of one `X-Rollout-Key` the same version."""
         self.limits = json_limits(state.web)
         self.window = asyncio.Semaphore(state.web.streams.window)
         self.replies: deque[asyncio.Future[bytes] | None] = deque()
@@ -225,7 +223,10 @@ class Stream:
         )
         if isinstance(request, Inbound):
             try:
-                model = self.dataplane.route(self.name, self.version, self.sticky)
+                # a split gives every message of one `X-Rollout-Key` the same version
+                model = self.dataplane.route(
+                    self.name, self.version, rollout_key, self.websocket.scope
+                )
                 checker = self.hub.checker(model, self.web)
                 batch = checker.check(request.records)
             except ServiceError as exc:

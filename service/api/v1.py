@@ -11,7 +11,7 @@ from tabserve.service.api.deadlines import predict_for
 from tabserve.service.api.deps import DataPlaneDep
 from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.limits import enforce_json_limits
-from tabserve.service.api.rollout_key import sticky_key
+from tabserve.service.api.rollout_key import rollout_key
 from tabserve.service.api.schemas import error_responses
 
 router = APIRouter(tags=["kserve-v1"], route_class=JsonBodyRoute)
@@ -61,7 +61,7 @@ async def predict(
     model: str, body: V1Request, request: Request, dataplane: DataPlaneDep
 ) -> V1Response:
     """Predict the default version on `instances`."""
-    served = dataplane.route(model, None, sticky_key(request.scope))
+    served = dataplane.route(model, None, rollout_key, request.scope)
     instances = body.instances
     if all(isinstance(i, dict) for i in instances):
         batch = served.schema.from_records([i for i in instances if isinstance(i, dict)])

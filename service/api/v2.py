@@ -19,7 +19,7 @@ from tabserve.service.api.deadlines import TIMEOUT_HEADER, deadline_for, predict
 from tabserve.service.api.deps import DataPlaneDep, WebDep
 from tabserve.service.api.health import MODEL_READY_RESPONSES, ModelReadyBody, model_ready_answer
 from tabserve.service.api.limits import JsonLimits, check_strings, json_limits
-from tabserve.service.api.rollout_key import sticky_key
+from tabserve.service.api.rollout_key import rollout_key
 from tabserve.service.api.schemas import error_responses
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.core.errors import InvalidInputError
@@ -218,7 +218,7 @@ async def version_ready(model: str, version: str, dataplane: DataPlaneDep) -> JS
 )
 async def infer(model: str, request: Request, dataplane: DataPlaneDep, web: WebDep) -> Response:
     """Predict on one `[rows, features]` tensor or one tensor per feature."""
-    served = dataplane.route(model, None, sticky_key(request.scope))
+    served = dataplane.route(model, None, rollout_key, request.scope)
     return await _infer_route(dataplane, served, request, web)
 
 

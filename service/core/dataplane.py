@@ -24,7 +24,7 @@ from tabserve.service.core.batching import Batcher, BatchPolicy
 from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
-from tabserve.service.core.rollout.plan import Rollout, StickyKey
+from tabserve.service.core.rollout.plan import KeyReader, Rollout, S
 from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.core.served import Lanes, ServedModel
 from tabserve.service.core.validation import FeatureSchema, ValidatedBatch
@@ -77,17 +77,21 @@ class DataPlane:
         return self.registry.ready(name, version)
 
     def route(
-        self, name: str, version: int | None = None, key: StickyKey | None = None
+        self,
+        name: str,
+        version: int | None = None,
+        key: KeyReader[S] | None = None,
+        source: S | None = None,
     ) -> ServedModel:
         """The version that predicts a request: the one it names, else its rollout's pick.
 
-        `key` reads the request's sticky key, and is called only by a split rollout.
+        `key(source)` reads the request's sticky key; only a split rollout calls it.
         With no rollout this costs `model` one dict lookup more.
         """
         if version is None:
             rollout = self.rollouts.get(name)
             if rollout is not None:
-                version = rollout.version_for(key)
+                version = rollout.version_for(key, source)
         return self.registry.ready(name, version)
 
     def serve(

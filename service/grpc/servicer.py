@@ -192,7 +192,7 @@ class InferenceServicer(services.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         name = request.model_name
         model = self.dataplane.route(
-            name, _version(name, request.model_version), lambda: _sticky_key(context)
+            name, _version(name, request.model_version), _sticky_key, context
         )
         parsed, raw = decode_infer_request(request)
         for tensor in parsed.inputs:

@@ -112,7 +112,7 @@ def test_a_seeded_coin_splits_by_the_share() -> None:
     counted = {"model": "iris", "version": "1", "arm": "challenger"}
     assert registry.get_sample_value("tabserve_rollout_requests_total", counted) == picked.count(1)
     shadow = Rollout("iris", 2, 1, Mode.SHADOW, 0.0, 0.0, None, arms, coin)
-    assert {shadow.version_for(lambda: "k") for _ in range(50)} == {2}
+    assert {shadow.version_for(str, "key") for _ in range(50)} == {2}
 
 
 def test_grpc_model_infer_follows_the_split_and_its_sticky_key(models_dir: Path) -> None:
@@ -136,3 +136,28 @@ def test_grpc_model_infer_follows_the_split_and_its_sticky_key(models_dir: Path)
         for key, version in keyed.items():  # the same key over HTTP gets the same version
             assert infer_version(http, "iris", IRIS[:1], **{"X-Rollout-Key": key}) == version
         assert set(keyed.values()) == {"1", "2"}
+
+
+def test_the_prediction_log_measures_each_arm_on_its_own_labels(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        models_dir=models_dir,
+        admin_token=TOKEN,
+        predlog_mode="all",
+        data_dir=tmp_path / "data",
+        predlog_flush_seconds=0.05,
+    )
+    with TestClient(create_app(settings)) as client:
+        put_rollout(client, "iris", challenger=1, mode="split", share=0.5)
+        served = {}
+        for i in range(30):
+            headers = {"X-Rollout-Key": f"user-{i}", "X-Request-ID": f"r-{i}"}
+            served[f"r-{i}"] = record_version(client, **headers)
+        items = [{"request_id": rid, "truth": "setosa"} for rid in served]
+        feedback = client.post("/models/iris/feedback", json=items).json()
+        assert [r["version"] for r in feedback["results"]] == list(served.values())
+        quality = client.get("/models/iris/quality").json()["versions"]
+        rows = {q["version"]: q["rows"] for q in quality}
+        assert rows == {v: list(served.values()).count(v) for v in (1, 2)}
+        assert set(rows) == {1, 2}

@@ -15,11 +15,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from prometheus_client import Counter
 
-StickyKey = Callable[[], str | None]
-"""Reads the request's sticky key (e.g. its `X-Rollout-Key` header); called only by a split."""
+S = TypeVar("S")
+KeyReader = Callable[[S], str | None]
+"""Reads a request's sticky key from what its transport holds (an ASGI scope, a gRPC
+context); a split calls it, nothing else does, so a request pays nothing to offer one."""
 
 _HASH_SPAN = float(2**64)
 
@@ -59,16 +62,19 @@ class Rollout:
     coin: Callable[[], float] = field(default=random.random)
     """Uniform in [0, 1): the split's draw for a request without a sticky key."""
 
-    def version_for(self, key: StickyKey | None) -> int:
-        """The version that answers a request naming none, counted under its arm."""
-        if self.mode is Mode.SPLIT and self._challenger_takes(key):
+    def version_for(self, key: KeyReader[S] | None = None, source: S | None = None) -> int:
+        """The version that answers a request naming none, counted under its arm.
+
+        `key(source)` is the request's sticky key, if it has one.
+        """
+        if self.mode is Mode.SPLIT and self._challenger_takes(key, source):
             self.arms.challenger.inc()
             return self.challenger
         self.arms.champion.inc()
         return self.champion
 
-    def _challenger_takes(self, key: StickyKey | None) -> bool:
-        sticky = key() if key is not None else None
+    def _challenger_takes(self, key: KeyReader[S] | None, source: S | None) -> bool:
+        sticky = key(source) if key is not None and source is not None else None
         if sticky is None:
             return self.coin() < self.share
         return self.position(sticky) < self.share
