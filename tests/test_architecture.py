@@ -287,3 +287,18 @@ def test_grpc_imports_no_web_framework_and_only_core_and_protocol_of_service() -
     }
     assert importers <= COMPOSITION | {"service.settings"}
     assert "service.app" in importers
+
+
+def test_the_core_reaches_rollouts_through_the_data_plane_only() -> None:
+    """Rule 14: in the core, only `core.dataplane` imports `service.core.rollout`, and only
+    its `plan` (the decision `route` asks for); what starts, ends and shadows rollouts
+    (`rollout.rollouts.Rollouts`) is built by `state` and reached by the admin routes."""
+    package = "tabserve.service.core.rollout"
+    found = {
+        (i.module, i.target)
+        for i in IMPORTS
+        if within(i.target, package)
+        and within(i.module, "tabserve.service.core")
+        and not within(i.module, package)
+    }
+    assert found == {("tabserve.service.core.dataplane", f"{package}.plan")}
