@@ -65,6 +65,8 @@ def default_log_url(environ: Mapping[str, str] = os.environ) -> str:
 def read_labelled(url: str, model: str) -> list[LoggedExample]:
     """`model`'s logged rows that received ground truth, oldest prediction first.
 
+    A row a shadow rollout's challenger predicted too is logged once per version; it
+    is one example, read once (the first logged: the version that answered).
     SQLAlchemy errors (no such table, no connection) propagate for the caller to word.
     """
     query = (
@@ -73,6 +75,7 @@ def read_labelled(url: str, model: str) -> list[LoggedExample]:
             feedback.c.truth,
             predictions.c.version,
             predictions.c.request_id,
+            predictions.c.row_index,
             predictions.c.time,
         )
         .join(
@@ -87,15 +90,18 @@ def read_labelled(url: str, model: str) -> list[LoggedExample]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return [
-                LoggedExample(
-                    row.inputs,
-                    row.truth,
-                    row.version,
-                    row.request_id,
-                    datetime.fromtimestamp(row.time, UTC),
+            read: dict[tuple[str, int], LoggedExample] = {}
+            for row in connection.execute(query):
+                read.setdefault(
+                    (row.request_id, row.row_index),
+                    LoggedExample(
+                        row.inputs,
+                        row.truth,
+                        row.version,
+                        row.request_id,
+                        datetime.fromtimestamp(row.time, UTC),
+                    ),
                 )
-                for row in connection.execute(query)
-            ]
+            return list(read.values())
     finally:
         engine.dispose()

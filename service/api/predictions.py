@@ -29,7 +29,10 @@ class LoggedPredictionOut(BaseModel):
     id: int = Field(description="The row's place in the log; pages go down from the newest.")
     request_id: str
     row: int = Field(description="The row's index in its request.")
-    version: int = Field(description="The model version that answered.")
+    version: int = Field(
+        description="The model version that predicted it: the one that answered, or a shadow "
+        "rollout's challenger (its rows share the request id of the champion's)."
+    )
     time: float = Field(description="When the request arrived, UTC epoch seconds.")
     latency_seconds: float = Field(description="Queueing plus model call, for the request.")
     inputs: dict[str, Any] = Field(description="Feature -> value; null if redacted or missing.")

@@ -6,7 +6,10 @@ must be quick (count, or hand off to a queue), never block, never raise:
 * a *call listener* sees each model call: the coalesced rows of every request in
   it and their prediction (drift counting works on these whole batches);
 * a *request listener* sees each answered request as a `Served` record (the
-  prediction log and its sinks work per request, keyed by the request id).
+  prediction log and its sinks work per request, keyed by the request id);
+* a *shadow listener* sees what a shadow rollout's challenger predicted for an
+  answered request, under the same request id (the prediction log keeps it, under
+  the challenger's version; the sink does not: nobody was answered).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class DataPlane:
         self.policy = policy
         self.call_listeners: list[CallListener] = []
         self.request_listeners: list[RequestListener] = []
+        self.shadow_listeners: list[RequestListener] = []
         self.rollouts: dict[str, Rollout] = {}
         """Models with a rollout (kept by `rollout.Rollouts`); `route` reads it."""
 

@@ -64,6 +64,7 @@ class PredictionLog:
         self.feedback.prepare()
         self.writer.start()
         self.dataplane.request_listeners.append(self.writer)
+        self.dataplane.shadow_listeners.append(self.writer)
 
     async def stop(self) -> None:
         """Write what is queued, then close the database connections."""

@@ -99,7 +99,11 @@ class PredictionStore:
     def find(
         self, model: str, keys: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], LoggedPrediction]:
-        """Stored predictions of `model` by (request id, row), with any truth already given."""
+        """Stored predictions of `model` by (request id, row), with any truth already given.
+
+        A row a shadow challenger predicted too is logged once per version; the one
+        found is the first logged, the version that answered.
+        """
         wanted = sorted(set(keys))
         found: dict[tuple[str, int], LoggedPrediction] = {}
         with self.engine.connect() as connection:
@@ -109,9 +113,9 @@ class PredictionStore:
                     predictions.c.model == model,
                     tuple_(predictions.c.request_id, predictions.c.row_index).in_(chunk),
                 )
-                for record in connection.execute(query):
+                for record in connection.execute(query.order_by(predictions.c.id)):
                     logged = _logged(record)
-                    found[(logged.row.request_id, logged.row.row)] = logged
+                    found.setdefault((logged.row.request_id, logged.row.row), logged)
         return found
 
     def labelled(

@@ -39,7 +39,10 @@ predictions = Table(
     Column("inputs", Document, nullable=False, doc="Feature name -> value (null: redacted)."),
     Column("prediction", Document, nullable=False),
     Column("probabilities", Document, nullable=True, doc="Class -> probability."),
-    UniqueConstraint("model", "request_id", "row_index", name="uq_predictions_request_row"),
+    # A shadow rollout logs its challenger's prediction of the same row: one per version.
+    UniqueConstraint(
+        "model", "request_id", "row_index", "version", name="uq_predictions_version_request_row"
+    ),
     Index("ix_predictions_model_time", "model", "time"),
     Index("ix_predictions_time", "time"),  # retention by age, across models
 )

@@ -17,6 +17,7 @@ TOKEN = "rollout-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.0, 2.2, 5.0, 1.5]]
 """Rows where the iris forest (v1) and the logistic regression (v2) may differ (the last)."""
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
 
 def build_models(session_models: Path, root: Path) -> Path:

@@ -18,6 +18,7 @@ from tabserve.training.datasets import load_bundled
 from tests.service.conftest import HeldRuntime
 from tests.service.rollout_support import (
     AUTH,
+    FEATURES,
     IRIS,
     TOKEN,
     build_models,
@@ -184,3 +185,32 @@ def test_ending_the_shadow_stops_copying_and_listening(admin: TestClient) -> Non
         )
         == 0
     )
+
+
+def test_the_prediction_log_keeps_both_versions_and_measures_them_on_one_truth(
+    rollout_models: Path, tmp_path: Path
+) -> None:
+    logged = {"predlog_mode": "all", "data_dir": tmp_path / "data", "predlog_flush_seconds": 0.05}
+    with serve(rollout_models, **logged) as admin:
+        put_rollout(admin, "iris", challenger=1, mode="shadow")
+        for i in range(6):
+            answer = admin.post(
+                "/models/iris/predict",
+                json=[dict(zip(FEATURES, row, strict=True)) for row in IRIS],
+                headers={"X-Request-ID": f"r-{i}"},
+            )
+            assert answer.json()["version"] == 2
+        settle(admin)
+        items = [
+            {"request_id": f"r-{i}", "row": r, "truth": "virginica"}
+            for i in range(6)
+            for r in range(4)
+        ]
+        results = admin.post("/models/iris/feedback", json=items).json()["results"]
+        assert {(r["outcome"], r["version"]) for r in results} == {("accepted", 2)}  # who answered
+        quality = admin.get("/models/iris/quality").json()["versions"]
+        assert {q["version"]: q["rows"] for q in quality} == {1: 24, 2: 24}
+        page = admin.get("/models/iris/predictions", params={"limit": 100}).json()["items"]
+        assert sorted((p["request_id"], p["row"], p["version"]) for p in page) == sorted(
+            (f"r-{i}", r, v) for i in range(6) for r in range(4) for v in (1, 2)
+        )

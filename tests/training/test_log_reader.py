@@ -52,6 +52,8 @@ def test_reads_labelled_rows_oldest_first_with_their_truth(tmp_path: Path) -> No
         [
             LoggedRow("iris", 2, "late", 0, 2000.0, 0.001, inputs, "setosa"),
             LoggedRow("iris", 1, "early", 1, 1000.0, 0.001, inputs, "virginica"),
+            # a shadow challenger's prediction of the same row: one example, read once
+            LoggedRow("iris", 3, "late", 0, 2000.0, 0.001, inputs, "versicolor"),
             LoggedRow("iris", 1, "unlabelled", 0, 1500.0, 0.001, inputs, "setosa"),
             LoggedRow("wine", 1, "other", 0, 1200.0, 0.001, inputs, "class_0"),
         ]

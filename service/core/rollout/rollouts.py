@@ -45,7 +45,7 @@ class Rollouts:
         self.registry = dataplane.registry
         self.metrics = metrics
         self.coin = coin
-        self.shadow = ShadowRunner(self.registry, metrics, settings)
+        self.shadow = ShadowRunner(dataplane, metrics, settings)
         self._active = dataplane.rollouts
         self.registry.listeners.append(self._follow)
 

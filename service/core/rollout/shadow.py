@@ -5,7 +5,10 @@ On the event loop it only looks the model up and puts the answered request on a
 bounded queue (a full queue drops the copy and counts it), so the champion's answer
 never waits. A few workers take copies off the queue and submit the very rows the
 champion predicted to the challenger's batcher, then compare the two predictions:
-same class or not (classifiers), absolute difference (regressors).
+same class or not (classifiers), absolute difference (regressors), and hand the
+challenger's prediction to the data plane's shadow listeners (the prediction log
+keeps it under the challenger's version and the same request id, so ground truth
+for the request measures both versions).
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ import time
 
 import numpy as np
 
-from tabserve.service.core.dataplane import Served
-from tabserve.service.core.registry import ModelRegistry
+from tabserve.service.core.dataplane import DataPlane, Served
 from tabserve.service.core.rollout.metrics import RolloutMetrics
 from tabserve.service.core.rollout.plan import Rollout
 from tabserve.service.core.rollout.settings import RolloutSettings
@@ -33,9 +35,10 @@ class ShadowRunner:
     """Copies the champion's answered requests to shadow challengers, bounded, in the background."""
 
     def __init__(
-        self, registry: ModelRegistry, metrics: RolloutMetrics, settings: RolloutSettings
+        self, dataplane: DataPlane, metrics: RolloutMetrics, settings: RolloutSettings
     ) -> None:
-        self.registry = registry
+        self.dataplane = dataplane
+        self.registry = dataplane.registry
         self.metrics = metrics
         self.settings = settings
         self.shadows: dict[str, Rollout] = {}
@@ -98,10 +101,16 @@ class ShadowRunner:
         except Exception as exc:
             self._failed(rollout, exc)
             return
+        seconds = time.perf_counter() - started
         labels = (rollout.model, str(rollout.challenger))
-        self.metrics.shadow_seconds.labels(*labels).observe(time.perf_counter() - started)
+        self.metrics.shadow_seconds.labels(*labels).observe(seconds)
         self._compare(rollout, served, prediction)
         self._count(rollout, "compared")
+        copy = Served(
+            served.request_id, challenger, served.features, prediction, served.received, seconds
+        )
+        for listener in self.dataplane.shadow_listeners:
+            listener(copy)
 
     def _compare(self, rollout: Rollout, served: Served, prediction: Prediction) -> None:
         labels = (rollout.model, str(rollout.challenger))

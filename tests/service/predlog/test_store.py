@@ -39,7 +39,7 @@ def test_migrating_twice_leaves_one_current_schema(store: PredictionStore) -> No
             sa.text("SELECT version_num FROM predlog_alembic_version")
         ).all()
         tables = set(sa.inspect(connection).get_table_names())
-    assert revisions == [("0002",)]
+    assert revisions == [("0003",)]
     assert {"predictions", "feedback"} <= tables
 
 
@@ -52,6 +52,16 @@ def test_rows_round_trip_and_duplicates_are_ignored(store: PredictionStore) -> N
     assert page[-1].truth is None
     assert store.count("iris") == 3
     assert store.count("wine") == 0
+
+
+def test_one_row_may_be_logged_once_per_version(store: PredictionStore) -> None:
+    """A shadow's challenger logs the champion's row again, under its own version."""
+    assert store.write([row("a", 0, version=2), row("a", 0, version=1)]) == 2
+    assert store.write([row("a", 0, version=1)]) == 0
+    store.add_truths("iris", [("a", 0, "setosa")], time=30)
+    assert sorted(r.version for r in store.labelled("iris")) == [1, 2]
+    # feedback finds the row that answered: the first one logged
+    assert store.find("iris", [("a", 0)])[("a", 0)].row.version == 2
 
 
 def test_labelled_joins_truth_by_model_request_and_row(store: PredictionStore) -> None:
@@ -140,7 +150,7 @@ def test_a_log_created_at_the_first_revision_upgrades_in_place(
     with old.engine.connect() as connection:
         indexes = {i["name"] for i in sa.inspect(connection).get_indexes("predictions")}
         revision = connection.execute(sa.text("SELECT version_num FROM predlog_alembic_version"))
-        assert revision.scalar_one() == "0002"
+        assert revision.scalar_one() == "0003"
     assert "ix_predictions_time" in indexes
     assert [p.row.request_id for p in old.page("iris", limit=5)] == ["kept"]
     old.dispose()
