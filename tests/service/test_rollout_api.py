@@ -82,7 +82,9 @@ def test_start_read_change_and_end_a_split(admin: TestClient) -> None:
     assert admin.get("/models/iris/rollout", headers=AUTH).status_code == 404
     assert default_version(admin) == "1"  # the pin set before the rollout is kept
     assert value(admin, "tabserve_rollout_ended_total", model="iris", reason="deleted") == 1.0
-    assert samples(admin, "tabserve_rollout_active") == {}
+    active = {"model": "iris", "champion": "1", "challenger": "2", "mode": "split"}
+    assert value(admin, "tabserve_rollout_active", **active) == 0.0
+    assert set(samples(admin, "tabserve_rollout_active").values()) == {0.0}
 
 
 def test_the_rollout_pins_its_champion_and_ending_it_unpins(

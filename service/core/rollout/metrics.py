@@ -60,7 +60,8 @@ class RolloutMetrics:
         )
         self.active = Gauge(
             "tabserve_rollout_active",
-            "1 while a rollout runs, by model, champion and challenger version and mode.",
+            "1 while a rollout runs (0 once it ended), by model, champion and challenger "
+            "version and mode.",
             ["model", "champion", "challenger", "mode"],
             registry=registry,
             multiprocess_mode="max",

@@ -149,7 +149,9 @@ class Rollouts:
         if self.shadow.shadows.get(rollout.model) is rollout:
             del self.shadow.shadows[rollout.model]
         self._listen_if_shadowing()
-        self.metrics.active.remove(*_gauge_labels(rollout))
+        # 0, not removed: with several workers the value lives in a per-process file,
+        # which `remove` would leave at 1
+        self.metrics.active.labels(*_gauge_labels(rollout)).set(0)
 
     def _finish(self, rollout: Rollout, reason: str, *, restore: bool) -> None:
         self._retire(rollout)
