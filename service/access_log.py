@@ -7,6 +7,8 @@ Going through `logging` cost more per request than the whole V2 handler
 whole batches: when ~3.5 KB are pending (below the pipe's atomic write size, so
 workers' lines never interleave mid-line), a tenth of a second after the first
 pending line, and at shutdown. It honours the `tabserve.access` logger's level.
+With tracing on, each line carries the request's trace id, so logs and traces join
+(JSON: `trace_id` and `span_id`; plain: `trace=`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -28,8 +31,15 @@ FLUSH_SECONDS = 0.1
 class AccessLog:
     """Buffered access-log lines for one process."""
 
-    def __init__(self, log_format: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        log_format: str,
+        stream: TextIO | None = None,
+        trace_ids: Callable[[], tuple[str, str] | None] | None = None,
+    ) -> None:
+        """`trace_ids`: the current trace and span ids (tracing's), put on each line."""
         self.json = log_format == "json"
+        self.trace_ids = trace_ids
         self._stream = stream
         self._lines: list[str] = []
         self._size = 0
@@ -56,27 +66,31 @@ class AccessLog:
         """Queue one line; it is written with its batch."""
         now = time.time()
         millis = seconds * 1000
+        ids = self.trace_ids() if self.trace_ids is not None else None
         if self.json:
-            line = orjson.dumps(
-                {
-                    "time": datetime.fromtimestamp(now, UTC).isoformat(),
-                    "level": "info",
-                    "logger": LOGGER,
-                    "message": f"{method} {path} {route} {status} {millis:.2f}ms",
-                    "method": method,
-                    "path": path,
-                    "route": route,
-                    "status": status,
-                    "latency_ms": round(millis, 3),
-                    "model": model,
-                    "request_id": request_id,
-                }
-            ).decode()
+            fields: dict[str, Any] = {
+                "time": datetime.fromtimestamp(now, UTC).isoformat(),
+                "level": "info",
+                "logger": LOGGER,
+                "message": f"{method} {path} {route} {status} {millis:.2f}ms",
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "latency_ms": round(millis, 3),
+                "model": model,
+                "request_id": request_id,
+            }
+            if ids is not None:
+                fields["trace_id"], fields["span_id"] = ids
+            line = orjson.dumps(fields).decode()
         else:
             line = (
                 f"{self._timestamp(now)} INFO {LOGGER}: {method} {path} {route} {status} "
                 f"{millis:.2f}ms model={model} id={request_id}"
             )
+            if ids is not None:
+                line += f" trace={ids[0]}"
         self._lines.append(line + "\n")
         self._size += len(line) + 1
         if self._size >= FLUSH_BYTES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -46,6 +46,7 @@ from tabserve.service.components import (
     RecordRoutes,
     SigtermDrain,
     grpc_component,
+    tracing_component,
 )
 from tabserve.service.grpc.metrics import GrpcMetrics
 from tabserve.service.lifecycle import Component, running
@@ -54,6 +55,9 @@ from tabserve.service.scope_keys import HTTP_REFUSALS
 from tabserve.service.settings import Settings
 from tabserve.service.sinks.component import SinkComponent
 from tabserve.service.state import AppState
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 DESCRIPTION = """
 Predictions from versioned scikit-learn models over three APIs:
@@ -117,17 +121,26 @@ class ServiceAPI(FastAPI):
         return app
 
 
-def create_app(settings: Settings | None = None, *, preload: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    preload: bool = False,
+    span_exporter: SpanExporter | None = None,
+) -> FastAPI:
     """A new app with its own metrics, registry and inference pool.
 
     The lifespan starts the components listed here in order and stops them in
     reverse. It loads the models, unless `preload` loaded them here already (the
-    gunicorn master does, so forked workers share them).
+    gunicorn master does, so forked workers share them). With tracing on, spans go
+    to `span_exporter` if given (tests), else over OTLP as the environment says.
     """
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
     state = AppState.build(settings)
-    access = AccessLog(settings.log_format)
+    tracing = tracing_component(state, span_exporter)
+    access = AccessLog(
+        settings.log_format, trace_ids=tracing.trace_ids if tracing is not None else None
+    )
     streams = StreamHub(StreamMetrics(state.metrics.registry), settings.shutdown_grace_seconds)
     models = Models(state)
     grpc_metrics = GrpcMetrics(state.metrics.registry)  # registered whether gRPC is on or not
@@ -155,6 +168,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     app.state.tabserve = state
     app.state.streams = streams
     components: list[Component] = [
+        *_optional(tracing),  # first, so stopped last: its spans are exported at the very end
         AccessLogFlush(access),
         models,
         InferenceThreads(state),
@@ -164,7 +178,7 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
         *_optional(SinkComponent(state.sink, state.dataplane) if state.sink else None),
         *_optional(state.drift),
         *_optional(state.explanations),
-        *_optional(grpc_component(app, state, grpc_metrics)),
+        *_optional(grpc_component(app, state, grpc_metrics, tracing)),
         SigtermDrain(state, streams),
         *_optional(DirectoryPoller(app, state) if settings.poll_seconds > 0 else None),
     ]
@@ -182,16 +196,24 @@ def create_app(settings: Settings | None = None, *, preload: bool = False) -> Fa
     app.add_middleware(
         RequestContextMiddleware, metrics=state.metrics, web=state.web, access=access
     )
+    if tracing is not None:
+        from tabserve.service.tracing.http import TracingMiddleware  # OpenTelemetry: when on
+
+        # Outermost: its span covers every answer, and is current while the line above
+        # writes the access log, which takes the trace id from it.
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     return app
 
 
 TELEMETRY_PARTS = ("tracing", "metrics", "logs")
 NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-"""FastAPI's own OpenTelemetry spans, metrics and logs: off.
+"""FastAPI's own OpenTelemetry spans, metrics and logs: off, whatever tabserve's tracing says.
 
-tabserve exports no OpenTelemetry yet, and with it on FastAPI asks the global
-providers (reading the environment) on every request: 10.4 µs of CPU against 0.19 µs off
-(`docs/benchmarks.md`). Tracing, when it lands, turns on what it exports here.
+With it on FastAPI asks the global providers (reading the environment) on every
+request: 10.4 µs of CPU against 0.19 µs off (`docs/benchmarks.md`). tabserve's tracing
+lives in `service/tracing/` (`TABSERVE_TRACING_ENABLED`, docs/tracing.md): its SERVER
+span covers every request, the express lanes' included, which FastAPI's never see, and
+its child spans show where the time goes (queue, model call, encoding).
 """
 
 ROUTERS = (

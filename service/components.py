@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
@@ -26,6 +27,11 @@ from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.server import GrpcServer, grpc_server
 from tabserve.service.grpc.servicer import Limits
 from tabserve.service.state import AppState
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from tabserve.service.tracing.component import Tracing
 
 log = logging.getLogger("tabserve.models")
 
@@ -163,10 +169,13 @@ class AccessLogFlush:
         self.access.flush()
 
 
-def grpc_component(app: FastAPI, state: AppState, metrics: GrpcMetrics) -> GrpcServer | None:
+def grpc_component(
+    app: FastAPI, state: AppState, metrics: GrpcMetrics, tracing: Tracing | None = None
+) -> GrpcServer | None:
     """The gRPC server over the app's data plane, or None when `TABSERVE_GRPC_PORT` is 0.
 
-    A version loaded or unloaded over gRPC gets (or loses) its record routes, as over HTTP.
+    A version loaded or unloaded over gRPC gets (or loses) its record routes, as over HTTP;
+    with `tracing`, its calls get spans as HTTP requests do.
     """
     settings = state.settings
     if settings.grpc.port == 0:
@@ -186,4 +195,23 @@ def grpc_component(app: FastAPI, state: AppState, metrics: GrpcMetrics) -> GrpcS
         draining=lambda: state.draining,
         repository=repository,
         reuse_port=settings.workers > 1,
+        interceptors=tracing.grpc_interceptors() if tracing is not None else (),
     )
+
+
+def tracing_component(state: AppState, exporter: SpanExporter | None) -> Tracing | None:
+    """Tracing, when `TABSERVE_TRACING_ENABLED`; None (and no OpenTelemetry imported) when off.
+
+    `exporter` replaces the OTLP exporter (tests pass the SDK's in-memory one).
+    """
+    if not state.settings.tracing.enabled:
+        return None
+    try:
+        # Imported only when on: OpenTelemetry is an extra a server without tracing lacks.
+        from tabserve.service.tracing.component import Tracing
+    except ImportError as exc:
+        raise RuntimeError(
+            f"TABSERVE_TRACING_ENABLED is true but OpenTelemetry is not installed ({exc}); "
+            "install it with: pip install 'tabserve[tracing]'"
+        ) from exc
+    return Tracing(state.dataplane, exporter)

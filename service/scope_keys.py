@@ -21,3 +21,7 @@ answer, if any, never reached the client."""
 HEADERS = "tabserve.headers"
 """Scope key: the request's headers as a dict, first of a repeated name winning
 (`service/api/asgi_io.py` `request_headers`), built once per request."""
+
+UNEXPECTED_ERROR = "tabserve.unexpected_error"
+"""Scope key: the exception an error handler answered with the JSON 500 (a bug), kept
+so that tracing can record it on the request's span; absent otherwise."""

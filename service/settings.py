@@ -26,6 +26,7 @@ from tabserve.service.grpc.settings import GrpcSettings
 from tabserve.service.predlog.settings import PredictionLogSettings
 from tabserve.service.sinks.settings import SinkSettings
 from tabserve.service.stream_settings import StreamSettings
+from tabserve.service.tracing.settings import TracingSettings
 
 
 def _default_threads() -> int:
@@ -242,6 +243,10 @@ class Settings(BaseSettings):
         default_factory=RolloutSettings,
         description="Champion/challenger rollouts' shadow work (`TABSERVE_ROLLOUT_*`).",
     )
+    tracing: TracingSettings = Field(
+        default_factory=TracingSettings,
+        description="Distributed tracing with OpenTelemetry (`TABSERVE_TRACING_*`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -307,6 +312,7 @@ FEATURES: dict[str, type[FeatureSettings]] = {
     "explain": ExplainSettings,
     "grpc": GrpcSettings,
     "rollout": RolloutSettings,
+    "tracing": TracingSettings,
 }
 """`Settings` attribute -> the feature settings nested there."""
 

@@ -58,7 +58,13 @@ class AppState:
         metrics = ServiceMetrics(created_series=settings.metrics_created_series)
         registry = ModelRegistry()
         pool = InferencePool(settings.inference_threads)
-        dataplane = DataPlane(registry, pool, metrics, batch_policy(settings.batching))
+        dataplane = DataPlane(
+            registry,
+            pool,
+            metrics,
+            batch_policy(settings.batching),
+            timed=settings.tracing.enabled,  # tracing's spans for the queue and the call
+        )
         return cls(
             settings,
             metrics,

@@ -23,6 +23,7 @@ from tabserve.service.core.errors import (
 )
 from tabserve.service.core.explain.errors import NotExplainableError
 from tabserve.service.protocol.error_body import error_body, problems_of, schema_errors
+from tabserve.service.scope_keys import UNEXPECTED_ERROR
 
 log = logging.getLogger("tabserve.errors")
 
@@ -103,6 +104,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """A bug: log it with its trace, tell the client nothing internal."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request.scope[UNEXPECTED_ERROR] = exc  # for tracing, which records it on the request's span
     return internal_error_response()
 
 

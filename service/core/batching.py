@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from tabserve.service.core.call_timing import CallTiming, TimedPrediction
 from tabserve.service.core.errors import DeadlineExceededError, OverloadedError
 from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.runtime import Prediction
@@ -282,35 +283,68 @@ class Batcher:
                 features = batch[0].features
             else:
                 features = np.concatenate([p.features for p in batch])
-            prediction, seconds = await self._pool.run(_timed, self._predict, features)
+            prediction, started, ended = await self._pool.run(_timed, self._predict, features)
         except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
         else:
             if self._observe is not None:
-                self._observe(features, seconds, prediction)
-            _deliver(batch, prediction)
+                self._observe(features, ended - started, prediction)
+            self._deliver(batch, prediction, started, ended)
         finally:
             self._in_flight -= 1
             self._dispatch()
 
+    def _deliver(
+        self, batch: list[_Pending], prediction: Prediction, started: float, ended: float
+    ) -> None:
+        """Give each request of a call its rows of `prediction`.
 
-def _timed(predict: PredictFn, features: npt.NDArray[Any]) -> tuple[Prediction, float]:
-    started = time.perf_counter()
+        `started` and `ended` (monotonic clock) bound the call on its inference thread;
+        `TimedBatcher` hands them to the requests, this one has no use for them.
+        """
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_result(prediction)
+            return
+        start = 0
+        for pending in batch:
+            end = start + pending.rows
+            if not pending.future.done():
+                pending.future.set_result(_rows(prediction, start, end))
+            start = end
+
+
+class TimedBatcher(Batcher):
+    """A batcher whose answers say where each request's time went (`TimedPrediction`).
+
+    Chosen for every model when tracing is on (`DataPlane(timed=True)`), so a plain
+    `Batcher` keeps the hot path exactly as it was: nothing here runs when tracing is off.
+    """
+
+    def _deliver(
+        self, batch: list[_Pending], prediction: Prediction, started: float, ended: float
+    ) -> None:
+        rows = sum(pending.rows for pending in batch)
+        start = 0
+        for pending in batch:
+            end = start + pending.rows
+            if not pending.future.done():
+                part = prediction if len(batch) == 1 else _rows(prediction, start, end)
+                timing = CallTiming(pending.arrived, started, ended, rows, len(batch))
+                pending.future.set_result(TimedPrediction(part.predict, part.proba, timing=timing))
+            start = end
+
+
+def _timed(predict: PredictFn, features: npt.NDArray[Any]) -> tuple[Prediction, float, float]:
+    """`predict(features)` on an inference thread, with when it started and ended."""
+    started = time.monotonic()
     prediction = predict(features)
-    return prediction, time.perf_counter() - started
+    return prediction, started, time.monotonic()
 
 
-def _deliver(batch: list[_Pending], prediction: Prediction) -> None:
-    if len(batch) == 1:
-        if not batch[0].future.done():
-            batch[0].future.set_result(prediction)
-        return
-    start = 0
-    for pending in batch:
-        end = start + pending.rows
-        if not pending.future.done():
-            proba = prediction.proba[start:end] if prediction.proba is not None else None
-            pending.future.set_result(Prediction(prediction.predict[start:end], proba))
-        start = end
+def _rows(prediction: Prediction, start: int, end: int) -> Prediction:
+    """One request's rows of a coalesced call's prediction."""
+    proba = prediction.proba[start:end] if prediction.proba is not None else None
+    return Prediction(prediction.predict[start:end], proba)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy.typing as npt
 
 from tabserve.artifact.manifest import Manifest
-from tabserve.service.core.batching import Batcher, BatchPolicy
+from tabserve.service.core.batching import Batcher, BatchPolicy, TimedBatcher
 from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.registry import ModelRegistry, ModelVersion
@@ -42,6 +42,7 @@ class Served:
     features: npt.NDArray[Any]
     """The request's validated rows, as the model saw them (feature order of its schema)."""
     prediction: Prediction
+    """A `call_timing.TimedPrediction` when the data plane is `timed`."""
     received: float
     """Wall-clock time (`time.time()`) when the request reached the data plane."""
     seconds: float
@@ -61,11 +62,16 @@ class DataPlane:
         pool: InferencePool,
         metrics: ServiceMetrics,
         policy: BatchPolicy,
+        *,
+        timed: bool = False,
     ) -> None:
+        """`timed`: every model's batcher says where each request's time went
+        (`TimedBatcher`, for tracing); off, the plain batcher does no such work."""
         self.registry = registry
         self.pool = pool
         self.metrics = metrics
         self.policy = policy
+        self._batcher: type[Batcher] = TimedBatcher if timed else Batcher
         self.call_listeners: list[CallListener] = []
         self.request_listeners: list[RequestListener] = []
         self.shadow_listeners: list[RequestListener] = []
@@ -129,7 +135,7 @@ class DataPlane:
                 # has returned, so `served` is bound by then.
                 listener(served, features, prediction)
 
-        batcher = Batcher(runtime.predict, self.pool, policy, observe, metrics)
+        batcher = self._batcher(runtime.predict, self.pool, policy, observe, metrics)
         served = ServedModel(
             name=manifest.name,
             version=manifest.version,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -53,8 +53,11 @@ class GrpcServer:
         health: ReadinessHealth,
         draining: Callable[[], bool],
         reuse_port: bool,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.settings = settings
+        self.interceptors = interceptors
+        """Wrapping every call (tracing's, when it is on)."""
         self.reuse_port = reuse_port
         """SO_REUSEPORT: on with several workers, which share the port; off with one, so
         a second server started on the same port fails instead of taking half its calls."""
@@ -73,11 +76,12 @@ class GrpcServer:
         """Bind and serve; a port that cannot be bound fails the start, naming it."""
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
+            interceptors=self.interceptors,
             options=[
                 ("grpc.so_reuseport", int(self.reuse_port)),
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-            ]
+            ],
         )
         services.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             self.servicer, server
@@ -150,13 +154,16 @@ def grpc_server(
     draining: Callable[[], bool],
     repository: RepositoryRpcs,
     reuse_port: bool,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
     """The component, its servicers built over `dataplane`."""
     servicer = InferenceServicer(
         dataplane, metrics, dataplane.metrics, limits, draining, repository
     )
     health = ReadinessHealth(dataplane.registry, draining)
-    return GrpcServer(settings, host, grace_seconds, servicer, health, draining, reuse_port)
+    return GrpcServer(
+        settings, host, grace_seconds, servicer, health, draining, reuse_port, interceptors
+    )
 
 
 def _descriptors() -> DescriptorPool:

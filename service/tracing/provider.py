@@ -1,0 +1,41 @@
+"""The tracer provider: OpenTelemetry's SDK as its environment variables configure it.
+
+The SDK reads the standard variables itself: the sampler (`OTEL_TRACES_SAMPLER`,
+`OTEL_TRACES_SAMPLER_ARG`; default `parentbased_always_on`), the batch processor
+(`OTEL_BSP_*`), the OTLP/HTTP exporter (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+`OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/traces`, else `http://localhost:4318/v1/traces`;
+`..._HEADERS`, `..._TIMEOUT`, `..._COMPRESSION`, ...) and the resource
+(`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`). tabserve only supplies defaults
+the environment overrides: `service.name=tabserve` and `service.version`.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import (
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from tabserve.service import __version__
+
+
+def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
+    """A provider exporting in batches to `exporter` (None: OTLP/HTTP from the environment).
+
+    Not the global provider: each app owns its own, and shuts it down with itself.
+    """
+    provider = TracerProvider(resource=service_resource(), shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    return provider
+
+
+def service_resource() -> Resource:
+    """tabserve's name and version, under what `OTEL_RESOURCE_ATTRIBUTES` and
+    `OTEL_SERVICE_NAME` say (they win), with the SDK's own attributes."""
+    ours = {SERVICE_NAME: "tabserve", SERVICE_VERSION: __version__}
+    return Resource.create(ours).merge(OTELResourceDetector().detect())
