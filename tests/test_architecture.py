@@ -302,3 +302,39 @@ def test_the_core_reaches_rollouts_through_the_data_plane_only() -> None:
         and not within(i.module, package)
     }
     assert found == {("tabserve.service.core.dataplane", f"{package}.plan")}
+
+
+def test_only_tracing_imports_opentelemetry_and_only_the_composition_root_imports_tracing() -> None:
+    """Rule 15: only `service.tracing` imports OpenTelemetry (and the composition root,
+    which names the SDK's `SpanExporter` type); the core tells where a request's time
+    went through `core.call_timing`, knowing nothing of spans. Tracing imports no web
+    framework and nothing of `service` but `core` and `scope_keys`; nothing imports it
+    but the composition root and `settings` (its `TracingSettings`)."""
+    assert [
+        str(i)
+        for i in IMPORTS
+        if within(i.target, "opentelemetry")
+        and node(i.module) not in COMPOSITION | {"service.tracing"}
+    ] == []
+    found = [
+        v
+        for v in violations(
+            "service.tracing",
+            *WEB,
+            "tabserve.service",
+            allowed=(
+                "tabserve.service.core",
+                "tabserve.service.scope_keys",
+                "tabserve.service.tracing",
+            ),
+        )
+        if not v.endswith(" imports tabserve.service")
+    ]
+    assert found == []
+    importers = {
+        node(i.module)
+        for i in IMPORTS
+        if within(i.target, "tabserve.service.tracing") and node(i.module) != "service.tracing"
+    }
+    assert importers <= COMPOSITION | {"service.settings"}
+    assert "service.app" in importers
