@@ -15,11 +15,12 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from starlette.types import Message
+from starlette.types import ASGIApp, Message
 
 from bench.models import sample_rows
 from tabserve.service.app import create_app
@@ -37,9 +38,15 @@ def request_of(scenario: str) -> tuple[str, bytes]:
     return f"/v2/models/{scenario}/infer", orjson.dumps({"inputs": [tensor]})
 
 
-async def measure(models: Path, scenario: str, per_client: int) -> float:
-    """CPU µs per request, after a warm-up."""
-    app = create_app(Settings(models_dir=models))
+async def measure(
+    models: Path,
+    scenario: str,
+    per_client: int,
+    make_app: Callable[[Path], ASGIApp] | None = None,
+) -> float:
+    """CPU µs per request, after a warm-up; `make_app(models)` builds the app (default:
+    `create_app` with default settings)."""
+    app = make_app(models) if make_app is not None else create_app(Settings(models_dir=models))
     path, body = request_of(scenario)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
 

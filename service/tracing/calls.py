@@ -5,13 +5,16 @@ it runs on the event loop, in the request's own context, as the prediction comes
 back. The core (a `TimedBatcher`) tells where the time went (`CallTiming`, on the
 monotonic clock); the spans are written after the fact with those times, so nothing
 runs on the inference thread and the core knows nothing of OpenTelemetry.
+
+The answer's encoding gets no span of its own: it is the SERVER span's time after the
+model call's span ends, plain in any trace view, and a third child span per request
+cost more than the two others together once exported (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -25,18 +28,9 @@ ROWS = "tabserve.rows"
 REQUEST_ID = "tabserve.request_id"
 
 
-@dataclass(slots=True)
-class TracedCall:
-    """One traced HTTP request or gRPC call, as its SERVER span's owner keeps it."""
-
-    span: Span
-    predicted_ns: int = 0
-    """When its prediction came back to its task (epoch ns), 0 before: the answer's
-    encoding starts there (`http.TracingMiddleware` writes that span)."""
-
-
-CURRENT_CALL: ContextVar[TracedCall | None] = ContextVar("tabserve_traced_call", default=None)
-"""The traced call of this task, set by the HTTP middleware and the gRPC interceptor.
+CALL_SPAN: ContextVar[Span | None] = ContextVar("tabserve_call_span", default=None)
+"""The SERVER span of this task's HTTP request or gRPC call, set by the HTTP middleware
+and the gRPC interceptor: the span the queue and model-call spans go under.
 
 WebSocket connections set none, so the messages of a stream get no child spans."""
 
@@ -49,17 +43,14 @@ class CallSpans:
         self.tracer = tracer
 
     def __call__(self, served: Served) -> None:
-        call = CURRENT_CALL.get()
-        if call is None or not call.span.is_recording():
+        span = CALL_SPAN.get()
+        if span is None or not span.is_recording():
             return
         model = served.model
-        call.span.set_attributes(
-            {MODEL: model.name, VERSION: model.version, ROWS: served.features.shape[0]}
-        )
+        span.set_attributes({MODEL: model.name, VERSION: model.version, ROWS: len(served.features)})
         prediction = served.prediction
         if isinstance(prediction, TimedPrediction):
-            self._write(call.span, prediction.timing, served)
-        call.predicted_ns = time.time_ns()
+            self._write(span, prediction.timing, served)
 
     def _write(self, parent: Span, timing: CallTiming, served: Served) -> None:
         """The queue and call spans, their monotonic times moved onto the epoch clock."""
@@ -78,17 +69,11 @@ class CallSpans:
             start_time=epoch(timing.queued),
         )
         queue.end(epoch(timing.started))
-        model = served.model
         predict = self.tracer.start_span(
             "tabserve.predict",
             context,
             SpanKind.INTERNAL,
-            attributes={
-                **shared,
-                MODEL: model.name,
-                VERSION: model.version,
-                "tabserve.engine": model.runtime.engine,
-            },
+            attributes={**shared, "tabserve.engine": served.model.runtime.engine},
             start_time=epoch(timing.started),
         )
         predict.end(epoch(timing.ended))

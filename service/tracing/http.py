@@ -16,7 +16,6 @@ get no child spans (docs/tracing.md says why).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from tabserve.service.scope_keys import UNEXPECTED_ERROR
-from tabserve.service.tracing.calls import CURRENT_CALL, MODEL, REQUEST_ID, TracedCall
+from tabserve.service.tracing.calls import CALL_SPAN, MODEL, REQUEST_ID
 from tabserve.service.tracing.component import Tracing
 from tabserve.service.tracing.propagation import from_headers
 
@@ -68,9 +67,8 @@ class TracingMiddleware:
             },
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        call = TracedCall(span)
-        # A stream's messages run in the connection's task: no call, so no child spans.
-        call_token = CURRENT_CALL.set(call if kind == "http" else None)
+        # A stream's messages run in the connection's task: no call span, no child spans.
+        call_token = CALL_SPAN.set(span if kind == "http" else None)
         status: int | None = None
         raised: Exception | None = None
 
@@ -79,8 +77,6 @@ class TracingMiddleware:
             kind = message["type"]
             if kind in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
-                if call.predicted_ns:
-                    _encode_span(self.tracing, call)
             elif kind == "websocket.accept":
                 status = 101
             await send(message)
@@ -94,7 +90,7 @@ class TracingMiddleware:
             if span.is_recording():
                 _finish(span, scope, method, kind, status, raised)
             span.end()
-            CURRENT_CALL.reset(call_token)
+            CALL_SPAN.reset(call_token)
             otel_context.detach(token)
 
 
@@ -148,17 +144,3 @@ def _method(scope: Scope) -> str:
     """The request's method; `_OTHER` for one HTTP does not define, as the conventions say."""
     method: str = scope["method"]
     return method if method in _METHODS else "_OTHER"
-
-
-def _encode_span(tracing: Tracing, call: TracedCall) -> None:
-    """From the prediction's return to the answer's head leaving: encoding the answer."""
-    tracer = tracing.tracer
-    if tracer is None or not call.span.is_recording():
-        return
-    span = tracer.start_span(
-        "tabserve.encode",
-        trace.set_span_in_context(call.span),
-        SpanKind.INTERNAL,
-        start_time=call.predicted_ns,
-    )
-    span.end(time.time_ns())

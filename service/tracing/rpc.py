@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from tabserve.service.tracing.calls import CURRENT_CALL, TracedCall
+from tabserve.service.tracing.calls import CALL_SPAN
 from tabserve.service.tracing.propagation import from_metadata
 
 if TYPE_CHECKING:
@@ -76,14 +76,14 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
             )
             token = otel_context.attach(trace.set_span_in_context(span, parent))
-            call_token = CURRENT_CALL.set(TracedCall(span))
+            call_token = CALL_SPAN.set(span)
             try:
                 return await behaviour(request, context)
             finally:
                 if span.is_recording():
                     _finish(span, context)
                 span.end()
-                CURRENT_CALL.reset(call_token)
+                CALL_SPAN.reset(call_token)
                 otel_context.detach(token)
 
         return traced
