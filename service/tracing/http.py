@@ -135,8 +135,7 @@ def _connection_attributes(scope: Scope) -> dict[str, Any]:
             found["server.port"] = server[1]
     client = scope.get("client")
     if client:
-        found["client.address"] = client[0]
-        found["client.port"] = client[1]
+        found["client.address"] = client[0]  # its port is opt-in in the conventions: left out
     return found
 
 

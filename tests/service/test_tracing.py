@@ -269,7 +269,7 @@ def test_a_grpc_call_is_a_server_span_in_the_callers_trace(
     port = free_port()
     metadata: Sequence[tuple[str, str]] = [("traceparent", TRACEPARENT)]
     with (
-        serving(settings.model_copy(update={"grpc_port": port}), exporter),
+        serving(settings.model_copy(update={"grpc_port": port}), exporter) as client,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         stub = GRPCInferenceServiceStub(channel)
@@ -277,7 +277,11 @@ def test_a_grpc_call_is_a_server_span_in_the_callers_trace(
         with pytest.raises(grpc.RpcError) as missing:
             stub.ModelInfer(_infer_request("nope"))
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-    found, not_found = sorted(server_spans(exporter), key=lambda s: s.start_time or 0)
+        serve_with(client.app.state.tabserve, "iris", BrokenRuntime)  # type: ignore[attr-defined]
+        with pytest.raises(grpc.RpcError) as broken:
+            stub.ModelInfer(_infer_request("iris"))
+        assert broken.value.code() is grpc.StatusCode.INTERNAL
+    found, not_found, failed = sorted(server_spans(exporter), key=lambda s: s.start_time or 0)
     assert found.name == "inference.GRPCInferenceService/ModelInfer"
     assert hex_ids(found)[0] == TRACE_ID
     assert parent_id(found) == CALLER_SPAN
@@ -291,6 +295,9 @@ def test_a_grpc_call_is_a_server_span_in_the_callers_trace(
     assert set(children(exporter, found)) == {"tabserve.queue", "tabserve.predict"}
     assert dict(not_found.attributes or {})["rpc.grpc.status_code"] == 5
     assert not_found.status.status_code is StatusCode.UNSET  # NOT_FOUND is the caller's error
+    assert dict(failed.attributes or {})["error.type"] == "INTERNAL"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description
 
 
 def test_the_sampler_and_the_service_name_come_from_opentelemetry_variables(
