@@ -55,6 +55,7 @@ from tabserve.service.scope_keys import HTTP_REFUSALS
 from tabserve.service.settings import Settings
 from tabserve.service.sinks.component import SinkComponent
 from tabserve.service.state import AppState
+from tabserve.service.tracing.metrics import TracingMetrics
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -137,7 +138,8 @@ def create_app(
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
     state = AppState.build(settings)
-    tracing = tracing_component(state, span_exporter)
+    tracing_metrics = TracingMetrics(state.metrics.registry)  # registered whether on or not
+    tracing = tracing_component(state, tracing_metrics, span_exporter)
     access = AccessLog(
         settings.log_format, trace_ids=tracing.trace_ids if tracing is not None else None
     )

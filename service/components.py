@@ -27,6 +27,7 @@ from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.server import GrpcServer, grpc_server
 from tabserve.service.grpc.servicer import Limits
 from tabserve.service.state import AppState
+from tabserve.service.tracing.metrics import TracingMetrics
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -199,7 +200,9 @@ def grpc_component(
     )
 
 
-def tracing_component(state: AppState, exporter: SpanExporter | None) -> Tracing | None:
+def tracing_component(
+    state: AppState, metrics: TracingMetrics, exporter: SpanExporter | None
+) -> Tracing | None:
     """Tracing, when `TABSERVE_TRACING_ENABLED`; None (and no OpenTelemetry imported) when off.
 
     `exporter` replaces the OTLP exporter (tests pass the SDK's in-memory one).
@@ -214,4 +217,4 @@ def tracing_component(state: AppState, exporter: SpanExporter | None) -> Tracing
             f"TABSERVE_TRACING_ENABLED is true but OpenTelemetry is not installed ({exc}); "
             "install it with: pip install 'tabserve[tracing]'"
         ) from exc
-    return Tracing(state.dataplane, exporter)
+    return Tracing(state.dataplane, metrics, exporter)

@@ -17,6 +17,7 @@ from opentelemetry.trace import Tracer
 from tabserve.service import __version__
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.tracing.calls import CallSpans
+from tabserve.service.tracing.metrics import TracingMetrics
 from tabserve.service.tracing.propagation import current_trace_ids
 from tabserve.service.tracing.provider import tracer_provider
 from tabserve.service.tracing.rpc import TracingInterceptor
@@ -25,9 +26,12 @@ from tabserve.service.tracing.rpc import TracingInterceptor
 class Tracing:
     """Owns the tracer provider; the HTTP middleware and the gRPC interceptor read `tracer`."""
 
-    def __init__(self, dataplane: DataPlane, exporter: SpanExporter | None = None) -> None:
+    def __init__(
+        self, dataplane: DataPlane, metrics: TracingMetrics, exporter: SpanExporter | None = None
+    ) -> None:
         """`exporter`: where spans go (None: OTLP/HTTP as the environment says)."""
         self.dataplane = dataplane
+        self.metrics = metrics
         self.exporter = exporter
         self.tracer: Tracer | None = None
         """Set while the app runs; None before start (requests then pass untraced)."""
@@ -46,7 +50,7 @@ class Tracing:
     async def start(self) -> None:
         """Build the provider in the serving process (a forked worker gets its own
         exporting thread) and watch answered requests for their queue and call spans."""
-        self._provider = tracer_provider(self.exporter)
+        self._provider = tracer_provider(self.metrics, self.exporter)
         self.tracer = self._provider.get_tracer("tabserve", __version__)
         self._listener = CallSpans(self.tracer)
         self.dataplane.request_listeners.append(self._listener)

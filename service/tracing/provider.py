@@ -11,6 +11,8 @@ the environment overrides: `service.name=tabserve` and `service.version`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import (
     SERVICE_NAME,
@@ -18,20 +20,51 @@ from opentelemetry.sdk.resources import (
     OTELResourceDetector,
     Resource,
 )
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tabserve.service import __version__
+from tabserve.service.tracing.metrics import TracingMetrics
 
 
-def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
-    """A provider exporting in batches to `exporter` (None: OTLP/HTTP from the environment).
+def tracer_provider(
+    metrics: TracingMetrics, exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """A provider exporting in batches to `exporter` (None: OTLP/HTTP from the environment),
+    counting what it exports in `metrics`.
 
     Not the global provider: each app owns its own, and shuts it down with itself.
     """
     provider = TracerProvider(resource=service_resource(), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    counted = CountingExporter(exporter or OTLPSpanExporter(), metrics)
+    provider.add_span_processor(BatchSpanProcessor(counted))
     return provider
+
+
+class CountingExporter(SpanExporter):
+    """Another exporter, with each batch counted by result (on the exporting thread)."""
+
+    def __init__(self, inner: SpanExporter, metrics: TracingMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export through the inner exporter; a raised error counts as a failure too."""
+        result = SpanExportResult.FAILURE
+        try:
+            result = self.inner.export(spans)
+        finally:
+            counter = self.metrics.succeeded if result is SpanExportResult.SUCCESS else None
+            (counter or self.metrics.failed).inc(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the inner exporter down."""
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the inner exporter."""
+        return self.inner.force_flush(timeout_millis)
 
 
 def service_resource() -> Resource:

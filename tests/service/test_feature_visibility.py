@@ -120,7 +120,12 @@ def test_the_metric_families_are_the_same_with_every_feature_off_or_on(
     models_dir: Path, tmp_path: Path
 ) -> None:
     on = _settings(
-        models_dir, tmp_path, predlog_mode="all", drift_enabled=True, sink_url="http://127.0.0.1:9/"
+        models_dir,
+        tmp_path,
+        predlog_mode="all",
+        drift_enabled=True,
+        sink_url="http://127.0.0.1:9/",
+        tracing_enabled=True,
     )
     with TestClient(create_app(_settings(models_dir, tmp_path, **OFF))) as off_client:
         off = _families(off_client)
@@ -132,4 +137,5 @@ def test_the_metric_families_are_the_same_with_every_feature_off_or_on(
         "tabserve_prediction_log_rows_written",
         "tabserve_sink_events_sent",
         "tabserve_stream_rows",
+        "tabserve_tracing_spans_exported",
     } <= names

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -66,10 +67,16 @@ def exporter() -> InMemorySpanExporter:
 
 @contextlib.contextmanager
 def serving(settings: Settings, exporter: InMemorySpanExporter) -> Iterator[TestClient]:
-    """A traced app's client; spans are exported when the block (the lifespan) ends."""
+    """A traced app's client; spans are exported when the block (the lifespan) ends,
+    and the app's count of exported spans is checked against the exporter's."""
     app = create_app(settings, span_exporter=exporter)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
+    registry = app.state.tabserve.metrics.registry
+    counted = registry.get_sample_value(
+        "tabserve_tracing_spans_exported_total", {"result": "success"}
+    )
+    assert counted == len(exporter.get_finished_spans())
 
 
 def server_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
@@ -316,3 +323,23 @@ def test_the_sampler_and_the_service_name_come_from_opentelemetry_variables(
     with serving(settings, exporter) as client:
         assert client.post("/v2/models/iris/infer", json=INFER).status_code == 200
     assert exporter.get_finished_spans() == ()
+
+
+class RefusedExporter(InMemorySpanExporter):
+    """An exporter whose collector refuses every batch (after its retries)."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        super().export(spans)
+        return SpanExportResult.FAILURE
+
+
+def test_spans_a_collector_refused_are_counted_as_failed(settings: Settings) -> None:
+    exporter = RefusedExporter()
+    app = create_app(settings, span_exporter=exporter)
+    with TestClient(app) as client:
+        client.post("/v2/models/iris/infer", json=INFER)
+    registry = app.state.tabserve.metrics.registry
+    failed = {"result": "failure"}
+    assert registry.get_sample_value("tabserve_tracing_spans_exported_total", failed) == 3
+    succeeded = {"result": "success"}
+    assert registry.get_sample_value("tabserve_tracing_spans_exported_total", succeeded) == 0
