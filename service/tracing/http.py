@@ -74,10 +74,10 @@ class TracingMiddleware:
 
         async def traced_send(message: Message) -> None:
             nonlocal status
-            kind = message["type"]
-            if kind in ("http.response.start", "websocket.http.response.start"):
+            event = message["type"]
+            if event in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
-            elif kind == "websocket.accept":
+            elif event == "websocket.accept":
                 status = 101
             await send(message)
 
