@@ -215,7 +215,7 @@ With it on FastAPI asks the global providers (reading the environment) on every
 request: 10.4 µs of CPU against 0.19 µs off (`docs/benchmarks.md`). tabserve's tracing
 lives in `service/tracing/` (`TABSERVE_TRACING_ENABLED`, docs/tracing.md): its SERVER
 span covers every request, the express lanes' included, which FastAPI's never see, and
-its child spans show where the time goes (queue, model call, encoding).
+its child spans show where the time goes (the batcher queue, the model call).
 """
 
 ROUTERS = (
