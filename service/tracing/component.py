@@ -57,6 +57,7 @@ class Tracing:
 
     async def stop(self) -> None:
         """Export every span still held, then stop the exporting thread (off the loop)."""
+        self.tracer = None
         if self._listener is not None:
             self.dataplane.request_listeners.remove(self._listener)
             self._listener = None

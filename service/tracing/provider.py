@@ -11,6 +11,7 @@ the environment overrides: `service.name=tabserve` and `service.version`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -36,7 +37,7 @@ def tracer_provider(
     Not the global provider: each app owns its own, and shuts it down with itself.
     """
     provider = TracerProvider(resource=service_resource(), shutdown_on_exit=False)
-    counted = CountingExporter(exporter or OTLPSpanExporter(), metrics)
+    counted = CountingExporter(exporter or otlp_exporter(), metrics)
     provider.add_span_processor(BatchSpanProcessor(counted))
     return provider
 
@@ -65,6 +66,24 @@ class CountingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the inner exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+def otlp_exporter() -> OTLPSpanExporter:
+    """The OTLP/HTTP exporter; a protocol variable asking for another is refused, naming it.
+
+    Only http/protobuf is shipped: spans sent over HTTP to a gRPC port (4317) would
+    fail at every export, so the server refuses to start instead.
+    """
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = os.environ.get(name, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                raise ValueError(
+                    f"{name}={protocol!r}: tabserve exports traces over OTLP/HTTP only; "
+                    "expected 'http/protobuf' (or unset), with the endpoint's HTTP port (4318)"
+                )
+            break
+    return OTLPSpanExporter()
 
 
 def service_resource() -> Resource:

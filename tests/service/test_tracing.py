@@ -343,3 +343,13 @@ def test_spans_a_collector_refused_are_counted_as_failed(settings: Settings) -> 
     assert registry.get_sample_value("tabserve_tracing_spans_exported_total", failed) == 3
     succeeded = {"result": "success"}
     assert registry.get_sample_value("tabserve_tracing_spans_exported_total", succeeded) == 0
+
+
+def test_an_otlp_protocol_other_than_http_is_refused_at_start_naming_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    app = create_app(settings)
+    refused = r"OTEL_EXPORTER_OTLP_PROTOCOL='grpc'.*'http/protobuf'"
+    with pytest.raises(ValueError, match=refused), TestClient(app):
+        pass
