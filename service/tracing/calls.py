@@ -8,7 +8,7 @@ runs on the inference thread and the core knows nothing of OpenTelemetry.
 
 The answer's encoding gets no span of its own: it is the SERVER span's time after the
 model call's span ends, plain in any trace view, and a third child span per request
-cost more than the two others together once exported (docs/benchmarks.md).
+cost as much again as the other two (docs/benchmarks.md).
 """
 
 from __future__ import annotations
