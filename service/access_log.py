@@ -62,8 +62,14 @@ class AccessLog:
         seconds: float,
         model: str,
         request_id: str,
+        principal: str | None = None,
     ) -> None:
-        """Queue one line; it is written with its batch."""
+        """Queue one line; it is written with its batch.
+
+        `principal` is the API key's name (`-`: none) when access control is on; the
+        line then ends with `key=<name>` (JSON: a `principal` field). Off: None, and the
+        line is as it always was.
+        """
         now = time.time()
         millis = seconds * 1000
         ids = self.trace_ids() if self.trace_ids is not None else None
@@ -83,6 +89,8 @@ class AccessLog:
             }
             if ids is not None:
                 fields["trace_id"], fields["span_id"] = ids
+            if principal is not None:
+                fields["principal"] = principal
             line = orjson.dumps(fields).decode()
         else:
             line = (
@@ -91,6 +99,8 @@ class AccessLog:
             )
             if ids is not None:
                 line += f" trace={ids[0]}"
+            if principal is not None:
+                line += f" key={principal}"
         self._lines.append(line + "\n")
         self._size += len(line) + 1
         if self._size >= FLUSH_BYTES:

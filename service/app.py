@@ -31,6 +31,7 @@ from tabserve.service.api import (
     v1,
     v2,
 )
+from tabserve.service.api.access import install_access_control
 from tabserve.service.api.docs import install_docs
 from tabserve.service.api.errors import install_error_handlers
 from tabserve.service.api.express import install_express_lanes
@@ -192,6 +193,8 @@ def create_app(
         app.include_router(router)
     if settings.fast_path:  # first, so innermost: the middleware below wraps the lanes too
         install_express_lanes(app, state.dataplane, state.web)
+    if state.keys is not None:  # outside the lanes, inside CORS (preflights carry no key)
+        install_access_control(app, state.keys, settings.auth)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **_cors_options(settings))
     # Added last, so outermost: preflight answers get request ids and security headers too.
@@ -245,6 +248,7 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
         "allow_origins": settings.cors_origins,
         "allow_methods": ["GET", "POST"],
         "allow_headers": [
+            "authorization",  # API keys (docs/access-control.md) and the admin token
             "content-type",
             "x-request-id",
             "inference-header-content-length",

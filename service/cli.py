@@ -8,6 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from tabserve.service.auth.command import HELP as KEYS_HELP
+from tabserve.service.auth.command import add_keys_arguments, run_keys
+from tabserve.service.auth.errors import KeysFileError
+from tabserve.service.auth.keys_file import read_keys
 from tabserve.service.batch.command import HELP as SCORE_HELP
 from tabserve.service.batch.command import add_score_arguments
 from tabserve.service.multiproc import ENV, prepare_metrics_folder, remove_metrics_folder
@@ -76,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--window", type=_positive, default=32, help="with --stream: most unanswered messages"
     )
+    predict.add_argument(
+        "--api-key-file",
+        type=Path,
+        help="a file holding an API key, sent as `Authorization: Bearer <key>` "
+        "(servers with TABSERVE_AUTH_KEYS_FILE; docs/access-control.md)",
+    )
     predict.set_defaults(handler=run_predict)
 
     log = commands.add_parser("log", help="the prediction log")
@@ -103,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ed25519 private key (PEM); without it the seal holds the digest only",
     )
     sign.set_defaults(handler=run_sign)
+
+    keys = commands.add_parser("keys", help=KEYS_HELP)
+    add_keys_arguments(keys)
+    keys.set_defaults(handler=run_keys)
 
     bench = commands.add_parser("bench", help="benchmark against the seed-style baseline")
     bench.add_argument("--seconds", type=float, default=5.0, help="per load run")
@@ -163,7 +177,9 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     try:
         ensure_can_listen(settings.host, settings.port)  # before any model loads
-    except PortUnavailableError as exc:
+        if settings.auth.keys_file is not None:
+            read_keys(settings.auth.keys_file)  # a malformed keys file: no start
+    except (PortUnavailableError, KeysFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     # Several workers need the shared folder; an operator-set folder (even with one
@@ -222,22 +238,30 @@ def _positive(text: str) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print the service's answer for the file's rows, one JSON line per row."""
-    from tabserve.service.client import ClientError, fit_columns, predict, read_records
+    from tabserve.service.client import (
+        ClientError,
+        fit_columns,
+        key_headers,
+        predict,
+        read_records,
+    )
 
     if args.stream:
         return run_stream(args)
 
     try:
+        headers = key_headers(args.api_key_file)
         records, notes = fit_columns(
             args.url,
             args.model,
             args.version,
             read_records(args.file),
             args.ignore_extra_columns,
+            headers,
         )
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-        answer = predict(args.url, args.model, records, args.version)
+        answer = predict(args.url, args.model, records, args.version, headers)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -252,7 +276,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_stream(args: argparse.Namespace) -> int:
     """Print each stream reply (answer or error) as one JSON line as it arrives."""
-    from tabserve.service.client import ClientError
+    from tabserve.service.client import ClientError, key_headers
     from tabserve.service.stream_client import read_messages, stream, stream_url
 
     url = stream_url(args.url, args.model, args.version)
@@ -261,7 +285,8 @@ def run_stream(args: argparse.Namespace) -> int:
         print(json.dumps(reply), flush=True)
 
     try:
-        summary = stream(url, read_messages(args.file), args.window, show)
+        headers = key_headers(args.api_key_file)
+        summary = stream(url, read_messages(args.file), args.window, show, headers)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,20 @@ class ClientError(Exception):
     """The file could not be read or the service refused the request."""
 
 
+def key_headers(path: Path | None) -> dict[str, str]:
+    """`Authorization: Bearer <key>` with the key read from `path` (docs/access-control.md);
+    none without a path. A file keeps the key out of the command line and shell history."""
+    if path is None:
+        return {}
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ClientError(f"cannot read the API key file {path}: {exc.strerror}") from exc
+    if not key or any(c.isspace() for c in key):
+        raise ClientError(f"API key file {path}: expected one key on one line")
+    return {"Authorization": f"Bearer {key}"}
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Records from a CSV (header row of feature names) or JSON (a record or a list).
 
@@ -69,13 +83,14 @@ def fit_columns(
     version: int | None,
     records: list[dict[str, Any]],
     ignore_extra: bool,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Leave out the model's target column, and with `ignore_extra` every non-feature.
 
     Returns the records and one note per column left out. A column that is no
     feature is refused here, once, rather than by the server on every row.
     """
-    served = _describe(url, model, version)
+    served = _describe(url, model, version, headers)
     features = {f["name"] for f in served["features"]}
     present = list(dict.fromkeys(k for record in records for k in record))
     extra = [c for c in present if c not in features]
@@ -98,10 +113,12 @@ def fit_columns(
     return [{k: v for k, v in r.items() if k not in dropped} for r in records], notes
 
 
-def _describe(url: str, model: str, version: int | None) -> dict[str, Any]:
+def _describe(
+    url: str, model: str, version: int | None, headers: dict[str, str] | None
+) -> dict[str, Any]:
     """The version the request would reach, from `GET /models/{model}`."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/models/{model}", timeout=30.0)
+        response = httpx.get(f"{url.rstrip('/')}/models/{model}", headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         raise ClientError(f"cannot reach {url}: {exc}") from exc
     if response.status_code != 200:
@@ -117,14 +134,18 @@ def _describe(url: str, model: str, version: int | None) -> dict[str, Any]:
 
 
 def predict(
-    url: str, model: str, records: list[dict[str, Any]], version: int | None = None
+    url: str,
+    model: str,
+    records: list[dict[str, Any]],
+    version: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST the records to the named-feature API; return the decoded answer."""
     path = f"/models/{model}/predict"
     if version is not None:
         path = f"/models/{model}/versions/{version}/predict"
     try:
-        response = httpx.post(url.rstrip("/") + path, json=records, timeout=30.0)
+        response = httpx.post(url.rstrip("/") + path, json=records, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         raise ClientError(f"cannot reach {url}: {exc}") from exc
     try:

@@ -184,7 +184,10 @@ def grpc_component(
     web = state.web
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     repository = RepositoryRpcs(
-        state.repository, token, lambda: install_record_routes(app, state.registry)
+        state.repository,
+        token,
+        lambda: install_record_routes(app, state.registry),
+        keys_checked=state.keys is not None,
     )
     return grpc_server(
         settings.grpc,
@@ -197,6 +200,7 @@ def grpc_component(
         repository=repository,
         reuse_port=settings.workers > 1,
         interceptors=tracing.grpc_interceptors() if tracing is not None else (),
+        keys=state.keys,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tabserve.service.auth.settings import AuthSettings
 from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.drift_settings import DriftSettings
 from tabserve.service.core.explain.settings import ExplainSettings
@@ -247,6 +248,10 @@ class Settings(BaseSettings):
         default_factory=TracingSettings,
         description="Distributed tracing with OpenTelemetry (`TABSERVE_TRACING_*`).",
     )
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings,
+        description="Access control: API keys with scopes (`TABSERVE_AUTH_*`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -313,6 +318,7 @@ FEATURES: dict[str, type[FeatureSettings]] = {
     "grpc": GrpcSettings,
     "rollout": RolloutSettings,
     "tracing": TracingSettings,
+    "auth": AuthSettings,
 }
 """`Settings` attribute -> the feature settings nested there."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tabserve.service.auth.key_store import KeyStore
+from tabserve.service.auth.metrics import AuthMetrics
 from tabserve.service.core.batch_settings import BatchSettings
 from tabserve.service.core.batching import BatchPolicy
 from tabserve.service.core.dataplane import DataPlane
@@ -49,6 +51,8 @@ class AppState:
     drift: DriftMonitor | None = None
     sink: CloudEventSink | None = None
     explanations: Explanations | None = None
+    keys: KeyStore | None = None
+    """The API keys, when access control is on (`TABSERVE_AUTH_KEYS_FILE`)."""
     loaded: bool = False
     draining: bool = False
 
@@ -79,6 +83,7 @@ class AppState:
             sink=_sink(settings, metrics),
             explanations=_explanations(settings, metrics),
             rollouts=Rollouts(dataplane, settings.rollout, RolloutMetrics(metrics.registry)),
+            keys=_keys(settings, metrics),
         )
 
 
@@ -150,3 +155,13 @@ def _explanations(settings: Settings, metrics: ServiceMetrics) -> Explanations |
     if not settings.explain.enabled:
         return None
     return Explanations(settings.explain, loading_config(settings), series)
+
+
+def _keys(settings: Settings, metrics: ServiceMetrics) -> KeyStore | None:
+    """The key store; a malformed keys file raises KeysFileError here (no start)."""
+    series = AuthMetrics(metrics.registry)
+    auth = settings.auth
+    if auth.keys_file is None:
+        return None
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return KeyStore(auth.keys_file, series, auth.check_seconds, admin_token=token)

@@ -83,10 +83,11 @@ def stream(
     messages: Iterator[str],
     window: int,
     on_reply: Callable[[dict[str, Any]], None],
+    headers: dict[str, str] | None = None,
 ) -> StreamSummary:
     """Send every message over one WebSocket at `url`; `on_reply` sees each reply in order."""
     try:
-        return asyncio.run(_stream(url, messages, window, on_reply))
+        return asyncio.run(_stream(url, messages, window, on_reply, headers or {}))
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         raise ClientError(f"cannot stream to {url}: {exc}") from exc
 
@@ -96,13 +97,20 @@ async def _stream(
     messages: Iterator[str],
     window: int,
     on_reply: Callable[[dict[str, Any]], None],
+    headers: dict[str, str],
 ) -> StreamSummary:
     summary = StreamSummary()
     slots = asyncio.Semaphore(window)
     total: int | None = None
     # No permessage-deflate: replies are small, and compressing them costs the server
     # CPU that predictions need (docs/benchmarks.md, bench.stream).
-    async with connect(url, max_size=MAX_REPLY_BYTES, open_timeout=30, compression=None) as socket:
+    async with connect(
+        url,
+        max_size=MAX_REPLY_BYTES,
+        open_timeout=30,
+        compression=None,
+        additional_headers=headers,
+    ) as socket:
         if socket.response is not None:
             summary.connection_id = socket.response.headers.get("x-request-id", "")
 

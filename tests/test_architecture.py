@@ -267,7 +267,7 @@ def test_the_package_import_graph_has_no_cycle() -> None:
 
 def test_grpc_imports_no_web_framework_and_only_core_and_protocol_of_service() -> None:
     """Rule 12: `service.grpc` imports no web framework and nothing of `service` but
-    `core` and `protocol` (and the package's version); nothing imports it but the
+    `core`, `protocol` and `auth` (and the package's version); nothing imports it but the
     composition root and `settings` (its settings model, as every feature's)."""
     found = [
         v
@@ -275,7 +275,12 @@ def test_grpc_imports_no_web_framework_and_only_core_and_protocol_of_service() -
             "service.grpc",
             *WEB,
             "tabserve.service",
-            allowed=("tabserve.service.core", "tabserve.service.protocol", "tabserve.service.grpc"),
+            allowed=(
+                "tabserve.service.core",
+                "tabserve.service.protocol",
+                "tabserve.service.grpc",
+                "tabserve.service.auth",
+            ),
         )
         if not v.endswith(" imports tabserve.service")
     ]
@@ -338,3 +343,25 @@ def test_only_tracing_imports_opentelemetry_and_only_the_composition_root_import
     }
     assert importers <= COMPOSITION | {"service.settings"}
     assert "service.app" in importers
+
+
+def test_access_control_knows_no_transport() -> None:
+    """Rule 16: `service.auth` imports no web framework, no gRPC and nothing of `service`
+    but `core`; only the transports (`api`, `grpc`), the composition root, `settings` and
+    `state` import it."""
+    found = violations(
+        "service.auth",
+        *WEB,
+        "grpc",
+        "tabserve.service",
+        allowed=("tabserve.service.core", "tabserve.service.auth"),
+    )
+    assert found == []
+    importers = {
+        node(i.module)
+        for i in IMPORTS
+        if within(i.target, "tabserve.service.auth") and node(i.module) != "service.auth"
+    }
+    allowed = COMPOSITION | {"service.api", "service.grpc", "service.settings", "service.state"}
+    assert importers <= allowed
+    assert {"service.api", "service.grpc"} <= importers

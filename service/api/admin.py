@@ -17,18 +17,28 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import HTTPException
 from pydantic import BaseModel, Field, StrictInt
 
+from tabserve.service.api.access import ACCESS_KEY
 from tabserve.service.api.deps import StateDep
 from tabserve.service.api.json_bodies import JsonBodyRoute
 from tabserve.service.api.records import install_record_routes
 from tabserve.service.api.schemas import error_responses
+from tabserve.service.auth.key_store import Key
+from tabserve.service.auth.scopes import Scope
 from tabserve.service.core.errors import FeatureDisabledError
 from tabserve.service.core.registry import ModelVersion
 
 
 async def require_admin(
-    state: StateDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    """409 with no admin token configured; 401 without a bearer token, 403 with the wrong one."""
+    """409 with no admin token configured; 401 without a bearer token, 403 with the wrong one.
+
+    With access control on, the access middleware has already required a key with
+    the `admin` scope (`api/access.py`), and the admin token is one such key.
+    """
+    key: Key | None = request.scope.get("state", {}).get(ACCESS_KEY)
+    if key is not None and Scope.ADMIN in key.scopes:
+        return
     token = state.settings.admin_token
     if token is None:
         raise FeatureDisabledError(

@@ -160,7 +160,10 @@ class RequestContextMiddleware:
                 route = getattr(scope.get("route"), "path", None) or "<unmatched>"
                 model = scope["state"].get("model", "-")
                 seconds = time.perf_counter() - started
-                self.access.record("WS", scope["path"], route, status, seconds, model, request_id)
+                principal = scope["state"].get("principal")  # api/access.py, when on
+                self.access.record(
+                    "WS", scope["path"], route, status, seconds, model, request_id, principal
+                )
 
     def _record(
         self, scope: Scope, status: int, seconds: float, request_id: str, *, timed: bool = True
@@ -182,7 +185,10 @@ class RequestContextMiddleware:
             return
         if self.access.enabled:
             model = scope.get("path_params", {}).get("model") or scope["state"].get("model", "-")
-            self.access.record(method, scope["path"], route, status, seconds, model, request_id)
+            principal = scope["state"].get("principal")  # api/access.py, when on
+            self.access.record(
+                method, scope["path"], route, status, seconds, model, request_id, principal
+            )
 
 
 def _security_headers(scope: Scope) -> Headers:

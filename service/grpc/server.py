@@ -25,8 +25,10 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from tabserve.service.auth.key_store import KeyStore
 from tabserve.service.core.dataplane import DataPlane
 from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
+from tabserve.service.grpc.access import KeyInterceptor
 from tabserve.service.grpc.health import INFERENCE_SERVICE, ReadinessHealth
 from tabserve.service.grpc.metrics import GrpcMetrics
 from tabserve.service.grpc.repository import RepositoryRpcs
@@ -155,14 +157,25 @@ def grpc_server(
     repository: RepositoryRpcs,
     reuse_port: bool,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    keys: KeyStore | None = None,
 ) -> GrpcServer:
-    """The component, its servicers built over `dataplane`."""
+    """The component, its servicers built over `dataplane`; with `keys`, every call but
+    health, reflection and the liveness/readiness RPCs needs a key (`access.py`)."""
     servicer = InferenceServicer(
         dataplane, metrics, dataplane.metrics, limits, draining, repository
     )
     health = ReadinessHealth(dataplane.registry, draining)
+    # The first is outermost: tracing (when on) sees the calls access control refuses.
+    access = [KeyInterceptor(keys)] if keys is not None else []
     return GrpcServer(
-        settings, host, grace_seconds, servicer, health, draining, reuse_port, interceptors
+        settings,
+        host,
+        grace_seconds,
+        servicer,
+        health,
+        draining,
+        reuse_port,
+        [*interceptors, *access],
     )
 
 

@@ -79,7 +79,7 @@ def test_every_alert_is_tested_firing_and_quiet(alert: str) -> None:
 
 def test_every_alert_has_severity_summary_and_description() -> None:
     alerts = alert_rules()
-    assert len(alerts) == len({rule["alert"] for rule in alerts}) == 11
+    assert len(alerts) == len({rule["alert"] for rule in alerts}) == 12
     for rule in alerts:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert set(rule["annotations"]) == {"summary", "description"}, rule["alert"]
