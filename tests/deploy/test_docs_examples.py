@@ -162,7 +162,11 @@ def port(clone: Path) -> Iterator[int]:
     process = subprocess.Popen(
         [".venv/bin/tabserve", "serve", "--models-dir", "models", "--port", str(chosen)],
         cwd=clone,
-        env=_environment(TABSERVE_PREDLOG_MODE="all", TABSERVE_LOG_LEVEL="warning"),
+        # gRPC off, as the README's not-run markers say: its default port (8081) may be
+        # another server's on a shared machine, and no example here needs it.
+        env=_environment(
+            TABSERVE_PREDLOG_MODE="all", TABSERVE_LOG_LEVEL="warning", TABSERVE_GRPC_PORT="0"
+        ),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
