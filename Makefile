@@ -53,7 +53,7 @@ pytest: install-dev
 
 test: lint typecheck pytest  ## everything CI runs
 
-bench: install-dev  ## throughput vs the seed-style baseline, drift's cost, stream vs HTTP rows/s, gRPC vs HTTP (and gRPC on vs off), the prediction log's, rollouts' and tracing's cost, boosters' and exported pipelines' engines, import time
+bench: install-dev  ## throughput vs the seed-style baseline, drift's cost, stream vs HTTP rows/s, gRPC vs HTTP (and gRPC on vs off), the prediction log's, rollouts', tracing's and access control's cost, boosters' and exported pipelines' engines, import time
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		echo "wrk not installable: using the slower Python load generator"
 	$(BIN)/python -m bench
@@ -63,6 +63,7 @@ bench: install-dev  ## throughput vs the seed-style baseline, drift's cost, stre
 	$(BIN)/python -m bench.predlog --seconds 5 --rounds 2
 	$(BIN)/python -m bench.rollout --rounds 3
 	$(BIN)/python -m bench.tracing --rounds 3
+	$(BIN)/python -m bench.auth --rounds 3
 	$(BIN)/python -m bench.engines --only XGB --only LGBM --only CatBoost
 	$(BIN)/python -m bench.frame_pipelines
 	$(BIN)/python -m bench.import_time --runs 3
