@@ -15,7 +15,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,34 +38,32 @@ def request_of(scenario: str) -> tuple[str, bytes]:
     return f"/v2/models/{scenario}/infer", orjson.dumps({"inputs": [tensor]})
 
 
-async def measure(
-    models: Path,
-    scenario: str,
-    per_client: int,
-    make_app: Callable[[Path], ASGIApp] | None = None,
-) -> float:
-    """CPU µs per request, after a warm-up; `make_app(models)` builds the app (default:
-    `create_app` with default settings)."""
-    app = make_app(models) if make_app is not None else create_app(Settings(models_dir=models))
-    path, body = request_of(scenario)
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+def scope_for(path: str, method: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """An HTTP scope as uvicorn builds it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": list(headers),
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+
+
+def requester(
+    app: ASGIApp, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+) -> Callable[[], Awaitable[None]]:
+    """One request of `body` to `path` through `app`, as a client that never leaves;
+    raises unless answered 200."""
 
     async def one() -> None:
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": list(headers),
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-            "state": {},
-        }
         given = False
         status = 0
 
@@ -82,9 +80,26 @@ async def measure(
             if message["type"] == "http.response.start":
                 status = message["status"]
 
-        await app(scope, receive, send)
+        await app(scope_for(path, "POST", headers), receive, send)
         if status != 200:
             raise RuntimeError(f"{path} answered {status}")
+
+    return one
+
+
+async def measure(
+    models: Path,
+    scenario: str,
+    per_client: int,
+    make_app: Callable[[Path], ASGIApp] | None = None,
+) -> float:
+    """CPU µs per request, after a warm-up; `make_app(models)` builds the app (default:
+    `create_app` with default settings)."""
+    app = make_app(models) if make_app is not None else create_app(Settings(models_dir=models))
+    path, body = request_of(scenario)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+
+    one = requester(app, path, headers, body)
 
     async def client(count: int) -> None:
         for _ in range(count):

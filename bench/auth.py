@@ -26,11 +26,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bench.asgi_cost import requester, scope_for
 from bench.models import ensure_models, sample_rows
 from tabserve.service.api.access import AccessControl
 from tabserve.service.api.access_policy import AccessPolicy
@@ -44,25 +44,6 @@ from tabserve.service.settings import Settings
 
 CLIENTS = 64
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def scope_for(path: str, method: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """An HTTP scope as uvicorn builds it."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": list(headers),
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-    }
 
 
 async def _nothing(scope: Scope, receive: Receive, send: Send) -> None:
@@ -111,40 +92,13 @@ async def app_cost(models: Path, keys_file: Path | None, key: str, per_client: i
         (b"content-length", b"%d" % len(body)),
         (b"authorization", f"Bearer {key}".encode()),
     ]
-    one = _requester(app, "/v2/models/forest/infer", headers, body)
+    one = requester(app, "/v2/models/forest/infer", headers, body)
     async with _lifespan(app):
         await asyncio.gather(*(_repeat(one, 20) for _ in range(CLIENTS)))
         cpu = time.process_time()
         await asyncio.gather(*(_repeat(one, per_client) for _ in range(CLIENTS)))
         cpu = time.process_time() - cpu
     return cpu * 1e6 / (CLIENTS * per_client)
-
-
-def _requester(
-    app: ASGIApp, path: str, headers: list[tuple[bytes, bytes]], body: bytes
-) -> Callable[[], Awaitable[None]]:
-    async def one() -> None:
-        given = False
-        status = 0
-
-        async def receive() -> Message:
-            nonlocal given
-            if not given:
-                given = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()  # the client never leaves
-            raise AssertionError("unreachable")
-
-        async def send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await app(scope_for(path, "POST", headers), receive, send)
-        if status != 200:
-            raise RuntimeError(f"{path} answered {status}")
-
-    return one
 
 
 async def _repeat(one: Callable[[], Awaitable[None]], count: int) -> None:

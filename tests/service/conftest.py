@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from tabserve.artifact.manifest import Manifest
 from tabserve.service.app import create_app
+from tabserve.service.core.inference import InferencePool
 from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.settings import Settings
 from tests.service.support import serve_with
@@ -185,3 +186,12 @@ def hold(client: TestClient) -> Iterator[Callable[[str], HeldRuntime]]:
     yield _hold
     for runtime in held:
         runtime.release.set()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[InferencePool]:
+    """A started inference pool of two threads, closed after the test (async tests)."""
+    running = InferencePool(2)
+    running.start()
+    yield running
+    running.close()

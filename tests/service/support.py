@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy.typing as npt
 from fastapi.testclient import TestClient
 
 from tabserve.service.core.registry import ModelVersion
-from tabserve.service.core.runtime import Runtime
+from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.state import AppState
 
 R = TypeVar("R", bound=Runtime)
@@ -30,6 +31,26 @@ def serve_with(
     served = state.dataplane.serve(old.path, old.manifest, old.schema, runtime, old.batch_rows)
     state.registry.add(ModelVersion.of(served, entry.load_seconds or 0.0))
     return runtime
+
+
+class FailingRuntime:
+    """A runtime whose every prediction raises `error`: a bug in the model, not the
+    client's fault (`serve_with(state, name, FailingRuntime)`)."""
+
+    error: Exception = ZeroDivisionError("the model divided by zero")
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner = inner
+        self.engine = inner.engine
+
+    def load(self) -> Any:
+        return self.inner.load()
+
+    def predict(self, features: npt.NDArray[Any]) -> Prediction:
+        raise self.error
+
+    def unload(self) -> None:
+        self.inner.unload()
 
 
 def queue_behind_held_call(

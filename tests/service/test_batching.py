@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -42,14 +41,6 @@ class RecordingModel:
             raise ValueError("model exploded")
         first = features[:, 0].astype(float)
         return Prediction(first.copy(), np.stack([first, 1 - first], axis=1))
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[InferencePool]:
-    running = InferencePool(2)
-    running.start()
-    yield running
-    running.close()
 
 
 def rows(*values: float) -> npt.NDArray[np.float64]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -20,14 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[InferencePool]:
-    running = InferencePool(2)
-    running.start()
-    yield running
-    running.close()
 
 
 async def test_coalesced_requests_get_their_own_rows_and_their_shared_call(

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tabserve.service.core.inference import InferencePool
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[InferencePool]:
-    running = InferencePool(2)
-    running.start()
-    yield running
-    running.close()
 
 
 async def test_a_call_runs_on_a_pool_thread_and_returns_its_result(pool: InferencePool) -> None:

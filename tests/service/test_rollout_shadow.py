@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 
 from tabserve.service.app import create_app
-from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.settings import Settings
 from tabserve.training.datasets import load_bundled
 from tests.service.conftest import HeldRuntime
@@ -27,7 +25,7 @@ from tests.service.rollout_support import (
     state_of,
     value,
 )
-from tests.service.support import serve_with
+from tests.service.support import FailingRuntime, serve_with
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +134,6 @@ def test_a_full_shadow_queue_drops_and_counts_and_the_champion_answers(
             value(admin, "tabserve_rollout_shadow_requests_total", outcome="compared", **labels)
             == 2
         )
-
-
-class FailingRuntime:
-    """A runtime whose predictions all fail."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-
-    def load(self) -> Any:
-        return self.inner.load()
-
-    def predict(self, features: npt.NDArray[Any]) -> Prediction:
-        raise RuntimeError("the challenger broke")
-
-    def unload(self) -> None:
-        self.inner.unload()
 
 
 def test_challenger_failures_are_counted_and_never_reach_the_client(admin: TestClient) -> None:

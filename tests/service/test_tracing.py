@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,12 +23,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tabserve.service.app import create_app
 from tabserve.service.core.batching import Batcher, TimedBatcher
-from tabserve.service.core.runtime import Prediction, Runtime
 from tabserve.service.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tabserve.service.settings import Settings
 from tests.service.conftest import HeldRuntime, free_port
-from tests.service.support import queue_behind_held_call, serve_with
+from tests.service.support import FailingRuntime, queue_behind_held_call, serve_with
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
@@ -155,23 +153,6 @@ def test_a_record_predict_is_named_by_its_route(
     assert set(children(exporter, span)) == {"tabserve.queue", "tabserve.predict"}
 
 
-class BrokenRuntime:
-    """A runtime whose every prediction fails: a bug in the model, not the client's fault."""
-
-    def __init__(self, inner: Runtime) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-
-    def load(self) -> Any:
-        return self.inner.load()
-
-    def predict(self, features: npt.NDArray[Any]) -> Prediction:
-        raise ZeroDivisionError("the model divided by zero")
-
-    def unload(self) -> None:
-        self.inner.unload()
-
-
 @pytest.mark.parametrize("fast_path", [True, False], ids=["lane", "documented-route"])
 def test_a_server_error_is_an_error_with_its_exception_and_a_client_error_is_not(
     settings: Settings, exporter: InMemorySpanExporter, fast_path: bool
@@ -179,7 +160,7 @@ def test_a_server_error_is_an_error_with_its_exception_and_a_client_error_is_not
     with serving(settings.model_copy(update={"fast_path": fast_path}), exporter) as client:
         bad = {"inputs": [{**INFER["inputs"][0], "data": [1, 2, 3]}]}
         assert client.post("/v2/models/iris/infer", json=bad).status_code == 400
-        serve_with(client.app.state.tabserve, "iris", BrokenRuntime)  # type: ignore[attr-defined]
+        serve_with(client.app.state.tabserve, "iris", FailingRuntime)  # type: ignore[attr-defined]
         assert client.post("/v2/models/iris/infer", json=INFER).status_code == 500
     client_error, server_error = sorted(server_spans(exporter), key=lambda s: s.start_time or 0)
     assert dict(client_error.attributes or {})["http.response.status_code"] == 400
@@ -284,7 +265,7 @@ def test_a_grpc_call_is_a_server_span_in_the_callers_trace(
         with pytest.raises(grpc.RpcError) as missing:
             stub.ModelInfer(_infer_request("nope"))
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-        serve_with(client.app.state.tabserve, "iris", BrokenRuntime)  # type: ignore[attr-defined]
+        serve_with(client.app.state.tabserve, "iris", FailingRuntime)  # type: ignore[attr-defined]
         with pytest.raises(grpc.RpcError) as broken:
             stub.ModelInfer(_infer_request("iris"))
         assert broken.value.code() is grpc.StatusCode.INTERNAL
