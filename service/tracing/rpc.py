@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from tabserve.service.core.digits import parse_digits
 from tabserve.service.tracing.calls import CALL_SPAN
 from tabserve.service.tracing.propagation import from_metadata
 
@@ -105,6 +106,7 @@ def _peer(peer: str) -> tuple[str, int] | None:
     """`ipv4:127.0.0.1:5555` or `ipv6:[::1]:5555` as (address, port); None for others."""
     kind, _, rest = peer.partition(":")
     address, _, port = rest.rpartition(":")
-    if kind not in ("ipv4", "ipv6") or not port.isdigit():
+    number = parse_digits(port, max_digits=5)
+    if kind not in ("ipv4", "ipv6") or number is None:
         return None
-    return address.strip("[]"), int(port)
+    return address.strip("[]"), number

@@ -26,6 +26,7 @@ from tabserve.service.core.batching import Batcher, TimedBatcher
 from tabserve.service.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from tabserve.service.protocol.pb import grpc_predict_v2_pb2 as pb
 from tabserve.service.settings import Settings
+from tabserve.service.tracing.rpc import _peer
 from tests.service.conftest import HeldRuntime, free_port
 from tests.service.support import FailingRuntime, queue_behind_held_call, serve_with
 
@@ -334,3 +335,20 @@ def test_an_otlp_protocol_other_than_http_is_refused_at_start_naming_it(
     refused = r"OTEL_EXPORTER_OTLP_PROTOCOL='grpc'.*'http/protobuf'"
     with pytest.raises(ValueError, match=refused), TestClient(app):
         pass
+
+
+@pytest.mark.parametrize(
+    ("peer", "expected"),
+    [
+        ("ipv4:127.0.0.1:5555", ("127.0.0.1", 5555)),
+        ("ipv6:[::1]:443", ("::1", 443)),
+        ("ipv4:127.0.0.1:²", None),  # str.isdigit() says yes; int() raises
+        ("ipv4:127.0.0.1:١٢", None),  # Arabic-Indic digits: int() would read 12
+        ("ipv4:127.0.0.1:123456", None),
+        ("unix:/tmp/socket", None),
+    ],
+)
+def test_a_grpc_peer_gives_its_port_only_in_ascii_digits(
+    peer: str, expected: tuple[str, int] | None
+) -> None:
+    assert _peer(peer) == expected
