@@ -19,6 +19,7 @@ import grpc
 from tabserve.service.auth.errors import ForbiddenError, UnauthenticatedError
 from tabserve.service.auth.key_store import KeyStore
 from tabserve.service.auth.scopes import Scope
+from tabserve.service.grpc.metadata import metadata_value
 from tabserve.service.grpc.status import CODE_METADATA
 
 INFERENCE = "/inference.GRPCInferenceService/"
@@ -66,7 +67,7 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if needed is None or handler is None:
             return handler
         try:
-            given = _authorization(handler_call_details.invocation_metadata)
+            given = metadata_value(handler_call_details.invocation_metadata, "authorization")
             self.keys.authorize(given, needed, "grpc")
         except UnauthenticatedError as exc:
             message = f"{exc.message}; send {_EXPECTED}"
@@ -75,14 +76,6 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             message = f"{exc.message}: {handler_call_details.method}"
             return _refusing(handler, grpc.StatusCode.PERMISSION_DENIED, message, exc.code)
         return handler
-
-
-def _authorization(metadata: Any) -> str | None:
-    """The `authorization` call metadata's value, or None."""
-    for name, value in metadata or ():
-        if name == "authorization":
-            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    return None
 
 
 def _refusing(handler: Handler, status: grpc.StatusCode, message: str, code: str) -> Handler:

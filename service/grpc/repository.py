@@ -24,6 +24,7 @@ from tabserve.service.core.errors import (
     Problem,
 )
 from tabserve.service.core.repository import ModelRepository
+from tabserve.service.grpc.metadata import metadata_value
 from tabserve.service.grpc.status import (
     LoadFailedError,
     PermissionDeniedError,
@@ -60,10 +61,8 @@ class RepositoryRpcs:
             raise FeatureDisabledError(
                 "the model repository API", "TABSERVE_ADMIN_TOKEN", "a secret bearer token", None
             )
-        given = next(
-            (v for k, v in context.invocation_metadata() or () if k == AUTHORIZATION), None
-        )
-        if not isinstance(given, str) or not given.startswith("Bearer "):
+        given = metadata_value(context.invocation_metadata(), AUTHORIZATION)
+        if given is None or not given.startswith("Bearer "):
             raise UnauthenticatedError(
                 "repository RPCs need `authorization: Bearer <token>` call metadata"
             )

@@ -26,6 +26,7 @@ from tabserve.service.core.errors import Problem, TooLargeError
 from tabserve.service.core.metrics import ServiceMetrics
 from tabserve.service.core.served import ServedModel
 from tabserve.service.grpc import grpc_predict_v2_pb2_grpc as services
+from tabserve.service.grpc.metadata import metadata_value
 from tabserve.service.grpc.metrics import GrpcMetrics
 from tabserve.service.grpc.repository import RepositoryRpcs
 from tabserve.service.grpc.status import CODE_METADATA, StoppingError, refusal
@@ -298,15 +299,10 @@ def _version(name: str, version: str) -> int | None:
 
 def _sticky_key(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The caller's `x-rollout-key` metadata (as HTTP's `X-Rollout-Key` header), if any."""
-    for key, value in context.invocation_metadata() or ():
-        if key == ROLLOUT_KEY_METADATA and isinstance(value, str):
-            return value
-    return None
+    return metadata_value(context.invocation_metadata(), ROLLOUT_KEY_METADATA)
 
 
 def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The caller's `x-request-id` metadata (as HTTP's header), else a new id."""
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_METADATA and isinstance(value, str) and value:
-            return value[:_MAX_REQUEST_ID]
-    return secrets.token_hex(16)
+    given = metadata_value(context.invocation_metadata(), REQUEST_ID_METADATA)
+    return given[:_MAX_REQUEST_ID] if given else secrets.token_hex(16)
