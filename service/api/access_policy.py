@@ -16,6 +16,7 @@ from re import Pattern
 from starlette.routing import compile_path
 from starlette.types import Scope as AsgiScope
 
+from tabserve.service.api.asgi_io import route_path
 from tabserve.service.auth.scopes import Scope
 
 WEBSOCKET = "WEBSOCKET"
@@ -109,7 +110,7 @@ class AccessPolicy:
     def rule_for(self, scope: AsgiScope) -> Rule:
         """The rule of the route an HTTP request or WebSocket handshake is for."""
         method = scope["method"] if scope["type"] == "http" else WEBSOCKET
-        path = _route_path(scope)
+        path = route_path(scope)
         key = (method, path)
         rule = self._known.get(key)
         if rule is None:
@@ -128,12 +129,3 @@ class AccessPolicy:
                 if partial is None and WEBSOCKET not in rule.methods and method != WEBSOCKET:
                     partial = rule
         return partial or UNLISTED
-
-
-def _route_path(scope: AsgiScope) -> str:
-    """The path the router matches: without the `root_path` a proxy mounts the app under."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path

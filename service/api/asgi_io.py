@@ -61,3 +61,12 @@ def header(scope: Scope, name: bytes) -> str | None:
     """A request header's value (`name` in lower case), or None."""
     value = request_headers(scope).get(name)
     return None if value is None else value.decode("latin-1")
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the `root_path` a proxy mounts the app under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path

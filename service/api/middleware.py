@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tabserve.service.access_log import AccessLog
-from tabserve.service.api.asgi_io import request_headers
+from tabserve.service.api.asgi_io import request_headers, route_path
 from tabserve.service.api.docs import DOCS_PAGES, STATIC_URL
 from tabserve.service.api.errors import error_response
 from tabserve.service.api.exchange import Exchange
@@ -193,10 +193,7 @@ class RequestContextMiddleware:
 
 def _security_headers(scope: Scope) -> Headers:
     """The precomputed headers for this path: API, docs page or docs asset."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    path = route_path(scope)
     if path.startswith(STATIC_URL):
         return ASSET_HEADERS
     return DOCS_HEADERS if path in DOCS_PAGES else API_HEADERS
