@@ -50,7 +50,11 @@ async def send_json(send: Send, payload: bytes) -> None:
 
 def request_headers(scope: Scope) -> dict[bytes, bytes]:
     """The request's headers by lower-case name (the first of a repeated name), built
-    on first use and kept in the scope: one pass for every header anyone reads."""
+    on first use and kept in the scope: one pass for every header anyone reads.
+
+    They are the headers as received: `json_bodies` rewrites `scope["headers"]`'s
+    Content-Type for FastAPI's body parsing after this is built, and nothing reads
+    Content-Type from here."""
     heads: dict[bytes, bytes] | None = scope.get(HEADERS)
     if heads is None:
         heads = scope[HEADERS] = dict(reversed(scope["headers"]))
