@@ -105,9 +105,12 @@ class FeedbackRecorder:
     def _logged(
         self, model: str, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], LoggedPrediction]:
+        # Asked before reading: a write that commits while the read runs and settles
+        # right after it would otherwise leave its rows unseen and unflushed.
+        unsettled = self.writer.pending
         found = self.store.find(model, keys)
         missing = [k for k in keys if k not in found]
-        if missing and self.writer.pending:
+        if missing and unsettled:
             self.writer.flush(FLUSH_TIMEOUT_SECONDS)
             found.update(self.store.find(model, missing))
         return found

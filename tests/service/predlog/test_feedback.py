@@ -370,3 +370,28 @@ def test_quality_since_takes_epoch_seconds_or_iso_8601_and_answers_iso_8601(
     later = (start + timedelta(days=1)).isoformat()
     future = log_client.get("/models/iris/quality", params={"since": later})
     assert future.json()["details"][0]["expected"] == "a time in the last 90 days"
+
+
+def test_rows_whose_write_settles_while_feedback_reads_are_found(
+    log_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write commits just after feedback's first read and settles before it asks the
+    writer: feedback asked first, so it flushes and reads again (seen once in CI on
+    PostgreSQL under load: every item came back `unknown_request`)."""
+    predict(log_client, "iris", [IRIS, IRIS], "settling")
+    log = log_client.app.state.tabserve.predlog  # type: ignore[attr-defined]
+    read = log.store.find
+    first = True
+
+    def find_then_settle(model: str, keys: Any) -> Any:
+        nonlocal first
+        found = read(model, keys)
+        if first:
+            first = False
+            assert log.writer.flush()  # the write lands after the read: it saw nothing
+        return found
+
+    monkeypatch.setattr(log.store, "find", find_then_settle)
+    items = [{"request_id": "settling", "row": r, "truth": "setosa"} for r in range(2)]
+    body = feedback(log_client, "iris", items)
+    assert body["accepted"] == 2, body
